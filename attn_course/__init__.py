@@ -1,0 +1,1 @@
+"""The Quadratic Wall — companion package of the attention course."""
