@@ -1,0 +1,150 @@
+"""Notebook 01: the memory measurements agree with the byte formulas, and grow as n².
+
+Tolerances, stated once:
+
+* allocator peak (torch.profiler): within 0.5 % of ``naive_attention_peak_bytes`` for
+  float32/float64/float16. The formula ignores only the row max and sum vectors
+  (n·4 bytes each in float32), so it should be this close. bfloat16 may add up to 512 KiB:
+  on this CPU the bf16 matmul (aten::bmm) allocates a scratch buffer of 140-330 kB
+  that is freed before it returns (measured at n = 512-2048, head_dim 32, 2 heads).
+* resident memory (VmHWM in a fresh process): at least the formula, at most
+  formula · 1.05 + 2 MiB. Measured on the course's 2-core machine, float32, head_dim 64:
+  n = 1024: 9.59 MB vs 8.65 MB; 2048: 35.4 vs 34.1 MB; 4096: 137.6 vs 135.3 MB
+  (library workspaces and page granularity add about 1-2.5 MB).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from attn_course.memory import (
+    format_table,
+    loglog_slope,
+    measure_naive_attention,
+    measure_naive_attention_rss,
+    measure_peak_bytes,
+    peak_rss_supported,
+    random_qkv,
+    tensor_bytes,
+    time_call,
+)
+from attn_course.scores import naive_attention, naive_attention_peak_bytes
+
+pytestmark = pytest.mark.nb01
+
+MIB = 2**20
+
+
+# --- tensor bytes -----------------------------------------------------------------------------
+
+
+def test_tensor_bytes_counts_storage_once():
+    x = torch.zeros(100, 10)  # 1000 float32 = 4000 B
+    assert tensor_bytes(x) == 4000
+    assert tensor_bytes(x, x[:10], x.T) == 4000  # views share x's storage
+    assert tensor_bytes(x, torch.zeros(5, dtype=torch.float16)) == 4010  # + 5·2
+    with pytest.raises(ValueError, match="tensors"):
+        tensor_bytes([1, 2])
+
+
+# --- the allocator peak -----------------------------------------------------------------------
+
+
+def _two_temporaries():
+    a = torch.ones(1000)  # 4000 B
+    b = torch.ones(2000)  # + 8000 B: 12000 B alive at once
+    del a, b
+    return torch.ones(500)  # 2000 B, after both were freed
+
+
+def test_measure_peak_bytes_sees_temporaries():
+    assert measure_peak_bytes(_two_temporaries) == 12_000
+
+
+def test_measure_peak_bytes_ignores_memory_allocated_before_the_call():
+    before = torch.ones(10_000)  # 40 kB that exist already
+    assert measure_peak_bytes(lambda: before.neg()) == 40_000  # only the new result
+
+
+@pytest.mark.parametrize("n", [1024, 2048])
+@pytest.mark.parametrize("causal", [False, True])
+def test_allocator_peak_matches_formula(n, causal):
+    q, k, v = random_qkv(n, 64, "float32")
+    measured = measure_peak_bytes(naive_attention, q, k, v, causal=causal)
+    formula = naive_attention_peak_bytes(n, 64, "float32")  # 8,650,752 B at n = 1024
+    assert formula <= measured <= formula * 1.005
+
+
+@pytest.mark.parametrize(
+    "dtype, workspace", [("float64", 0), ("float16", 0), ("bfloat16", 512 * 1024)]
+)
+def test_allocator_peak_matches_formula_other_dtypes(dtype, workspace):
+    q, k, v = random_qkv(512, 32, dtype, heads=2)
+    measured = measure_peak_bytes(naive_attention, q, k, v)
+    formula = naive_attention_peak_bytes(512, 32, dtype, heads=2)
+    assert formula <= measured <= formula * 1.005 + workspace
+
+
+def test_allocator_peak_grows_four_times_when_n_doubles():
+    peaks = [measure_peak_bytes(naive_attention, *random_qkv(n, 64)) for n in (1024, 2048)]
+    # (2·2048²·4 + 2048·256) / (2·1024²·4 + 1024·256) = 34,078,720 / 8,650,752 = 3.94:
+    # 4× for S and P, 2× for the small output.
+    assert 3.85 < peaks[1] / peaks[0] < 4.0
+
+
+# --- resident memory ------------------------------------------------------------------------
+
+
+needs_proc = pytest.mark.skipif(not peak_rss_supported(), reason="needs Linux /proc clear_refs")
+
+
+@needs_proc
+def test_rss_peak_matches_formula_and_grows_quadratically():
+    sizes = (1024, 2048, 4096)
+    measured = [measure_naive_attention_rss(n) for n in sizes]
+    for n, rss in zip(sizes, measured, strict=True):
+        formula = naive_attention_peak_bytes(n, 64, "float32")
+        assert formula <= rss <= formula * 1.05 + 2 * MIB, (n, rss, formula)
+    # Constant overheads make the small ratio less than 4; the big one is within 3 %.
+    assert 3.5 < measured[1] / measured[0] < 4.1
+    assert 3.8 < measured[2] / measured[1] < 4.1
+
+
+# --- the table and its helpers ---------------------------------------------------------------
+
+
+def test_measure_naive_attention_rows_agree_with_formulas():
+    rows = measure_naive_attention([64, 128], head_dim=16, rss=False, repeats=1)
+    assert [row.n for row in rows] == [64, 128]
+    for row in rows:
+        # float32, one head: S is n²·4 B (64² · 4 = 16,384 B); S and P measured the same.
+        assert row.formula_score_bytes == row.score_bytes == row.probs_bytes == row.n**2 * 4
+        assert row.formula_peak_bytes <= row.peak_bytes <= row.formula_peak_bytes * 1.01
+        assert row.rss_peak_bytes is None and row.seconds > 0
+    table = format_table(rows)
+    assert "peak alloc" in table and "n/a" in table and len(table.splitlines()) == 5
+    with pytest.raises(ValueError, match="ns"):
+        measure_naive_attention([])
+
+
+def test_loglog_slope():
+    assert loglog_slope([1, 2, 4], [1, 4, 16]) == pytest.approx(2.0)  # y = x²
+    assert loglog_slope([10, 100], [3, 30]) == pytest.approx(1.0)  # y = 0.3 x
+    with pytest.raises(ValueError, match="> 0"):
+        loglog_slope([0, 1], [1, 2])
+
+
+def test_time_call_returns_the_fastest_run():
+    calls = []
+    assert time_call(lambda: calls.append(1), repeats=3, min_total_s=0) >= 0
+    assert len(calls) == 3
+    durations = iter([0.03, 0.01, 0.02])  # sleeps of 30, 10, 20 ms: the fastest is ~10 ms
+    assert time_call(lambda: time.sleep(next(durations)), repeats=3, min_total_s=0) < 0.02
+    calls.clear()
+    time_call(lambda: calls.append(1), repeats=1, min_total_s=0.01)  # keeps going for 10 ms
+    assert len(calls) > 1
+    with pytest.raises(ValueError, match="repeats"):
+        time_call(lambda: None, repeats=0)
