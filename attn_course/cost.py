@@ -1,0 +1,993 @@
+"""Cost arithmetic for attention: bytes, FLOPs and seconds, with the units spelled out.
+
+Conventions (every function below follows them):
+
+* **bytes** are plain bytes. When we print them, ``format_bytes`` says whether the unit
+  is decimal (1 GB = 10**9 B) or binary (1 GiB = 2**30 B).
+* **FLOPs** count floating-point operations, and one multiply-add is 2 FLOPs. Multiplying
+  an (m x k) matrix by a (k x p) one is m*p dot products of length k: ``2 * m * k * p``
+  FLOPs. (Some texts count multiply-adds, "MACs", which is half this number.)
+* **seconds** for time, **bytes/s** for bandwidth, **FLOP/s** for throughput.
+* ``n`` is the sequence length in tokens, ``d_model`` the model width, ``heads`` the number
+  of query heads (``head_dim = d_model // heads``), ``kv_heads`` the number of key/value
+  heads (``heads`` for multi-head attention, 1 for multi-query, in between for
+  grouped-query attention), ``layers`` the number of Transformer blocks, ``batch`` the
+  number of sequences processed together.
+* Dtypes are given by name (``"float32"``, ``"bf16"``, ``"int4"`` ...; see ``DTYPE_BYTES``).
+
+Three functions measure instead of computing, so that the formulas can be checked on
+the machine at hand (PyTorch on the CPU, imported only when they are called):
+:func:`measure_saved_score_bytes` counts the n x n bytes autograd really saves for a naive
+attention (compare :func:`saved_for_backward_bytes`); :func:`measure_copy_bandwidth` and
+:func:`measure_score_pass_s` time memory traffic (compare :func:`transfer_time_s`).
+
+Bad input (zero or negative sizes, a float where a count is needed, an unknown dtype,
+heads that do not divide d_model ...) raises ``ValueError`` naming the parameter and
+the values it accepts. No function here returns NaN or silently rounds.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+from attn_course.presets import Hardware, ModelShape, get_hardware, get_model
+
+__all__ = [
+    "DTYPE_BYTES",
+    "LayerFlops",
+    "RooflineEstimate",
+    "attention_ffn_crossover_n",
+    "attention_ffn_ratio",
+    "attention_matmul_flops",
+    "bytes_per_element",
+    "canonical_dtype",
+    "compute_time_s",
+    "decode_attention_flops",
+    "decode_step_cost",
+    "decode_step_flops",
+    "decode_total_flops",
+    "ffn_flops",
+    "format_bytes",
+    "format_flops",
+    "format_seconds",
+    "head_dim",
+    "kv_cache_bytes",
+    "kv_cache_bytes_per_token",
+    "latent_kv_cache_bytes",
+    "layer_flops",
+    "matmul_flops",
+    "matmul_parameter_count",
+    "max_kv_context",
+    "max_n_for_memory",
+    "measure_copy_bandwidth",
+    "measure_saved_score_bytes",
+    "measure_score_pass_s",
+    "model_kv_cache_bytes",
+    "naive_attention_traffic_bytes",
+    "parameter_count",
+    "peak_flops_per_s",
+    "position_encoding_flops",
+    "prefill_flops",
+    "projection_flops",
+    "roofline_time_s",
+    "saved_for_backward_bytes",
+    "score_count",
+    "score_matrix_bytes",
+    "forward_peak_score_bytes",
+    "time_to_first_token",
+    "transfer_time_s",
+    "weight_bytes",
+]
+
+# --- dtypes ---------------------------------------------------------------------------
+
+#: Bytes per element of each dtype we know. int4 packs two values per byte.
+#: "tf32" is a matmul mode of float32 tensors, so it is stored in 4 bytes.
+DTYPE_BYTES: dict[str, float] = {
+    "float64": 8,
+    "float32": 4,
+    "tf32": 4,
+    "float16": 2,
+    "bfloat16": 2,
+    "float8": 1,
+    "int8": 1,
+    "int4": 0.5,
+    "bool": 1,
+}
+
+_DTYPE_ALIASES = {
+    "fp64": "float64",
+    "double": "float64",
+    "fp32": "float32",
+    "float": "float32",
+    "fp16": "float16",
+    "half": "float16",
+    "bf16": "bfloat16",
+    "fp8": "float8",
+    "float8_e4m3fn": "float8",
+    "float8_e5m2": "float8",
+    "e4m3": "float8",
+    "e5m2": "float8",
+}
+
+
+def canonical_dtype(dtype: Any) -> str:
+    """Canonical name of ``dtype``: ``"fp16"`` -> ``"float16"``; ``torch.bfloat16`` works too."""
+    name = str(dtype).strip().lower().removeprefix("torch.")
+    name = _DTYPE_ALIASES.get(name, name)
+    if name not in DTYPE_BYTES:
+        known = sorted(DTYPE_BYTES) + sorted(_DTYPE_ALIASES)
+        raise ValueError(f"dtype must be one of {known}, got {dtype!r}")
+    return name
+
+
+def bytes_per_element(dtype: Any) -> float:
+    """Bytes one element of ``dtype`` occupies: float32 -> 4, bfloat16 -> 2, int4 -> 0.5."""
+    return DTYPE_BYTES[canonical_dtype(dtype)]
+
+
+# --- input checks ---------------------------------------------------------------------
+
+
+def _count(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int, or a ValueError saying ``name`` must be an integer >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _positive(name: str, value: Any) -> float:
+    """``value`` as a float, or a ValueError saying ``name`` must be a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return value
+
+
+def _non_negative(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def _fraction(name: str, value: Any) -> float:
+    """A utilisation: a number in (0, 1]."""
+    value = _positive(name, value)
+    if value > 1:
+        raise ValueError(f"{name} must be in (0, 1] (a fraction of peak), got {value!r}")
+    return value
+
+
+def _whole(value: float) -> float:
+    """Return ints for whole numbers so byte counts print as 4096, not 4096.0."""
+    return int(value) if float(value).is_integer() else value
+
+
+def head_dim(d_model: int, heads: int) -> int:
+    """Channels per head, ``d_model / heads``; heads must divide d_model."""
+    d_model, heads = _count("d_model", d_model), _count("heads", heads)
+    if d_model % heads:
+        raise ValueError(
+            f"heads must divide d_model, got d_model={d_model}, heads={heads} "
+            f"(d_model % heads = {d_model % heads})"
+        )
+    return d_model // heads
+
+
+def _kv_heads(heads: int, kv_heads: int | None) -> int:
+    """kv_heads, defaulting to heads (multi-head attention); it must divide heads."""
+    heads = _count("heads", heads)
+    if kv_heads is None:
+        return heads
+    kv_heads = _count("kv_heads", kv_heads)
+    if kv_heads > heads or heads % kv_heads:
+        raise ValueError(
+            f"kv_heads must divide heads (1 <= kv_heads <= heads), got heads={heads}, "
+            f"kv_heads={kv_heads}"
+        )
+    return kv_heads
+
+
+# --- formatting -----------------------------------------------------------------------
+
+_DECIMAL = ["B", "kB", "MB", "GB", "TB", "PB", "EB"]
+_BINARY = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+
+
+def format_bytes(n_bytes: float, *, binary: bool = False, digits: int = 3) -> str:
+    """``2147483648`` -> ``"2.15 GB"`` (decimal) or ``"2 GiB"`` (``binary=True``)."""
+    value = _non_negative("n_bytes", n_bytes)
+    base, units = (1024, _BINARY) if binary else (1000, _DECIMAL)
+    unit = 0
+    while value >= base and unit < len(units) - 1:
+        value /= base
+        unit += 1
+    return f"{value:.{digits}g} {units[unit]}"
+
+
+def format_flops(flops: float, *, digits: int = 3) -> str:
+    """``1.37e16`` -> ``"13.7 PFLOP"`` (decimal SI prefixes; FLOP = floating-point operation)."""
+    value = _non_negative("flops", flops)
+    prefixes = ["", "k", "M", "G", "T", "P", "E", "Z"]
+    unit = 0
+    while value >= 1000 and unit < len(prefixes) - 1:
+        value /= 1000
+        unit += 1
+    return f"{value:.{digits}g} {prefixes[unit]}FLOP"
+
+
+def format_seconds(seconds: float, *, digits: int = 3) -> str:
+    """``0.0021`` -> ``"2.1 ms"``; ``125`` -> ``"2.08 min"``."""
+    value = _non_negative("seconds", seconds)
+    if value >= 3600:
+        return f"{value / 3600:.{digits}g} h"
+    if value >= 60:
+        return f"{value / 60:.{digits}g} min"
+    for scale, unit in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if value >= scale:
+            return f"{value / scale:.{digits}g} {unit}"
+    return f"{value / 1e-9:.{digits}g} ns"
+
+
+# --- the score matrix: memory ---------------------------------------------------------
+
+
+def score_count(n: int, *, heads: int = 1, layers: int = 1, batch: int = 1) -> int:
+    """Number of attention scores: ``n**2`` per (sequence, head, layer).
+
+    Every one of the n queries is compared with every one of the n keys, so one head of
+    one layer holds an n x n matrix; heads, layers and the batch multiply it.
+    """
+    n = _count("n", n)
+    heads, layers, batch = _count("heads", heads), _count("layers", layers), _count("batch", batch)
+    return n * n * heads * layers * batch
+
+
+def score_matrix_bytes(
+    n: int, dtype: Any = "float16", *, heads: int = 1, layers: int = 1, batch: int = 1
+) -> float:
+    """Bytes of n x n score matrices: ``n**2 * heads * layers * batch * bytes_per_element``.
+
+    With the defaults this is ONE matrix (one head, one layer, one sequence):
+    n = 4096 in float32 is 4096**2 * 4 B = 67,108,864 B = 64 MiB.
+    """
+    count = score_count(n, heads=heads, layers=layers, batch=batch)
+    return _whole(count * bytes_per_element(dtype))
+
+
+def forward_peak_score_bytes(
+    n: int, heads: int, dtype: Any = "float16", *, batch: int = 1
+) -> float:
+    """Peak score memory of ONE layer of naive attention in the forward pass, in bytes.
+
+    ``2 * batch * heads * n**2 * bytes_per_element``.
+
+    Assumption: a naive implementation computes ``S = Q K^T * scale`` and then
+    ``P = softmax(S)``; while softmax runs, its input S and output P are both alive, so
+    two n x n tensors per head exist at once. (Without autograd, S is freed right after.)
+    """
+    return _whole(2 * score_matrix_bytes(n, dtype, heads=heads, batch=batch))
+
+
+def saved_for_backward_bytes(
+    n: int,
+    heads: int,
+    layers: int = 1,
+    dtype: Any = "float16",
+    *,
+    batch: int = 1,
+    dropout: bool = False,
+    dropout_mask_dtype: Any = "bool",
+) -> float:
+    """Bytes of n x n tensors that autograd keeps for the backward pass of naive attention.
+
+    Without dropout: ``layers * batch * heads * n**2 * bytes_per_element`` (one matrix, P).
+    With dropout:    ``layers * batch * heads * n**2 * (2 * bytes_per_element + mask_bytes)``.
+
+    Why. For ``O = softmax(Q K^T * scale) V``, autograd saves what each backward formula
+    needs: the matmul ``Q K^T`` keeps Q and K (n x d each, not counted here); softmax's
+    backward needs only its output P; the matmul ``P V`` keeps P (the same tensor, stored
+    once) and V. The raw scores S are *not* saved. Dropout on P adds its mask (1 byte per
+    element as a bool in PyTorch's fused CUDA kernel; on CPU PyTorch keeps a mask in the
+    input dtype, so pass ``dropout_mask_dtype=dtype`` there) and the dropped-out copy of P,
+    which the ``P V`` matmul now saves instead. A boolean causal mask, if one is built, is
+    shared by all heads and layers (n**2 bytes once) and is not counted.
+    """
+    per_matrix = score_matrix_bytes(n, dtype, heads=heads, layers=layers, batch=batch)
+    if not dropout:
+        return per_matrix
+    mask = score_matrix_bytes(n, dropout_mask_dtype, heads=heads, layers=layers, batch=batch)
+    return _whole(2 * per_matrix + mask)
+
+
+def measure_saved_score_bytes(
+    n: int,
+    heads: int = 1,
+    dtype: Any = "float32",
+    *,
+    batch: int = 1,
+    head_dim: int = 8,
+    dropout: float = 0.0,
+    seed: int = 0,
+) -> int:
+    """MEASURE the bytes of n x n tensors autograd saves for a naive attention forward.
+
+    Runs ``O = dropout(softmax((Q * scale) K^T)) V`` on random CPU tensors of shape
+    (batch, heads, n, head_dim) inside ``torch.autograd.graph.saved_tensors_hooks`` and
+    adds up the storages (each counted once) of every saved tensor whose last two
+    dimensions are (n, n). Compare with :func:`saved_for_backward_bytes`. ``head_dim``
+    must differ from n so that Q, K and V cannot be mistaken for score matrices.
+    """
+    import torch  # imported here: the rest of this module is plain arithmetic
+    from torch.autograd.graph import saved_tensors_hooks
+
+    n, heads, batch = _count("n", n), _count("heads", heads), _count("batch", batch)
+    head_dim = _count("head_dim", head_dim)
+    if head_dim == n:
+        raise ValueError(f"head_dim must differ from n (both are {n})")
+    if isinstance(dropout, bool) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+    name = canonical_dtype(dtype)
+    if name not in ("float64", "float32", "float16", "bfloat16"):
+        raise ValueError(f"dtype must be float64, float32, float16 or bfloat16, got {dtype!r}")
+    torch_dtype = getattr(torch, name)
+
+    generator = torch.Generator().manual_seed(seed)
+    q, k, v = (
+        torch.randn(
+            batch, heads, n, head_dim, generator=generator, dtype=torch_dtype
+        ).requires_grad_()
+        for _ in range(3)
+    )
+    saved: dict[int, int] = {}  # storage address -> bytes, so shared storage counts once
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.dim() >= 2 and tuple(tensor.shape[-2:]) == (n, n):
+            storage = tensor.untyped_storage()
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with saved_tensors_hooks(pack, lambda tensor: tensor):
+        scores = (q * head_dim**-0.5) @ k.transpose(-2, -1)
+        probs = torch.softmax(scores, dim=-1)
+        if dropout:
+            probs = torch.nn.functional.dropout(probs, p=dropout, training=True)
+        out = probs @ v
+    del out
+    return sum(saved.values())
+
+
+def measure_copy_bandwidth(n_bytes: int = 2**28, *, min_run_time_s: float = 0.3) -> float:
+    """MEASURE this machine's memory bandwidth in bytes/s by timing a tensor copy.
+
+    Copies a float32 tensor of ``n_bytes`` into another (each element read once and
+    written once, so ``2 * n_bytes`` cross the memory bus) and returns
+    ``2 * n_bytes / median time``. Use a buffer well above the CPU caches (the default is
+    256 MiB) or you measure the cache instead of the memory.
+    """
+    import torch
+    from torch.utils import benchmark
+
+    elements = _count("n_bytes", n_bytes, minimum=4) // 4
+    source, target = torch.ones(elements), torch.empty(elements)
+    timer = benchmark.Timer("target.copy_(source)", globals={"source": source, "target": target})
+    seconds = timer.blocked_autorange(min_run_time=_positive("min_run_time_s", min_run_time_s))
+    return 2 * elements * 4 / seconds.median
+
+
+def measure_score_pass_s(
+    n: int, *, op: str = "scale", dtype: Any = "float32", min_run_time_s: float = 0.2
+) -> float:
+    """MEASURE the median seconds of one operation over an n x n score matrix on the CPU.
+
+    ``op="scale"`` multiplies S by a constant into a preallocated output: one read and one
+    write of n**2 elements, the pattern :func:`transfer_time_s` of ``2 * bytes`` predicts.
+    ``op="softmax"`` runs ``torch.softmax`` along rows: several passes plus an
+    exponential per element, so it takes a few times longer than one pass.
+    """
+    import torch
+    from torch.utils import benchmark
+
+    n = _count("n", n)
+    name = canonical_dtype(dtype)
+    if name not in ("float64", "float32", "bfloat16", "float16"):
+        raise ValueError(f"dtype must be float64, float32, float16 or bfloat16, got {dtype!r}")
+    scores = torch.randn(n, n, dtype=getattr(torch, name))
+    out = torch.empty_like(scores)
+    statements = {
+        "scale": "torch.mul(scores, 0.125, out=out)",
+        "softmax": "torch.softmax(scores, dim=-1)",
+    }
+    if op not in statements:
+        raise ValueError(f"op must be one of {sorted(statements)}, got {op!r}")
+    timer = benchmark.Timer(statements[op], globals={"torch": torch, "scores": scores, "out": out})
+    return timer.blocked_autorange(min_run_time=_positive("min_run_time_s", min_run_time_s)).median
+
+
+def max_n_for_memory(
+    memory_bytes: float,
+    dtype: Any = "float16",
+    *,
+    heads: int = 1,
+    layers: int = 1,
+    batch: int = 1,
+    copies: int = 1,
+) -> int:
+    """Largest n whose score matrices fit in ``memory_bytes``.
+
+    Solves ``copies * batch * heads * layers * n**2 * bytes_per_element <= memory_bytes``
+    for the largest integer n (0 if not even n = 1 fits). ``copies=1`` counts what backward
+    keeps (P), ``copies=2`` the forward peak of one layer (S and P).
+    """
+    memory_bytes = _positive("memory_bytes", memory_bytes)
+    per_score = score_matrix_bytes(1, dtype, heads=heads, layers=layers, batch=batch)
+    per_score *= _count("copies", copies)
+    return math.isqrt(math.floor(memory_bytes / per_score))
+
+
+def naive_attention_traffic_bytes(
+    n: int, heads: int, layers: int = 1, dtype: Any = "float16", *, batch: int = 1
+) -> float:
+    """Bytes of memory traffic for n x n tensors in a naive (unfused) attention forward.
+
+    ``4 * layers * batch * heads * n**2 * bytes_per_element``: write S, read S (softmax),
+    write P, read P (the ``P V`` matmul). A fused kernel (FlashAttention) keeps these tiles
+    on chip and moves none of it; Q, K, V, O traffic (O(n d)) is not counted.
+    """
+    return _whole(4 * score_matrix_bytes(n, dtype, heads=heads, layers=layers, batch=batch))
+
+
+# --- FLOPs ----------------------------------------------------------------------------
+
+
+def matmul_flops(m: int, k: int, p: int) -> int:
+    """FLOPs of an (m x k) @ (k x p) matmul: ``2 * m * k * p`` (a multiply-add is 2 FLOPs)."""
+    return 2 * _count("m", m) * _count("k", k) * _count("p", p)
+
+
+def attention_matmul_flops(n: int, d_model: int, *, causal: bool = False, batch: int = 1) -> float:
+    """FLOPs of one layer's two attention matmuls, ``Q K^T`` and ``P V``: ``4 * n**2 * d_model``.
+
+    Per head, ``Q K^T`` is (n x head_dim) @ (head_dim x n): ``2 * n**2 * head_dim`` FLOPs,
+    and ``P V`` is (n x n) @ (n x head_dim): the same again. Summed over heads,
+    ``heads * head_dim = d_model``, so the layer costs ``2 * 2 * n**2 * d_model``, whatever
+    the number of heads. With ``causal=True`` a kernel that skips the masked upper triangle
+    does about half: ``2 * n**2 * d_model`` (n(n+1)/2 ~ n**2/2 entries). Multiplied by
+    ``batch``. The softmax itself (a few FLOPs per score) is not counted.
+    """
+    n, d_model, batch = _count("n", n), _count("d_model", d_model), _count("batch", batch)
+    full = 4 * n * n * d_model * batch
+    return _whole(full / 2) if causal else full
+
+
+def projection_flops(
+    n: int, d_model: int, heads: int, kv_heads: int | None = None, *, batch: int = 1
+) -> float:
+    """FLOPs of one layer's Q, K, V and output projections: ``4nd^2 + 4nd^2 * kv_heads/heads``.
+
+    Q and O are (n x d) @ (d x d): ``2 * n * d**2`` each. K and V project to
+    ``kv_heads * head_dim`` channels: ``2 * n * d * kv_heads * head_dim`` each, which is
+    ``2 * n * d**2 * kv_heads / heads``. Multi-head attention (kv_heads = heads) gives
+    ``8 * n * d**2``. Multiplied by ``batch``.
+    """
+    n, batch = _count("n", n), _count("batch", batch)
+    dim = head_dim(d_model, heads)
+    kv = _kv_heads(heads, kv_heads)
+    q_and_o = 2 * matmul_flops(n, d_model, d_model)
+    k_and_v = 2 * matmul_flops(n, d_model, kv * dim)
+    return (q_and_o + k_and_v) * batch
+
+
+def ffn_flops(n: int, d_model: int, d_ff: int, *, gated: bool = False, batch: int = 1) -> float:
+    """FLOPs of one layer's feed-forward network: ``matrices * 2 * n * d_model * d_ff``.
+
+    A classic FFN has 2 matrices (up d -> d_ff, down d_ff -> d): ``4 * n * d * d_ff``.
+    A gated one (SwiGLU in Llama/Mistral) has 3 (gate, up, down): ``6 * n * d * d_ff``.
+    The activation function is not counted. Multiplied by ``batch``.
+    """
+    matrices = 3 if gated else 2
+    return matrices * matmul_flops(n, d_model, d_ff) * _count("batch", batch)
+
+
+@dataclass(frozen=True)
+class LayerFlops:
+    """FLOPs of one Transformer layer at sequence length n, split by part."""
+
+    attention: float  # Q K^T and P V
+    projections: float  # Q, K, V, O
+    ffn: float  # feed-forward network
+
+    @property
+    def total(self) -> float:
+        return self.attention + self.projections + self.ffn
+
+    @property
+    def attention_share(self) -> float:
+        """Fraction of the layer's FLOPs spent in the two attention matmuls."""
+        return self.attention / self.total
+
+
+def layer_flops(
+    model: str | ModelShape, n: int, *, causal: bool = True, batch: int = 1
+) -> LayerFlops:
+    """FLOPs of one layer of ``model`` (a preset name or ModelShape) at length n."""
+    m = get_model(model)
+    return LayerFlops(
+        attention=attention_matmul_flops(n, m.d_model, causal=causal, batch=batch),
+        projections=projection_flops(n, m.d_model, m.heads, m.kv_heads, batch=batch),
+        ffn=ffn_flops(n, m.d_model, m.d_ff, gated=m.gated_ffn, batch=batch),
+    )
+
+
+def _rest_flops_per_token(
+    d_model: int,
+    d_ff: int,
+    gated: bool,
+    include_projections: bool,
+    heads: int | None,
+    kv_heads: int | None,
+) -> float:
+    """FLOPs per token of what attention is compared with: the FFN (+ projections)."""
+    rest = ffn_flops(1, d_model, d_ff, gated=gated)
+    if include_projections:
+        if heads is None:
+            if kv_heads is not None:
+                raise ValueError("kv_heads needs heads: pass both, or neither for MHA")
+            heads = 1  # multi-head attention: kv_heads / heads = 1 whatever heads is
+        rest += projection_flops(1, d_model, heads, kv_heads)
+    return rest
+
+
+def attention_ffn_crossover_n(
+    d_model: int,
+    d_ff: int,
+    *,
+    gated: bool = False,
+    causal: bool = False,
+    include_projections: bool = False,
+    heads: int | None = None,
+    kv_heads: int | None = None,
+) -> float:
+    """Sequence length at which attention's matmuls cost as many FLOPs as the rest.
+
+    Attention (``Q K^T`` and ``P V``) grows like ``c * 4 * n**2 * d`` (c = 1/2 if causal);
+    the FFN grows like ``n * matrices * 2 * d * d_ff``. Setting them equal:
+
+    * against the FFN alone (``include_projections=False``):
+      ``n* = matrices * 2 * d * d_ff / (c * 4 * d) = matrices * d_ff / (2c)``;
+      a classic 2-matrix FFN, non-causal: ``n* = d_ff`` (= 4 d when d_ff = 4 d).
+    * against FFN + Q/K/V/O projections (``include_projections=True``): add
+      ``4 d**2 (1 + kv_heads/heads)`` per token; MHA, 2-matrix FFN, non-causal:
+      ``n* = d_ff + 2 d`` (= 6 d when d_ff = 4 d).
+
+    Returns n* in tokens (a float). Pass ``heads`` and ``kv_heads`` for grouped-query
+    attention; leaving both out means multi-head attention.
+    """
+    rest = _rest_flops_per_token(d_model, d_ff, gated, include_projections, heads, kv_heads)
+    attention_per_n_squared = attention_matmul_flops(1, d_model, causal=causal)
+    return rest / attention_per_n_squared
+
+
+def attention_ffn_ratio(
+    n: int,
+    d_model: int,
+    d_ff: int,
+    *,
+    gated: bool = False,
+    causal: bool = False,
+    include_projections: bool = False,
+    heads: int | None = None,
+    kv_heads: int | None = None,
+) -> float:
+    """Attention-matmul FLOPs divided by FFN (+ projection) FLOPs at length n.
+
+    Equal to ``n / n*`` where n* is :func:`attention_ffn_crossover_n`: attention grows as
+    n**2 and the rest as n, so the ratio grows linearly with n.
+    """
+    attention = attention_matmul_flops(n, d_model, causal=causal)
+    rest = _count("n", n) * _rest_flops_per_token(
+        d_model, d_ff, gated, include_projections, heads, kv_heads
+    )
+    return attention / rest
+
+
+def position_encoding_flops(
+    kind: str, n: int, d_model: int, heads: int, *, causal: bool = False
+) -> float:
+    """Extra FLOPs per layer that a position encoding adds (it never removes any).
+
+    * ``"rope"``: rotate every query and key channel pair: ``(x1, x2) -> (x1 cos - x2 sin,
+      x1 sin + x2 cos)`` is 4 multiplies + 2 adds per pair, 3 FLOPs per channel; for Q and
+      K (multi-head) that is ``2 * 3 * n * d_model = 6 n d``.
+    * ``"alibi"``: add a distance-proportional bias to every score: ``heads * n**2``
+      additions (half with ``causal=True``).
+    """
+    n, d_model, heads = _count("n", n), _count("d_model", d_model), _count("heads", heads)
+    if kind == "rope":
+        return 6 * n * d_model
+    if kind == "alibi":
+        scores = heads * n * n
+        return _whole(scores / 2) if causal else scores
+    raise ValueError(f"kind must be 'rope' or 'alibi', got {kind!r}")
+
+
+# --- the KV cache ---------------------------------------------------------------------
+
+
+def kv_cache_bytes(
+    layers: int,
+    kv_heads: int,
+    head_dim: int,
+    context: int,
+    *,
+    batch: int = 1,
+    dtype: Any = "float16",
+) -> float:
+    """Bytes of a KV cache: ``2 * layers * kv_heads * head_dim * context * batch * bytes``.
+
+    For every layer, every cached token and every key/value head the cache stores one key
+    vector and one value vector (the 2) of ``head_dim`` numbers. Multi-head attention has
+    ``kv_heads = heads`` (so ``kv_heads * head_dim = d_model``), multi-query attention
+    ``kv_heads = 1``, grouped-query attention something in between.
+    """
+    count = (
+        2
+        * _count("layers", layers)
+        * _count("kv_heads", kv_heads)
+        * _count("head_dim", head_dim)
+        * _count("context", context)
+        * _count("batch", batch)
+    )
+    return _whole(count * bytes_per_element(dtype))
+
+
+def kv_cache_bytes_per_token(
+    layers: int, kv_heads: int, head_dim: int, *, dtype: Any = "float16"
+) -> float:
+    """Bytes the KV cache grows by for each new token: ``2 * layers * kv_heads * head_dim * bytes``.
+
+    Constant: the cache grows linearly with context, one fixed-size slice per token.
+    """
+    return kv_cache_bytes(layers, kv_heads, head_dim, 1, dtype=dtype)
+
+
+def max_kv_context(
+    memory_bytes: float,
+    layers: int,
+    kv_heads: int,
+    head_dim: int,
+    *,
+    batch: int = 1,
+    dtype: Any = "float16",
+) -> int:
+    """Longest context whose KV cache fits in ``memory_bytes`` (0 if not even one token fits).
+
+    ``floor(memory_bytes / (batch * kv_cache_bytes_per_token))``.
+    """
+    memory_bytes = _non_negative("memory_bytes", memory_bytes)
+    per_token = kv_cache_bytes_per_token(layers, kv_heads, head_dim, dtype=dtype)
+    return math.floor(memory_bytes / (per_token * _count("batch", batch)))
+
+
+def model_kv_cache_bytes(
+    model: str | ModelShape,
+    context: int,
+    *,
+    batch: int = 1,
+    dtype: Any = "float16",
+    kv_heads: int | None = None,
+) -> float:
+    """KV-cache bytes of a model preset; ``kv_heads`` overrides the preset's (e.g. 1 for MQA)."""
+    m = get_model(model)
+    kv = _kv_heads(m.heads, m.kv_heads if kv_heads is None else kv_heads)
+    return kv_cache_bytes(m.layers, kv, m.head_dim, context, batch=batch, dtype=dtype)
+
+
+def latent_kv_cache_bytes(
+    layers: int, latent_dim: int, context: int, *, batch: int = 1, dtype: Any = "float16"
+) -> float:
+    """Bytes of a multi-head latent attention (MLA) cache.
+
+    ``layers * latent_dim * context * batch * bytes_per_element``.
+
+    MLA (DeepSeek-V2/V3) caches one compressed vector per token per layer, shared by all
+    heads, instead of a key and a value per head; ``latent_dim`` counts every cached
+    channel (for DeepSeek-V3: 512 latent + 64 decoupled RoPE key = 576).
+    """
+    count = (
+        _count("layers", layers)
+        * _count("latent_dim", latent_dim)
+        * _count("context", context)
+        * _count("batch", batch)
+    )
+    return _whole(count * bytes_per_element(dtype))
+
+
+# --- parameters -----------------------------------------------------------------------
+
+
+def parameter_count(model: str | ModelShape, *, include_embeddings: bool = True) -> int:
+    """Number of parameters of a model preset, from its shape alone.
+
+    Per layer: attention ``2 d**2 + 2 d * kv_heads * head_dim`` (W_q, W_o; W_k, W_v),
+    FFN ``matrices * d * d_ff`` (3 if gated), two norms (``d`` each for RMSNorm, ``2 d`` for
+    LayerNorm), and bias vectors if the model has them. Plus a final norm. With
+    ``include_embeddings``: the token embedding ``vocab * d``, a separate output projection
+    ``vocab * d`` unless tied, and a learned position table ``context * d`` if any.
+    Llama-2-7B gives 6,738,415,616, matching its published count exactly.
+    """
+    m = get_model(model)
+    d, kv_width = m.d_model, m.kv_heads * m.head_dim
+    matrices = 3 if m.gated_ffn else 2
+    norm = 2 * d if m.norm == "layernorm" else d
+    per_layer = 2 * d * d + 2 * d * kv_width + matrices * d * m.d_ff + 2 * norm
+    if m.biases:
+        # q, k, v and output projection biases; FFN hidden (and gate) and output biases.
+        per_layer += (d + 2 * kv_width) + d + (matrices - 1) * m.d_ff + d
+    total = m.layers * per_layer + norm
+    if include_embeddings:
+        total += m.vocab * d
+        if not m.tied_embeddings:
+            total += m.vocab * d
+        if m.learned_positions:
+            total += m.context * d
+    return total
+
+
+def matmul_parameter_count(model: str | ModelShape, *, include_lm_head: bool = True) -> int:
+    """Weights that take part in a matmul for every token: the FLOP-relevant parameters.
+
+    ``layers * (2 d**2 + 2 d * kv_heads * head_dim + matrices * d * d_ff)`` plus the output
+    projection ``d * vocab`` (the "LM head", which computes logits). Biases and norms
+    (a handful of FLOPs per token) and the embedding lookup (no FLOPs) are left out.
+    Each of these weights costs 2 FLOPs per token in the forward pass.
+    """
+    m = get_model(model)
+    per_layer = (
+        projection_flops(1, m.d_model, m.heads, m.kv_heads)
+        + ffn_flops(1, m.d_model, m.d_ff, gated=m.gated_ffn)
+    ) // 2
+    head = m.d_model * m.vocab if include_lm_head else 0
+    return int(m.layers * per_layer + head)
+
+
+def weight_bytes(model: str | ModelShape, dtype: Any = "bfloat16") -> float:
+    """Bytes of all of a model's parameters in ``dtype``: ``parameter_count * bytes``."""
+    return _whole(parameter_count(model) * bytes_per_element(dtype))
+
+
+# --- time -----------------------------------------------------------------------------
+
+
+def transfer_time_s(n_bytes: float, bandwidth_bytes_per_s: float) -> float:
+    """Seconds to move ``n_bytes`` at ``bandwidth_bytes_per_s``: ``n_bytes / bandwidth``.
+
+    Moving a tensor "in and out once" means writing it and reading it back: pass
+    ``2 * bytes``. Peak bandwidth gives a lower bound; real kernels reach ~70-90 % of it.
+    """
+    return _non_negative("n_bytes", n_bytes) / _positive(
+        "bandwidth_bytes_per_s", bandwidth_bytes_per_s
+    )
+
+
+def compute_time_s(flops: float, flops_per_s: float, *, utilization: float = 1.0) -> float:
+    """Seconds to execute ``flops`` at ``utilization * flops_per_s``.
+
+    ``utilization`` is the fraction of peak actually achieved (model FLOP utilisation,
+    MFU, for a whole model: large training and prefill runs typically reach 0.3-0.6).
+    """
+    return _non_negative("flops", flops) / (
+        _positive("flops_per_s", flops_per_s) * _fraction("utilization", utilization)
+    )
+
+
+def roofline_time_s(
+    flops: float,
+    n_bytes: float,
+    flops_per_s: float,
+    bandwidth_bytes_per_s: float,
+    *,
+    utilization: float = 1.0,
+) -> float:
+    """Roofline estimate: ``max(compute time, memory time)`` in seconds.
+
+    A kernel that overlaps arithmetic with memory traffic takes as long as the slower of
+    the two; which one is slower says whether it is compute-bound or memory-bound.
+    """
+    return max(
+        compute_time_s(flops, flops_per_s, utilization=utilization),
+        transfer_time_s(n_bytes, bandwidth_bytes_per_s),
+    )
+
+
+def peak_flops_per_s(hardware: str | Hardware, dtype: Any = "bfloat16") -> float:
+    """Dense peak FLOP/s of a hardware preset for matmuls in ``dtype``."""
+    hw = get_hardware(hardware)
+    name = canonical_dtype(dtype)
+    if name not in hw.peak_flops_per_s:
+        raise ValueError(
+            f"dtype {name!r} has no peak FLOP/s on {hw.name}; "
+            f"choose one of {sorted(hw.peak_flops_per_s)}"
+        )
+    return hw.peak_flops_per_s[name]
+
+
+@dataclass(frozen=True)
+class RooflineEstimate:
+    """FLOPs and bytes of a step, and how long each takes on a given device.
+
+    flops:       floating-point operations (FLOPs)
+    bytes_moved: bytes read from / written to device memory
+    compute_s:   flops / (peak FLOP/s * utilisation)
+    memory_s:    bytes_moved / (bandwidth * bandwidth utilisation)
+    """
+
+    flops: float
+    bytes_moved: float
+    compute_s: float
+    memory_s: float
+
+    @property
+    def time_s(self) -> float:
+        """The roofline estimate: the slower of compute and memory."""
+        return max(self.compute_s, self.memory_s)
+
+    @property
+    def bound(self) -> str:
+        """``"compute"`` or ``"memory"``: which side of the roofline sets the time."""
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+    @property
+    def arithmetic_intensity(self) -> float:
+        """FLOPs per byte moved."""
+        return self.flops / self.bytes_moved
+
+
+def _estimate(
+    flops: float,
+    n_bytes: float,
+    hardware: str | Hardware,
+    dtype: Any,
+    mfu: float,
+    bandwidth_utilization: float,
+) -> RooflineEstimate:
+    hw = get_hardware(hardware)
+    bandwidth = hw.bandwidth_bytes_per_s * _fraction("bandwidth_utilization", bandwidth_utilization)
+    return RooflineEstimate(
+        flops=flops,
+        bytes_moved=n_bytes,
+        compute_s=compute_time_s(flops, peak_flops_per_s(hw, dtype), utilization=mfu),
+        memory_s=transfer_time_s(n_bytes, bandwidth),
+    )
+
+
+# --- prefill and decode ---------------------------------------------------------------
+
+
+def prefill_flops(model: str | ModelShape, n: int, *, batch: int = 1, causal: bool = True) -> float:
+    """FLOPs of one forward pass over an n-token prompt: ``~ 2 * P * n + layers * attention``.
+
+    ``2 * P * n`` with P = :func:`matmul_parameter_count` (every weight does one multiply-add
+    per token: projections, FFN and the LM head over all n positions), plus
+    ``layers * attention_matmul_flops(n, d_model, causal)`` (``2 n**2 d`` per layer when
+    causal). Multiplied by ``batch``.
+    """
+    m = get_model(model)
+    n = _count("n", n)
+    per_layer = layer_flops(m, n, causal=causal)
+    total = m.layers * per_layer.total + matmul_flops(n, m.d_model, m.vocab)
+    return total * _count("batch", batch)
+
+
+def decode_attention_flops(context: int, d_model: int) -> float:
+    """FLOPs of one layer's attention for ONE new query against ``context`` cached keys.
+
+    ``q K^T`` is (1 x d) against (context x d): ``2 * context * d``; ``p V`` the same:
+    ``4 * context * d_model`` in total, linear in the context.
+    """
+    return 4 * _count("context", context) * _count("d_model", d_model)
+
+
+def decode_step_flops(
+    model: str | ModelShape, context: int, *, batch: int = 1, kv_cache: bool = True
+) -> float:
+    """FLOPs to produce one new token when ``context`` tokens (the new one included) are visible.
+
+    With a KV cache: ``2 * P + layers * 4 * context * d`` per sequence (weights once for
+    the new token, attention of one query over the cache) — O(d**2 + context * d).
+    Without a cache the model re-runs the whole prefix: a causal forward over ``context``
+    tokens (logits only for the last one), ``~ 2 * P * context + layers * 2 * context**2 * d``.
+    """
+    m = get_model(model)
+    context, batch = _count("context", context), _count("batch", batch)
+    if kv_cache:
+        per_sequence = 2 * matmul_parameter_count(m) + m.layers * decode_attention_flops(
+            context, m.d_model
+        )
+    else:
+        per_sequence = m.layers * layer_flops(m, context, causal=True).total
+        per_sequence += matmul_flops(1, m.d_model, m.vocab)
+    return per_sequence * batch
+
+
+def decode_total_flops(
+    model: str | ModelShape,
+    new_tokens: int,
+    *,
+    prompt_tokens: int = 0,
+    batch: int = 1,
+    kv_cache: bool = True,
+) -> float:
+    """FLOPs to generate ``new_tokens`` tokens after a prompt: the sum of the decode steps.
+
+    Step i (1-based) sees ``prompt_tokens + i`` tokens. With a cache the attention part
+    sums to O(T**2 d); without one to O(T**3 d), plus the weight part (O(T d**2) with a
+    cache, O(T**2 d**2) without).
+    """
+    new_tokens = _count("new_tokens", new_tokens)
+    prompt_tokens = _count("prompt_tokens", prompt_tokens, minimum=0)
+    return sum(
+        decode_step_flops(model, prompt_tokens + i, batch=batch, kv_cache=kv_cache)
+        for i in range(1, new_tokens + 1)
+    )
+
+
+def time_to_first_token(
+    model: str | ModelShape,
+    hardware: str | Hardware,
+    prompt_tokens: int,
+    *,
+    batch: int = 1,
+    dtype: Any = "bfloat16",
+    kv_dtype: Any = None,
+    mfu: float = 1.0,
+    bandwidth_utilization: float = 1.0,
+) -> RooflineEstimate:
+    """Roofline estimate of the prefill (time to first token) on one device.
+
+    FLOPs: :func:`prefill_flops` (causal). Bytes: the weights read once plus the KV cache
+    written once; the attention is assumed fused (FlashAttention-style), so n x n scores
+    never travel to memory. ``mfu`` is the fraction of peak FLOP/s achieved: the default
+    1.0 gives a lower bound on the time; 0.4-0.6 is a realistic range. Ignores whether the
+    model and cache fit in memory (check with :func:`weight_bytes` and
+    :func:`model_kv_cache_bytes`).
+    """
+    m = get_model(model)
+    flops = prefill_flops(m, prompt_tokens, batch=batch, causal=True)
+    cache = model_kv_cache_bytes(m, prompt_tokens, batch=batch, dtype=kv_dtype or dtype)
+    n_bytes = weight_bytes(m, dtype) + cache
+    return _estimate(flops, n_bytes, hardware, dtype, mfu, bandwidth_utilization)
+
+
+def decode_step_cost(
+    model: str | ModelShape,
+    hardware: str | Hardware,
+    context: int,
+    *,
+    batch: int = 1,
+    dtype: Any = "bfloat16",
+    kv_dtype: Any = None,
+    mfu: float = 1.0,
+    bandwidth_utilization: float = 1.0,
+) -> RooflineEstimate:
+    """Roofline estimate of one decode step (one new token per sequence) with a KV cache.
+
+    FLOPs: :func:`decode_step_flops`. Bytes read: every matmul weight once per step (shared
+    by the whole batch) plus each sequence's KV cache for ``context`` tokens. At small
+    batch the step is memory-bound: a 2-byte weight yields 2 FLOPs per sequence, about
+    ``batch`` FLOPs per byte, far below the hundreds of FLOPs per byte a GPU needs to be
+    compute-bound.
+    """
+    m = get_model(model)
+    flops = decode_step_flops(m, context, batch=batch, kv_cache=True)
+    weights = matmul_parameter_count(m) * bytes_per_element(dtype)
+    cache = model_kv_cache_bytes(m, context, batch=batch, dtype=kv_dtype or dtype)
+    return _estimate(flops, weights + cache, hardware, dtype, mfu, bandwidth_utilization)

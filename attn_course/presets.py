@@ -1,0 +1,364 @@
+"""Hardware and model presets for the cost calculators, each figure with its source.
+
+Two kinds of preset:
+
+* :class:`Hardware` — memory capacity (bytes), memory bandwidth (bytes/s) and peak
+  *dense* matrix throughput (FLOP/s) per dtype, as printed on the vendor datasheet.
+  NVIDIA datasheets often print throughput "with sparsity" (2:4 structured sparsity);
+  the dense figure is exactly half of that, and dense is what an ordinary matmul gets,
+  so that is what we store.
+* :class:`ModelShape` — the shape of a decoder-only Transformer: layers, width, heads,
+  key/value heads (grouped-query attention), FFN width, vocabulary and context, plus the
+  few details that decide its parameter count (gated FFN, biases, norm type, learned
+  positions, tied embeddings). Values come from the model's published ``config.json``
+  on the Hugging Face Hub or from its paper.
+
+Units. Memory capacities on datasheets are written "80 GB", but HBM and GDDR capacities
+are binary: an A100 80GB reports 81920 MiB = 80 GiB in ``nvidia-smi``. We therefore store
+capacity as ``GB_number * 2**30`` bytes. Bandwidths are decimal (a 5120-bit HBM2e bus at
+3.186 Gbit/s per pin moves 2039e9 bytes/s), so "2,039 GB/s" is stored as ``2039e9``.
+
+Look presets up with :func:`get_hardware` / :func:`get_model`; an unknown name raises a
+ValueError that lists the known ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+__all__ = [
+    "HARDWARE",
+    "MODELS",
+    "Hardware",
+    "ModelShape",
+    "get_hardware",
+    "get_model",
+    "hardware_names",
+    "model_names",
+]
+
+GiB = 2**30
+TERA = 1e12
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """One accelerator.
+
+    name:                   preset key, e.g. ``"H100-SXM5-80GB"``
+    memory_bytes:           device memory capacity in bytes
+    bandwidth_bytes_per_s:  peak device-memory (HBM/GDDR) bandwidth in bytes/s
+    peak_flops_per_s:       dense peak FLOP/s by dtype name (``"bfloat16"``, ``"float8"`` ...);
+                            a dtype missing here has no fast matrix path on this device
+    source:                 where the figures come from
+    """
+
+    name: str
+    memory_bytes: int
+    bandwidth_bytes_per_s: float
+    peak_flops_per_s: Mapping[str, float]
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.memory_bytes <= 0 or self.bandwidth_bytes_per_s <= 0:
+            raise ValueError(f"{self.name}: memory and bandwidth must be > 0")
+        if any(rate <= 0 for rate in self.peak_flops_per_s.values()):
+            raise ValueError(f"{self.name}: every peak FLOP/s must be > 0")
+        # Freeze the mapping so a preset cannot be edited by accident.
+        object.__setattr__(self, "peak_flops_per_s", MappingProxyType(dict(self.peak_flops_per_s)))
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The shape of a decoder-only Transformer.
+
+    layers:            number of Transformer blocks (L)
+    d_model:           residual-stream width (d)
+    heads:             query heads (h); head_dim = d_model / heads
+    kv_heads:          key/value heads: = heads for multi-head attention (MHA), 1 for
+                       multi-query (MQA), in between for grouped-query attention (GQA)
+    d_ff:              hidden width of the feed-forward network
+    gated_ffn:         True for SwiGLU/GEGLU FFNs (3 weight matrices), False for 2
+    vocab:             vocabulary size
+    context:           trained / advertised context length in tokens
+    tied_embeddings:   the output projection reuses the input embedding matrix
+    learned_positions: a learned position-embedding table (context x d_model) exists
+    biases:            linear layers carry bias vectors (GPT-2/3 style)
+    norm:              ``"layernorm"`` (weight + bias) or ``"rmsnorm"`` (weight only)
+    source:            where the figures come from
+    """
+
+    name: str
+    layers: int
+    d_model: int
+    heads: int
+    kv_heads: int
+    d_ff: int
+    gated_ffn: bool
+    vocab: int
+    context: int
+    tied_embeddings: bool = False
+    learned_positions: bool = False
+    biases: bool = False
+    norm: str = "rmsnorm"
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "d_model", "heads", "kv_heads", "d_ff", "vocab", "context"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{self.name}: {name} must be an integer >= 1, got {value!r}")
+        if self.d_model % self.heads:
+            raise ValueError(
+                f"{self.name}: heads must divide d_model, got d_model={self.d_model}, "
+                f"heads={self.heads}"
+            )
+        if self.heads % self.kv_heads:
+            raise ValueError(
+                f"{self.name}: kv_heads must divide heads, got heads={self.heads}, "
+                f"kv_heads={self.kv_heads}"
+            )
+        if self.norm not in ("layernorm", "rmsnorm"):
+            raise ValueError(
+                f"{self.name}: norm must be 'layernorm' or 'rmsnorm', got {self.norm!r}"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        """Channels per head: d_model / heads."""
+        return self.d_model // self.heads
+
+
+# --- hardware -------------------------------------------------------------------------
+# Dense peak throughput; "sparse" datasheet figures halved. 1 TFLOP/s = 1e12 FLOP/s.
+
+_HARDWARE = [
+    Hardware(
+        name="A100-SXM4-80GB",
+        # NVIDIA A100 datasheet (nvidia-a100-datasheet-us-nvidia-1758950-r4): "80GB HBM2e"
+        memory_bytes=80 * GiB,
+        # same datasheet, A100 80GB SXM: 2,039 GB/s
+        bandwidth_bytes_per_s=2039e9,
+        peak_flops_per_s={
+            "float64": 19.5 * TERA,  # FP64 Tensor Core 19.5 TFLOPS (vector FP64: 9.7)
+            "float32": 19.5 * TERA,  # FP32 19.5 TFLOPS (no tensor cores)
+            "tf32": 156 * TERA,  # TF32 Tensor Core 156 TFLOPS (312 with sparsity)
+            "bfloat16": 312 * TERA,  # BF16 Tensor Core 312 TFLOPS (624 with sparsity)
+            "float16": 312 * TERA,  # FP16 Tensor Core 312 TFLOPS (624 with sparsity)
+            "int8": 624 * TERA,  # INT8 Tensor Core 624 TOPS (1,248 with sparsity)
+            # no FP8 on Ampere
+        },
+        source="NVIDIA A100 Tensor Core GPU datasheet (80GB SXM column)",
+    ),
+    Hardware(
+        name="H100-SXM5-80GB",
+        # NVIDIA H100 datasheet: "80GB" HBM3 (nvidia-smi shows 81559 MiB usable of 80 GiB)
+        memory_bytes=80 * GiB,
+        # same datasheet, H100 SXM: 3.35 TB/s
+        bandwidth_bytes_per_s=3.35e12,
+        peak_flops_per_s={
+            "float64": 67 * TERA,  # FP64 Tensor Core 67 TFLOPS
+            "float32": 67 * TERA,  # FP32 67 TFLOPS
+            "tf32": 494.7 * TERA,  # TF32 Tensor Core 989 TFLOPS with sparsity -> 494.7 dense
+            "bfloat16": 989.4 * TERA,  # BF16 1,979 TFLOPS with sparsity -> 989.4 dense
+            "float16": 989.4 * TERA,  # FP16 1,979 TFLOPS with sparsity -> 989.4 dense
+            "float8": 1978.9 * TERA,  # FP8 3,958 TFLOPS with sparsity -> 1,979 dense
+            "int8": 1978.9 * TERA,  # INT8 3,958 TOPS with sparsity -> 1,979 dense
+        },
+        source="NVIDIA H100 Tensor Core GPU datasheet (H100 SXM column; sparse figures halved)",
+    ),
+    Hardware(
+        name="H200-SXM-141GB",
+        # NVIDIA H200 datasheet: 141GB HBM3e (same GH100 compute as H100 SXM)
+        memory_bytes=141 * GiB,
+        # same datasheet: 4.8 TB/s
+        bandwidth_bytes_per_s=4.8e12,
+        peak_flops_per_s={
+            "float64": 67 * TERA,  # FP64 Tensor Core 67 TFLOPS
+            "float32": 67 * TERA,  # FP32 67 TFLOPS
+            "tf32": 494.7 * TERA,  # TF32 989 TFLOPS with sparsity -> 494.7 dense
+            "bfloat16": 989.4 * TERA,  # BF16 1,979 TFLOPS with sparsity -> 989.4 dense
+            "float16": 989.4 * TERA,  # FP16 1,979 TFLOPS with sparsity -> 989.4 dense
+            "float8": 1978.9 * TERA,  # FP8 3,958 TFLOPS with sparsity -> 1,979 dense
+            "int8": 1978.9 * TERA,  # INT8 3,958 TOPS with sparsity -> 1,979 dense
+        },
+        source="NVIDIA H200 Tensor Core GPU datasheet (H200 SXM column; sparse figures halved)",
+    ),
+    Hardware(
+        name="L4-24GB",
+        # NVIDIA L4 datasheet: 24GB GDDR6
+        memory_bytes=24 * GiB,
+        # same datasheet: 300 GB/s
+        bandwidth_bytes_per_s=300e9,
+        peak_flops_per_s={
+            "float32": 30.3 * TERA,  # FP32 30.3 TFLOPS
+            "tf32": 60 * TERA,  # TF32 Tensor Core 120 TFLOPS with sparsity -> 60 dense
+            "bfloat16": 121 * TERA,  # BF16 242 TFLOPS with sparsity -> 121 dense
+            "float16": 121 * TERA,  # FP16 242 TFLOPS with sparsity -> 121 dense
+            "float8": 242.5 * TERA,  # FP8 485 TFLOPS with sparsity -> 242.5 dense
+            "int8": 242.5 * TERA,  # INT8 485 TOPS with sparsity -> 242.5 dense
+        },
+        source="NVIDIA L4 Tensor Core GPU datasheet (sparse figures halved)",
+    ),
+    Hardware(
+        name="RTX-4090-24GB",
+        # NVIDIA Ada Lovelace architecture whitepaper (v1.1), GeForce RTX 4090: 24 GB GDDR6X
+        memory_bytes=24 * GiB,
+        # same whitepaper: 1008 GB/s (384-bit bus at 21 Gbit/s per pin)
+        bandwidth_bytes_per_s=1008e9,
+        peak_flops_per_s={
+            "float32": 82.6 * TERA,  # peak FP32 82.6 TFLOPS
+            "tf32": 82.6 * TERA,  # TF32 Tensor 82.6 dense (165.2 with sparsity)
+            # GeForce parts run FP16/BF16 tensor ops at half rate with FP32 accumulation,
+            # which is what PyTorch uses: 165.2 dense (330.4 with sparsity).
+            "bfloat16": 165.2 * TERA,
+            "float16": 165.2 * TERA,
+            "float8": 330.3 * TERA,  # FP8 with FP32 accumulate: 330.3 dense (660.6 sparse)
+            "int8": 660.6 * TERA,  # INT8 Tensor 660.6 TOPS dense (1,321.2 sparse)
+        },
+        source="NVIDIA Ada GPU architecture whitepaper, Appendix table for GeForce RTX 4090",
+    ),
+]
+
+# --- models ---------------------------------------------------------------------------
+
+_MODELS = [
+    ModelShape(
+        # Hugging Face `openai-community/gpt2` config.json: n_layer=12, n_embd=768, n_head=12,
+        # n_positions=1024, vocab_size=50257, n_inner=null (-> 4 * n_embd = 3072), GELU MLP.
+        # Radford et al. 2019; weights are tied, positions learned, linears have biases.
+        name="GPT-2-small",
+        layers=12,
+        d_model=768,
+        heads=12,
+        kv_heads=12,
+        d_ff=3072,
+        gated_ffn=False,
+        vocab=50257,
+        context=1024,
+        tied_embeddings=True,
+        learned_positions=True,
+        biases=True,
+        norm="layernorm",
+        source="HF openai-community/gpt2 config.json; 124,439,808 parameters",
+    ),
+    ModelShape(
+        # Brown et al. 2020, "Language Models are Few-Shot Learners", Table 2.1, GPT-3 175B:
+        # n_layers=96, d_model=12288, n_heads=96, d_head=128, n_ctx=2048; FFN is 4 * d_model
+        # (Sec. 2.1, same architecture as GPT-2); GPT-2 BPE vocabulary of 50257.
+        name="GPT-3-175B",
+        layers=96,
+        d_model=12288,
+        heads=96,
+        kv_heads=96,
+        d_ff=4 * 12288,
+        gated_ffn=False,
+        vocab=50257,
+        context=2048,
+        tied_embeddings=True,
+        learned_positions=True,
+        biases=True,
+        norm="layernorm",
+        source="Brown et al. 2020, Table 2.1 (175.0B parameters)",
+    ),
+    ModelShape(
+        # HF `meta-llama/Llama-2-7b-hf` config.json: num_hidden_layers=32, hidden_size=4096,
+        # num_attention_heads=32, num_key_value_heads=32, intermediate_size=11008 (SwiGLU),
+        # vocab_size=32000, max_position_embeddings=4096, tie_word_embeddings=false.
+        name="Llama-2-7B",
+        layers=32,
+        d_model=4096,
+        heads=32,
+        kv_heads=32,
+        d_ff=11008,
+        gated_ffn=True,
+        vocab=32000,
+        context=4096,
+        source="HF meta-llama/Llama-2-7b-hf config.json; 6,738,415,616 parameters",
+    ),
+    ModelShape(
+        # HF `meta-llama/Meta-Llama-3-8B` config.json: num_hidden_layers=32, hidden_size=4096,
+        # num_attention_heads=32, num_key_value_heads=8, intermediate_size=14336,
+        # vocab_size=128256, max_position_embeddings=8192, tie_word_embeddings=false.
+        name="Llama-3-8B",
+        layers=32,
+        d_model=4096,
+        heads=32,
+        kv_heads=8,
+        d_ff=14336,
+        gated_ffn=True,
+        vocab=128256,
+        context=8192,
+        source="HF meta-llama/Meta-Llama-3-8B config.json; 8,030,261,248 parameters",
+    ),
+    ModelShape(
+        # HF `meta-llama/Meta-Llama-3-70B` config.json: num_hidden_layers=80, hidden_size=8192,
+        # num_attention_heads=64, num_key_value_heads=8, intermediate_size=28672,
+        # vocab_size=128256, max_position_embeddings=8192, tie_word_embeddings=false.
+        name="Llama-3-70B",
+        layers=80,
+        d_model=8192,
+        heads=64,
+        kv_heads=8,
+        d_ff=28672,
+        gated_ffn=True,
+        vocab=128256,
+        context=8192,
+        source="HF meta-llama/Meta-Llama-3-70B config.json; 70,553,706,496 parameters",
+    ),
+    ModelShape(
+        # HF `mistralai/Mistral-7B-v0.1` config.json: num_hidden_layers=32, hidden_size=4096,
+        # num_attention_heads=32, num_key_value_heads=8, intermediate_size=14336,
+        # vocab_size=32000, max_position_embeddings=32768, sliding_window=4096 (each token
+        # attends to at most 4096 previous ones; not modelled by the cost functions here).
+        name="Mistral-7B",
+        layers=32,
+        d_model=4096,
+        heads=32,
+        kv_heads=8,
+        d_ff=14336,
+        gated_ffn=True,
+        vocab=32000,
+        context=32768,
+        source="HF mistralai/Mistral-7B-v0.1 config.json; 7,241,732,096 parameters",
+    ),
+]
+
+HARDWARE: Mapping[str, Hardware] = MappingProxyType({hw.name: hw for hw in _HARDWARE})
+MODELS: Mapping[str, ModelShape] = MappingProxyType({m.name: m for m in _MODELS})
+
+
+def hardware_names() -> list[str]:
+    """Names of the hardware presets, in the order they are defined."""
+    return list(HARDWARE)
+
+
+def model_names() -> list[str]:
+    """Names of the model presets, in the order they are defined."""
+    return list(MODELS)
+
+
+def get_hardware(hardware: str | Hardware) -> Hardware:
+    """The :class:`Hardware` preset called ``hardware`` (a Hardware passes through)."""
+    if isinstance(hardware, Hardware):
+        return hardware
+    try:
+        return HARDWARE[hardware]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"hardware must be one of {hardware_names()} (or a Hardware), got {hardware!r}"
+        ) from None
+
+
+def get_model(model: str | ModelShape) -> ModelShape:
+    """The :class:`ModelShape` preset called ``model`` (a ModelShape passes through)."""
+    if isinstance(model, ModelShape):
+        return model
+    try:
+        return MODELS[model]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"model must be one of {model_names()} (or a ModelShape), got {model!r}"
+        ) from None
