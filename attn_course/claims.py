@@ -103,9 +103,7 @@ def verdict_from_ratio(stated: float, recomputed: float) -> str:
     return WRONG
 
 
-def _bytes(n_bytes: float) -> str:
-    """Both units, so that MB-vs-MiB is never ambiguous: ``2.15 GB (2 GiB)``."""
-    return f"{cost.format_bytes(n_bytes)} ({cost.format_bytes(n_bytes, binary=True)})"
+_bytes = cost.format_bytes_both
 
 
 def _count(value: float) -> str:

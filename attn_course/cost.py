@@ -51,6 +51,7 @@ __all__ = [
     "decode_total_flops",
     "ffn_flops",
     "format_bytes",
+    "format_bytes_both",
     "format_flops",
     "format_seconds",
     "head_dim",
@@ -213,6 +214,15 @@ def format_bytes(n_bytes: float, *, binary: bool = False, digits: int = 3) -> st
     return f"{value:.{digits}g} {units[unit]}"
 
 
+def format_bytes_both(n_bytes: float) -> str:
+    """Decimal and binary units together, so MB-vs-MiB is never ambiguous: ``"2.15 GB (2 GiB)"``.
+
+    Sizes are quoted both ways in the wild (a "2 TB" matrix, an "80 GB" GPU that holds
+    80 GiB); showing both avoids a silent 7-10 % disagreement.
+    """
+    return f"{format_bytes(n_bytes)} ({format_bytes(n_bytes, binary=True)})"
+
+
 def format_flops(flops: float, *, digits: int = 3) -> str:
     """``1.37e16`` -> ``"13.7 PFLOP"`` (decimal SI prefixes; FLOP = floating-point operation)."""
     value = _non_negative("flops", flops)
@@ -240,26 +250,36 @@ def format_seconds(seconds: float, *, digits: int = 3) -> str:
 # --- the score matrix: memory ---------------------------------------------------------
 
 
-def score_count(n: int, *, heads: int = 1, layers: int = 1, batch: int = 1) -> int:
-    """Number of attention scores: ``n**2`` per (sequence, head, layer).
+def score_count(
+    n: int, *, heads: int = 1, layers: int = 1, batch: int = 1, n_k: int | None = None
+) -> int:
+    """Number of attention scores: ``n * n_k`` per (sequence, head, layer), ``n_k = n`` by default.
 
-    Every one of the n queries is compared with every one of the n keys, so one head of
-    one layer holds an n x n matrix; heads, layers and the batch multiply it.
+    Every one of the n queries is compared with every one of the n_k keys, so one head of
+    one layer holds an n x n_k matrix (n x n in self-attention); heads, layers and the batch
+    multiply it. ``score_count(8192) == 67_108_864``: 64 Mi scores per head per layer.
     """
     n = _count("n", n)
+    n_k = n if n_k is None else _count("n_k", n_k)
     heads, layers, batch = _count("heads", heads), _count("layers", layers), _count("batch", batch)
-    return n * n * heads * layers * batch
+    return n * n_k * heads * layers * batch
 
 
 def score_matrix_bytes(
-    n: int, dtype: Any = "float16", *, heads: int = 1, layers: int = 1, batch: int = 1
+    n: int,
+    dtype: Any = "float16",
+    *,
+    heads: int = 1,
+    layers: int = 1,
+    batch: int = 1,
+    n_k: int | None = None,
 ) -> float:
-    """Bytes of n x n score matrices: ``n**2 * heads * layers * batch * bytes_per_element``.
+    """Bytes of n x n score matrices: ``n * n_k * heads * layers * batch * bytes_per_element``.
 
-    With the defaults this is ONE matrix (one head, one layer, one sequence):
-    n = 4096 in float32 is 4096**2 * 4 B = 67,108,864 B = 64 MiB.
+    With the defaults this is ONE matrix (one head, one layer, one sequence, n_k = n):
+    n = 4096 in float32 is 4096**2 * 4 B = 67,108,864 B = 64 MiB. P has the same size as S.
     """
-    count = score_count(n, heads=heads, layers=layers, batch=batch)
+    count = score_count(n, heads=heads, layers=layers, batch=batch, n_k=n_k)
     return _whole(count * bytes_per_element(dtype))
 
 

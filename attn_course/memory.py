@@ -49,12 +49,8 @@ from typing import Any
 
 import torch
 
-from attn_course.scores import (
-    naive_attention,
-    naive_attention_peak_bytes,
-    resolve_dtype,
-    score_matrix_bytes,
-)
+from attn_course.cost import score_matrix_bytes
+from attn_course.scores import naive_attention, naive_attention_peak_bytes, resolve_dtype
 
 __all__ = [
     "MemoryRow",
@@ -313,7 +309,7 @@ def measure_naive_attention(
         rows.append(
             MemoryRow(
                 n=n,
-                formula_score_bytes=score_matrix_bytes(n, dtype, heads, batch),
+                formula_score_bytes=int(score_matrix_bytes(n, dtype, heads=heads, batch=batch)),
                 score_bytes=scores_b,
                 probs_bytes=probs_b,
                 formula_peak_bytes=formula_peak,

@@ -11,8 +11,9 @@ and both ``S`` and ``P`` have one entry for every (query, key) pair: that is the
 this course is about. :func:`naive_attention` materialises them on purpose and hands
 them back, so a notebook can plot them and measure their bytes.
 
-The module also holds the byte formulas for those matrices
-(:func:`score_matrix_bytes`, :func:`naive_attention_peak_bytes`) and a small,
+The module also holds the byte model of naive attention's peak
+(:func:`naive_attention_peak_bytes`; the general formulas live in :mod:`attn_course.cost`)
+and a small,
 deterministic "sentence" whose attention pattern means something
 (:func:`toy_sentence_qkv`).
 """
@@ -27,23 +28,20 @@ from typing import NamedTuple
 
 import torch
 
+from attn_course.cost import score_matrix_bytes
+
 __all__ = [
     "AttentionResult",
     "DTYPE_NAMES",
     "ToyInput",
     "TOY_HEAD_NAMES",
     "TOY_SENTENCE",
-    "bytes_per_element",
     "causal_mask",
-    "format_bytes",
     "largest_safe_exponent",
-    "max_sequence_length",
     "naive_attention",
     "naive_attention_peak_bytes",
     "naive_softmax",
     "resolve_dtype",
-    "score_matrix_bytes",
-    "score_matrix_entries",
     "stable_softmax",
     "token_labels",
     "tokenize",
@@ -73,43 +71,11 @@ def resolve_dtype(dtype: torch.dtype | str, name: str = "dtype") -> torch.dtype:
     raise ValueError(f"{name} must be one of {allowed} (a name or the torch dtype), got {dtype!r}")
 
 
-def bytes_per_element(dtype: torch.dtype | str) -> int:
-    """Bytes one element of ``dtype`` occupies: 8, 4, 2, 2 for float64/32/16, bfloat16."""
-    return resolve_dtype(dtype).itemsize
-
-
 def _check_count(value: object, name: str, minimum: int = 1) -> int:
     # bool is an int in Python; n=True is a mistake, not a length.
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
-
-
-def score_matrix_entries(n: int, heads: int = 1, batch: int = 1, n_k: int | None = None) -> int:
-    """Number of scores: ``n_q · n_k · heads · batch`` (``n_k`` defaults to ``n``, self-attention).
-
-    One score per (query, key) pair, per head, per sequence in the batch.
-    ``score_matrix_entries(8192) == 67_108_864``: 64 Mi scores for one head of one layer.
-    """
-    n_q = _check_count(n, "n")
-    n_k = n_q if n_k is None else _check_count(n_k, "n_k")
-    return n_q * n_k * _check_count(heads, "heads") * _check_count(batch, "batch")
-
-
-def score_matrix_bytes(
-    n: int,
-    dtype: torch.dtype | str,
-    heads: int = 1,
-    batch: int = 1,
-    n_k: int | None = None,
-) -> int:
-    """Bytes of one materialised score matrix S (P has the same size).
-
-        bytes = n_q · n_k · heads · batch · bytes_per_element(dtype)
-
-    Example: n = 1024, float16, one head: 1024 · 1024 · 2 = 2,097,152 B (2 MiB).
-    """
-    return score_matrix_entries(n, heads, batch, n_k) * bytes_per_element(dtype)
 
 
 def naive_attention_peak_bytes(
@@ -126,7 +92,8 @@ def naive_attention_peak_bytes(
         peak = bytes(S) + bytes(P) + bytes(O)
              = 2 · n_q · n_k · heads · batch · b  +  n_q · v_dim · heads · batch · b
 
-    with ``b = bytes_per_element(dtype)`` and ``v_dim`` defaulting to ``head_dim``.
+    with ``b`` the bytes per element of ``dtype`` and ``v_dim`` defaulting to ``head_dim``.
+    The bytes of one score matrix come from :func:`attn_course.cost.score_matrix_bytes`.
 
     Assumptions, matching how :func:`naive_attention` allocates:
 
@@ -139,49 +106,13 @@ def naive_attention_peak_bytes(
       and library workspaces are small and ignored; they are why a measurement comes out
       a little above this number, never far below it.
     """
+    element = resolve_dtype(dtype).itemsize
     v_dim = head_dim if v_dim is None else v_dim
     _check_count(head_dim, "head_dim")
     _check_count(v_dim, "v_dim")
-    two_matrices = 2 * score_matrix_bytes(n, dtype, heads, batch, n_k)
-    output = n * v_dim * heads * batch * bytes_per_element(dtype)
-    return two_matrices + output
-
-
-def max_sequence_length(
-    budget_bytes: int, dtype: torch.dtype | str, heads: int = 1, batch: int = 1
-) -> int:
-    """Largest n whose S and P (2 · n² · heads · batch · b bytes) fit in ``budget_bytes``.
-
-    The inverse of the n² formula: n = ⌊√(budget / (2 · heads · batch · b))⌋. Doubling the
-    memory buys only √2 ≈ 1.41 times the context.
-    """
-    if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, int) or budget_bytes < 0:
-        raise ValueError(f"budget_bytes must be an integer >= 0, got {budget_bytes!r}")
-    bytes_per_n_squared = 2 * _check_count(heads, "heads") * _check_count(batch, "batch")
-    bytes_per_n_squared *= bytes_per_element(dtype)
-    n = math.isqrt(budget_bytes // bytes_per_n_squared)
-    # isqrt of the floored quotient is exact: n² · c <= budget < (n + 1)² · c.
-    return n
-
-
-def format_bytes(num_bytes: float) -> str:
-    """``2_000_000_000_000 -> '2.00 TB (1.82 TiB)'``: decimal units, binary ones in brackets.
-
-    Memory sizes are quoted both ways in the wild (a "2 TB" matrix, a "80 GB" GPU that
-    holds 80 GiB); showing both avoids a silent 7-10% disagreement.
-    """
-    if not isinstance(num_bytes, int | float) or isinstance(num_bytes, bool) or num_bytes < 0:
-        raise ValueError(f"num_bytes must be a number >= 0, got {num_bytes!r}")
-    if num_bytes < 1000:
-        return f"{num_bytes:.0f} B"
-    decimal = _scaled(num_bytes, 1000, ["B", "kB", "MB", "GB", "TB", "PB", "EB"])
-    binary = _scaled(num_bytes, 1024, ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"])
-    return f"{decimal} ({binary})"
-
-
-def _scaled(value: float, base: int, units: list[str]) -> str:
-    power = min(int(math.log(value, base)), len(units) - 1) if value >= 1 else 0
-    return f"{value / base**power:.2f} {units[power]}"
+    one_matrix = score_matrix_bytes(n, dtype, heads=heads, batch=batch, n_k=n_k)
+    output = n * v_dim * heads * batch * element
+    return int(2 * one_matrix + output)
 
 
 # --- softmax ----------------------------------------------------------------------------

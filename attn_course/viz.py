@@ -18,8 +18,8 @@ from attn_course.memory import MemoryRow
 from attn_course.scores import (
     TOY_HEAD_NAMES,
     TOY_SENTENCE,
-    bytes_per_element,
     naive_attention,
+    resolve_dtype,
     token_labels,
     toy_sentence_qkv,
 )
@@ -168,7 +168,7 @@ def memory_scaling_figure(
     if not rows:
         raise ValueError("rows must hold at least one measurement")
     ns = [row.n for row in rows]
-    element = bytes_per_element(dtype)
+    element = resolve_dtype(dtype).itemsize
     figure = go.Figure()
     figure.add_scatter(
         x=ns, y=[3 * n * head_dim * element for n in ns], mode="lines",

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from IPython.display import display
 
 from attn_course.config import course_size, pick
+from attn_course.cost import format_bytes_both, max_n_for_memory, score_count, score_matrix_bytes
 from attn_course.memory import (
     format_table,
     loglog_slope,
@@ -51,13 +52,9 @@ from attn_course.memory import (
 )
 from attn_course.scores import (
     DTYPE_NAMES,
-    format_bytes,
     largest_safe_exponent,
-    max_sequence_length,
     naive_attention,
     naive_softmax,
-    score_matrix_bytes,
-    score_matrix_entries,
     stable_softmax,
     toy_sentence_qkv,
 )
@@ -344,9 +341,9 @@ time_scaling_figure(rows)
 # %%
 print(f"{'n':>9} | {'scores (one head)':>18} | {'S in float32':>22} | {'S in float16':>22}")
 for n_tokens in (4096, 8000, 8192, 32_000, 32_768, 131_072, 1_000_000):
-    print(f"{n_tokens:>9,} | {score_matrix_entries(n_tokens):>18,.0f} | "
-          f"{format_bytes(score_matrix_bytes(n_tokens, 'float32')):>22} | "
-          f"{format_bytes(score_matrix_bytes(n_tokens, 'float16')):>22}")  # fmt: skip
+    print(f"{n_tokens:>9,} | {score_count(n_tokens):>18,.0f} | "
+          f"{format_bytes_both(score_matrix_bytes(n_tokens, 'float32')):>22} | "
+          f"{format_bytes_both(score_matrix_bytes(n_tokens, 'float16')):>22}")  # fmt: skip
 
 # %% [markdown]
 # Checking the quoted figures against the table:
@@ -368,8 +365,8 @@ for n_tokens in (4096, 8000, 8192, 32_000, 32_768, 131_072, 1_000_000):
 ram = physical_memory_bytes()
 if ram is not None:
     for dtype in ("float32", "float16"):
-        print(f"{format_bytes(ram)} of RAM, {dtype}: n <= {max_sequence_length(ram, dtype):,} tokens")
-    print("with twice the RAM, float32:", f"{max_sequence_length(2 * ram, 'float32'):,}", "tokens (×√2)")
+        print(f"{format_bytes_both(ram)} of RAM, {dtype}: n <= {max_n_for_memory(ram, dtype, copies=2):,} tokens")
+    print("with twice the RAM, float32:", f"{max_n_for_memory(2 * ram, 'float32', copies=2):,}", "tokens (×√2)")
 
 # %% [markdown]
 # Doubling the memory buys only √2 ≈ 1.41× the context: that is the quadratic wall seen

@@ -490,3 +490,19 @@ def test_timing_measurements_return_plausible_numbers():
         cost.measure_score_pass_s(64, op="exp")
     with pytest.raises(ValueError, match="dtype must be float64"):
         cost.measure_score_pass_s(64, dtype="int8")
+
+
+def test_format_bytes_both_units():
+    # 2·10¹² B = 2 TB = 2·10¹²/2⁴⁰ TiB = 1.82 TiB; 2,097,152 B = 2.10 MB = 2 MiB exactly.
+    assert cost.format_bytes_both(2 * 10**12) == "2 TB (1.82 TiB)"
+    assert cost.format_bytes_both(2_097_152) == "2.1 MB (2 MiB)"
+    assert cost.format_bytes_both(999) == "999 B (999 B)"
+    with pytest.raises(ValueError, match="n_bytes"):
+        cost.format_bytes_both(-1)
+
+
+def test_score_matrix_bytes_rectangular():
+    # cross-attention: 10 queries x 7 keys x 3 heads x 2 sequences x 8 B (float64) = 3,360 B
+    assert cost.score_matrix_bytes(10, "float64", heads=3, batch=2, n_k=7) == 3_360
+    with pytest.raises(ValueError, match="^n_k"):
+        cost.score_count(4, n_k=0)

@@ -11,19 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attn_course.checks import CheckFailed, exercises_for, get_exercise
+from attn_course.cost import max_n_for_memory, score_count, score_matrix_bytes
 from attn_course.scores import (
     DTYPE_NAMES,
-    bytes_per_element,
     causal_mask,
-    format_bytes,
     largest_safe_exponent,
-    max_sequence_length,
     naive_attention,
     naive_attention_peak_bytes,
     naive_softmax,
     resolve_dtype,
-    score_matrix_bytes,
-    score_matrix_entries,
     stable_softmax,
     tokenize,
     toy_sentence_qkv,
@@ -209,8 +205,8 @@ def test_score_matrix_bytes_hand_values():
     assert score_matrix_bytes(4096, "float32") == 67_108_864  # 4096²·4 = 64 MiB per head
     assert score_matrix_bytes(32_000, "float32") == 4_096_000_000  # 32000²·4 ≈ 4.1 GB per head
     assert score_matrix_bytes(10, "float64", heads=3, batch=2, n_k=7) == 3_360  # 10·7·3·2·8
-    assert score_matrix_entries(8192) == 67_108_864  # 8192² = 64 Mi scores per head per layer
-    assert score_matrix_entries(1_000_000) == 10**12  # one trillion
+    assert score_count(8192) == 67_108_864  # 8192² = 64 Mi scores per head per layer
+    assert score_count(1_000_000) == 10**12  # one trillion
     assert score_matrix_bytes(1_000_000, "float16") == 2 * 10**12  # 2 TB in fp16
 
 
@@ -227,27 +223,19 @@ def test_bytes_formula_equals_real_tensor_bytes(dtype, shape):
     batch, heads, n_q, head_dim, n_k = shape
     q, k, v = random_qkv(batch, heads, n_q, head_dim, n_k=n_k, dtype=resolve_dtype(dtype))
     result = naive_attention(q, k, v)
-    expected = score_matrix_bytes(n_q, dtype, heads, batch, n_k=n_k)
+    expected = score_matrix_bytes(n_q, dtype, heads=heads, batch=batch, n_k=n_k)
     for matrix in (result.scores, result.probs):
         assert matrix.element_size() * matrix.nelement() == expected
         assert matrix.untyped_storage().nbytes() == expected
 
 
-def test_bytes_per_element_and_dtype_names():
-    assert [bytes_per_element(name) for name in DTYPE_NAMES] == [8, 4, 2, 2]
-    assert bytes_per_element(torch.bfloat16) == 2
+def test_resolve_dtype_sizes_and_names():
+    assert [resolve_dtype(name).itemsize for name in DTYPE_NAMES] == [8, 4, 2, 2]
+    assert resolve_dtype(torch.bfloat16) is torch.bfloat16
     with pytest.raises(ValueError, match="float64, float32, float16, bfloat16"):
-        bytes_per_element("int8")
-    with pytest.raises(ValueError, match="dtype"):
-        score_matrix_bytes(8, "fp32")
-
-
-def test_format_bytes():
-    assert format_bytes(2 * 10**12) == "2.00 TB (1.82 TiB)"
-    assert format_bytes(2_097_152) == "2.10 MB (2.00 MiB)"
-    assert format_bytes(999) == "999 B"
-    with pytest.raises(ValueError, match="num_bytes"):
-        format_bytes(-1)
+        resolve_dtype("int8")  # the reference attention computes in floating point only
+    with pytest.raises(ValueError, match="^dtype"):
+        naive_attention_peak_bytes(8, 4, "int8")
 
 
 # --- bad input ----------------------------------------------------------------------------------
@@ -470,16 +458,17 @@ def test_unattempted_exercise_propagates_not_implemented(exercise_id):
         _check(exercise_id, stub)
 
 
-def test_max_sequence_length_inverts_the_formula():
-    # 24 GiB, float32, one head: n = ⌊√(24·2^30 / 8)⌋ = ⌊√3,221,225,472⌋ = 56,755.
-    n = max_sequence_length(24 * 2**30, "float32")
+def test_max_n_for_s_and_p_inverts_the_formula():
+    # S and P (copies=2) must fit. 24 GiB, float32, one head:
+    # n = ⌊√(24·2^30 / 8)⌋ = ⌊√3,221,225,472⌋ = 56,755.
+    n = max_n_for_memory(24 * 2**30, "float32", copies=2)
     assert n == 56_755
     assert (
         2 * score_matrix_bytes(n, "float32")
         <= 24 * 2**30
         < 2 * score_matrix_bytes(n + 1, "float32")
     )
-    assert max_sequence_length(7, "float16") == 1  # 2·1²·2 = 4 <= 7 < 2·2²·2 = 16
-    assert max_sequence_length(3, "float16") == 0
-    with pytest.raises(ValueError, match="budget_bytes"):
-        max_sequence_length(-1, "float16")
+    assert max_n_for_memory(7, "float16", copies=2) == 1  # 2·1²·2 = 4 <= 7 < 2·2²·2 = 16
+    assert max_n_for_memory(3, "float16", copies=2) == 0
+    with pytest.raises(ValueError, match="memory_bytes"):
+        max_n_for_memory(-1, "float16", copies=2)
