@@ -401,7 +401,10 @@ class FlopsCalculator(_Calculator):
         ffn_per_token = cost.ffn_flops(1, d, d_ff, gated=gated)
         layer_per_token = ffn_per_token + cost.projection_flops(1, d, heads, kv_heads)
 
-        self.trace("attention").update(x=ns, y=attention)
+        # Say on the plot itself whether the masked half is skipped: it moves the crossover 2x.
+        mask_note = "causal, half of S" if causal else "full S"
+        attention_name = f"attention: QKᵀ and PV ({mask_note})"
+        self.trace("attention").update(x=ns, y=attention, name=attention_name)
         self.trace("ffn").update(x=ns, y=ffn, name=f"FFN ({3 if gated else 2} matrices)")
         self.trace("ffn_projections").update(x=ns, y=layer)
         self.trace("crossover_ffn").update(

@@ -134,8 +134,10 @@ def test_crossover_moves_with_d_ff_and_causal(flops_calc):
     calc.controls["d_ff"].value = 2 * 12288
     assert calc.controls["model"].value == "custom"
     assert calc.trace("crossover_ffn").x[0] == 2 * 12288  # n* = d_ff
+    assert "full S" in calc.trace("attention").name
     calc.controls["causal"].value = True
     assert calc.trace("crossover_ffn").x[0] == 4 * 12288  # causal halves attention: 2 d_ff
+    assert "causal" in calc.trace("attention").name  # the legend says which curve is drawn
     calc.controls["gated"].value = True
     assert calc.trace("crossover_ffn").x[0] == 6 * 12288  # 3 matrices: 3 d_ff
 
