@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +40,15 @@ __all__ = [
     "all_exercises",
 ]
 
-# Topic modules that register exercises; imported lazily by the look-ups below
-# so that importing attn_course.checks stays cheap.
-TOPIC_MODULES = ("attn_course.checks.scores", "attn_course.checks.cost")
+
+
+def topic_modules() -> list[str]:
+    """Every module of this package: one per topic, each registering its exercises.
+
+    Found on disk, so a new topic's checks module needs no list to be edited. Imported
+    lazily by the look-ups below so that importing attn_course.checks stays cheap.
+    """
+    return [f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__)]
 
 
 class CheckFailed(AssertionError):
@@ -98,7 +105,7 @@ def exercise(
 
 
 def _load_topics() -> None:
-    for name in TOPIC_MODULES:
+    for name in topic_modules():
         importlib.import_module(name)
 
 
