@@ -1,0 +1,48 @@
+"""Triton FlashAttention kernels (notebook 04), runnable on a GPU or in Triton's CPU interpreter.
+
+Importing this package first decides where kernels run (:mod:`attn_course.kernels._mode`):
+with no CUDA device and ``TRITON_INTERPRET`` unset, it sets ``TRITON_INTERPRET=1`` *before*
+any kernel is defined, because Triton reads the variable when ``@triton.jit`` decorates.
+
+Public API (stable; notebook 04 and :mod:`attn_course.bench` build on it):
+
+* :func:`kernel_mode` -> ``"gpu"`` or ``"interpreter"``;
+  :func:`kernel_device` -> ``torch.device("cuda")`` or ``torch.device("cpu")``: where inputs
+  must live.
+* :func:`flash_attention` ``(q, k, v, causal=False, scale=None) -> out``, differentiable.
+* :func:`flash_attention_forward` ``(q, k, v, causal=False, scale=None) -> (out, lse)``.
+* :func:`flash_attention_backward` ``(do, q, k, v, out, lse, causal, scale) -> (dq, dk, dv)``.
+* :class:`FlashAttentionFunction`: the ``torch.autograd.Function`` behind flash_attention.
+* :func:`block_sizes` ``(kernel) -> [(BLOCK_M, BLOCK_N), ...]`` tried in this mode.
+
+Conventions: q is (batch, heads, n_q, head_dim); k and v are (batch, kv_heads, n_k,
+head_dim) with ``heads % kv_heads == 0`` (kv_heads == heads: multi-head; 1: multi-query;
+in between: grouped-query attention). head_dim in {16, 32, 64, 128}; any n >= 1. dtypes
+float32, float16 or bfloat16 (all alike), accumulation in float32, output in the input
+dtype. ``scale`` defaults to 1/√head_dim. ``causal=True`` lets query i see keys j <= i
+(top-left aligned, as ``is_causal`` in torch's scaled_dot_product_attention). ``lse`` is
+float32 (batch, heads, n_q) in natural-log units. Non-contiguous inputs are copied to
+contiguous memory. Bad input is a ValueError naming the parameter, raised before launch.
+"""
+
+from __future__ import annotations
+
+# _mode must be imported before flash: it sets TRITON_INTERPRET before any @triton.jit runs.
+from attn_course.kernels._mode import kernel_device, kernel_mode  # isort: skip
+from attn_course.kernels.flash import (
+    FlashAttentionFunction,
+    block_sizes,
+    flash_attention,
+    flash_attention_backward,
+    flash_attention_forward,
+)
+
+__all__ = [
+    "FlashAttentionFunction",
+    "block_sizes",
+    "flash_attention",
+    "flash_attention_backward",
+    "flash_attention_forward",
+    "kernel_device",
+    "kernel_mode",
+]

@@ -1,0 +1,51 @@
+"""Where the Triton kernels run: on a GPU, or in Triton's interpreter on the CPU.
+
+Triton decides how to treat a kernel when ``@triton.jit`` *decorates* it: if the
+environment variable ``TRITON_INTERPRET`` is ``"1"`` at that moment, the kernel becomes an
+``InterpretedFunction`` that runs every program of the launch grid one after another in
+NumPy, on CPU tensors. That is slow (a Python loop over programs) but exact enough to test
+and to teach with on a laptop. So the choice has to be made *before* any kernel module is
+imported, which is why :mod:`attn_course.kernels` imports this module first.
+
+The rule:
+
+* ``TRITON_INTERPRET`` already set by the user: respected as it is.
+* otherwise, no CUDA device (``torch.cuda.is_available()`` is False): set it to ``"1"``.
+* otherwise: compiled kernels on the GPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+_INTERPRET_VARIABLE = "TRITON_INTERPRET"
+
+if _INTERPRET_VARIABLE not in os.environ and not torch.cuda.is_available():
+    os.environ[_INTERPRET_VARIABLE] = "1"
+
+
+def _triton_will_interpret() -> bool:
+    """Ask Triton how it reads the variable ("1", "true", "on" ... are all yes)."""
+    try:
+        from triton import knobs  # triton >= 3.4
+
+        return bool(knobs.runtime.interpret)
+    except (ImportError, AttributeError):
+        return os.environ.get(_INTERPRET_VARIABLE, "0").lower() in ("1", "true", "on", "yes")
+
+
+# Frozen now: kernels decorated after this point follow this mode, so a later change of the
+# variable would make the reported mode lie about kernels that already exist.
+_MODE = "interpreter" if _triton_will_interpret() else "gpu"
+
+
+def kernel_mode() -> str:
+    """``"gpu"`` (compiled kernels, CUDA tensors) or ``"interpreter"`` (CPU tensors)."""
+    return _MODE
+
+
+def kernel_device() -> torch.device:
+    """The device kernel inputs must live on: ``cuda`` in GPU mode, ``cpu`` in the interpreter."""
+    return torch.device("cpu") if _MODE == "interpreter" else torch.device("cuda")

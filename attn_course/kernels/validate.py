@@ -1,0 +1,155 @@
+"""Checks on the inputs of the Triton attention kernels, made before anything is launched.
+
+A kernel that gets a wrong shape does not raise: it reads past the end of a tensor or
+computes something meaningless. So every rule the kernels rely on is checked here on the
+host, and a broken one is a ``ValueError`` that names the parameter and what it accepts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from attn_course.kernels._mode import kernel_device, kernel_mode
+
+__all__ = ["ALLOWED_DTYPES", "ALLOWED_HEAD_DIMS", "validate_backward_inputs", "validate_inputs"]
+
+# tl.dot needs every block dimension >= 16, and block shapes are powers of two; beyond 128
+# a block of q, k, v and the accumulator no longer fits in the registers/shared memory of
+# one program at useful block sizes.
+ALLOWED_HEAD_DIMS = (16, 32, 64, 128)
+ALLOWED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}, dtype {value.dtype}"
+    return type(value).__name__
+
+
+def _check_tensor(t: object, name: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {_describe(t)}")
+    if t.dim() != 4:
+        raise ValueError(
+            f"{name} must have shape (batch, heads, n, head_dim): 4 dimensions, "
+            f"got {t.dim()}: {tuple(t.shape)}"
+        )
+    if t.dtype not in ALLOWED_DTYPES:
+        allowed = ", ".join(str(d).removeprefix("torch.") for d in ALLOWED_DTYPES)
+        raise ValueError(f"{name} must have dtype {allowed}, got {t.dtype}")
+    if min(t.shape) < 1:
+        raise ValueError(
+            f"{name} needs batch, heads, n and head_dim all >= 1, got shape {tuple(t.shape)}"
+        )
+    return t
+
+
+def _check_device(tensors: dict[str, torch.Tensor]) -> None:
+    first_name, first = next(iter(tensors.items()))
+    for name, t in tensors.items():
+        if t.device != first.device:
+            raise ValueError(
+                f"{name} is on {t.device} but {first_name} is on {first.device}; "
+                "put all inputs on one device"
+            )
+    expected = kernel_device()
+    if first.device.type != expected.type:
+        if kernel_mode() == "interpreter":
+            why = (
+                "the kernels run in Triton's interpreter (no GPU was found, or TRITON_INTERPRET=1 "
+                "was set), which executes them with NumPy on CPU memory"
+            )
+        else:
+            why = "the kernels are compiled for the GPU and read GPU memory directly"
+        raise ValueError(
+            f"{first_name} is on {first.device} but must be on {expected.type}: {why}. "
+            f"Move the inputs with .to(attn_course.kernels.kernel_device())"
+        )
+
+
+def _check_dtypes(tensors: dict[str, torch.Tensor]) -> None:
+    first_name, first = next(iter(tensors.items()))
+    for name, t in tensors.items():
+        if t.dtype != first.dtype:
+            raise ValueError(
+                f"{name} has dtype {t.dtype} but {first_name} has {first.dtype}; use one dtype"
+            )
+
+
+def validate_inputs(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: object, scale: object
+) -> float:
+    """Check q, k, v, causal and scale; return the softmax scale to use (1/√head_dim if None).
+
+    Rules: q is (batch, heads, n_q, head_dim); k and v are both (batch, kv_heads, n_k,
+    head_dim) with ``heads % kv_heads == 0``; head_dim in :data:`ALLOWED_HEAD_DIMS`; one dtype
+    among float32/float16/bfloat16; one device, the one :func:`kernel_device` names; causal a
+    bool; scale None or a finite number > 0.
+    """
+    named = {"q": _check_tensor(q, "q"), "k": _check_tensor(k, "k"), "v": _check_tensor(v, "v")}
+    _check_dtypes(named)
+    _check_device(named)
+    if k.shape != v.shape:
+        raise ValueError(
+            f"k and v must have the same shape (batch, kv_heads, n_k, head_dim): every key has "
+            f"one value; got k {tuple(k.shape)} and v {tuple(v.shape)}"
+        )
+    batch, heads, _, head_dim = q.shape
+    if k.shape[0] != batch:
+        raise ValueError(f"k and v have batch {k.shape[0]} but q has batch {batch}; use one batch")
+    if k.shape[3] != head_dim:
+        raise ValueError(
+            f"k and v have head_dim {k.shape[3]} but q has {head_dim}; scores need q·k, "
+            "vectors of one length"
+        )
+    kv_heads = k.shape[1]
+    if heads % kv_heads:
+        raise ValueError(
+            f"heads of q ({heads}) must be a multiple of kv_heads of k and v ({kv_heads}): "
+            "each key/value head serves a group of heads // kv_heads query heads"
+        )
+    if head_dim not in ALLOWED_HEAD_DIMS:
+        raise ValueError(f"head_dim must be one of {ALLOWED_HEAD_DIMS}, got {head_dim}")
+    if not isinstance(causal, bool):
+        raise ValueError(f"causal must be True or False, got {causal!r}")
+    if scale is None:
+        return 1.0 / math.sqrt(head_dim)
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, int | float)
+        or not (math.isfinite(scale) and scale > 0)
+    ):
+        raise ValueError(f"scale must be None or a finite number > 0, got {scale!r}")
+    return float(scale)
+
+
+def validate_backward_inputs(
+    do: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    causal: object,
+    scale: object,
+) -> float:
+    """:func:`validate_inputs` plus: do and out shaped like q, lse float32 (batch, heads, n_q)."""
+    scale = validate_inputs(q, k, v, causal, scale)
+    for name, t in (("do", do), ("out", out)):
+        _check_tensor(t, name)
+        if t.shape != q.shape:
+            raise ValueError(
+                f"{name} must have the shape of q {tuple(q.shape)}, got {tuple(t.shape)}"
+            )
+    _check_dtypes({"q": q, "do": do, "out": out})
+    if not isinstance(lse, torch.Tensor):
+        raise ValueError(f"lse must be a torch.Tensor, got {_describe(lse)}")
+    if lse.shape != q.shape[:3] or lse.dtype != torch.float32:
+        raise ValueError(
+            f"lse must be float32 of shape (batch, heads, n_q) = {tuple(q.shape[:3])}, "
+            f"as flash_attention_forward returns it; got {_describe(lse)}"
+        )
+    _check_device({"q": q, "do": do, "out": out, "lse": lse})
+    return scale
