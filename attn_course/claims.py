@@ -11,8 +11,8 @@ Verdicts:
 * ``holds``           — our figure is within 10 % of the stated one (or the inequality holds)
 * ``roughly holds``   — within a factor of 2, or true under one reading and not another
 * ``wrong``           — off by more than a factor of 2, or the statement is false
-* ``cannot be checked by arithmetic`` — a measured speed-up or a product fact; notebook 04
-  measures what can be measured
+* ``cannot be checked by arithmetic`` — a measured speed-up or a product fact; notebook 04's
+  benchmark command measures what can be measured (on a CPU here; on a GPU where one is lent)
 
 ``all_claims()`` returns the list, ``claims_table()`` a list of plain dicts, and
 ``claims_markdown()`` / ``claims_html()`` a table for the notebook.
@@ -537,7 +537,8 @@ def _flash_2_4x() -> Claim:
         verdict=NOT_ARITHMETIC,
         correction=(
             "The interview answer says 3-5x for the same thing; both are reported ranges. "
-            "Notebook 04 measures it."
+            "Notebook 04's benchmark (python -m attn_course.bench flash) measures it; only CPU "
+            "records exist so far, and a CPU speed-up says nothing about a GPU's."
         ),
     )
 
@@ -727,7 +728,10 @@ def _flash_3_5x() -> Claim:
         recomputed="—",
         assumption="a measured speed-up",
         verdict=NOT_ARITHMETIC,
-        correction="The textbook says 2-4x. Notebook 04 measures it on real hardware.",
+        correction=(
+            "The textbook says 2-4x. Notebook 04's benchmark measures it; no GPU record "
+            "exists yet, so the GPU figure is still unverified."
+        ),
     )
 
 

@@ -41,7 +41,11 @@ __all__ = [
     "naive_attention",
     "naive_attention_peak_bytes",
     "naive_softmax",
+    "check_count",
+    "describe_value",
     "resolve_dtype",
+    "resolve_scale",
+    "validate_qkv",
     "stable_softmax",
     "token_labels",
     "tokenize",
@@ -71,7 +75,7 @@ def resolve_dtype(dtype: torch.dtype | str, name: str = "dtype") -> torch.dtype:
     raise ValueError(f"{name} must be one of {allowed} (a name or the torch dtype), got {dtype!r}")
 
 
-def _check_count(value: object, name: str, minimum: int = 1) -> int:
+def check_count(value: object, name: str, minimum: int = 1) -> int:
     # bool is an int in Python; n=True is a mistake, not a length.
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -108,8 +112,8 @@ def naive_attention_peak_bytes(
     """
     element = resolve_dtype(dtype).itemsize
     v_dim = head_dim if v_dim is None else v_dim
-    _check_count(head_dim, "head_dim")
-    _check_count(v_dim, "v_dim")
+    check_count(head_dim, "head_dim")
+    check_count(v_dim, "v_dim")
     one_matrix = score_matrix_bytes(n, dtype, heads=heads, batch=batch, n_k=n_k)
     output = n * v_dim * heads * batch * element
     return int(2 * one_matrix + output)
@@ -157,7 +161,7 @@ def stable_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     out-of-place ops, which keeps one more tensor of that size alive: the price of training.
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise ValueError(f"x must be a floating-point torch.Tensor, got {_describe(x)}")
+        raise ValueError(f"x must be a floating-point torch.Tensor, got {describe_value(x)}")
     if x.dim() == 0:
         raise ValueError("x must have at least one dimension, got a 0-d tensor")
     row_max = x.amax(dim=dim, keepdim=True)
@@ -194,8 +198,8 @@ def causal_mask(
 
     Costs n_q · n_k bytes (one byte per bool), a fraction of S itself.
     """
-    n_q = _check_count(n_q, "n_q")
-    n_k = n_q if n_k is None else _check_count(n_k, "n_k")
+    n_q = check_count(n_q, "n_q")
+    n_k = n_q if n_k is None else check_count(n_k, "n_k")
     # tril_ works in place, so only one n_q x n_k bool tensor is ever allocated.
     return torch.ones(n_q, n_k, dtype=torch.bool, device=device).tril_()
 
@@ -238,16 +242,9 @@ def naive_attention(
 
     Memory: S, P and O are allocated once each; see :func:`naive_attention_peak_bytes`.
     """
-    _validate_qkv(q, k, v)
+    validate_qkv(q, k, v)
     head_dim, n_q, n_k = q.shape[-1], q.shape[-2], k.shape[-2]
-    if scale is None:
-        scale = 1.0 / math.sqrt(head_dim)
-    elif (
-        isinstance(scale, bool)
-        or not isinstance(scale, int | float)
-        or not (math.isfinite(scale) and scale > 0)
-    ):
-        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+    scale = resolve_scale(scale, head_dim)
 
     allowed = _combined_mask(mask, causal, n_q, n_k, q)
 
@@ -267,17 +264,35 @@ def naive_attention(
     return AttentionResult(scores, probs, out)
 
 
-def _describe(value: object) -> str:
+def describe_value(value: object) -> str:
+    """What an error message should say about a bad argument: shape and dtype of a tensor."""
     if isinstance(value, torch.Tensor):
         return f"a tensor of shape {tuple(value.shape)}, dtype {value.dtype}"
     return type(value).__name__
 
 
-def _validate_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+def resolve_scale(scale: float | None, head_dim: int) -> float:
+    """The softmax scale: ``1/√head_dim`` when ``scale`` is None, else a finite number > 0.
+
+    Every attention implementation of the course (naive, tiled, Triton) takes ``scale``
+    the way ``scaled_dot_product_attention`` does and checks it here.
+    """
+    if scale is None:
+        return 1.0 / math.sqrt(head_dim)
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, int | float)
+        or not (math.isfinite(scale) and scale > 0)
+    ):
+        raise ValueError(f"scale must be None (1/√head_dim) or a finite number > 0, got {scale!r}")
+    return float(scale)
+
+
+def validate_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     named = {"q": q, "k": k, "v": v}
     for name, t in named.items():
         if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {_describe(t)}")
+            raise ValueError(f"{name} must be a torch.Tensor, got {describe_value(t)}")
         if t.dim() not in (2, 4):
             raise ValueError(
                 f"{name} must have shape (batch, heads, n, head_dim) or (n, head_dim), "
@@ -323,7 +338,7 @@ def _combined_mask(
         return allowed
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
         raise ValueError(
-            f"mask must be a boolean torch.Tensor (True = may attend), got {_describe(mask)}"
+            f"mask must be a boolean torch.Tensor (True = may attend), got {describe_value(mask)}"
         )
     if mask.device != q.device:
         raise ValueError(f"mask is on {mask.device} but q is on {q.device}; use one device")
@@ -388,7 +403,7 @@ def toy_sentence_qkv(
     tokens = tokenize(text)
     if not tokens:
         raise ValueError(f"text must contain at least one word, got {text!r}")
-    _check_count(head_dim, "head_dim", minimum=2)
+    check_count(head_dim, "head_dim", minimum=2)
     if head_dim % 2:
         raise ValueError(f"head_dim must be even (sin/cos pairs), got {head_dim}")
     dtype = resolve_dtype(dtype)

@@ -56,12 +56,13 @@ from plotly.subplots import make_subplots
 from attn_course.cost import bytes_per_element, naive_attention_traffic_bytes
 from attn_course.memory import measure_peak_bytes, random_qkv
 from attn_course.scores import (
-    _check_count,
-    _describe,
-    _validate_qkv,
+    check_count,
+    describe_value,
     naive_attention,
     naive_attention_peak_bytes,
     resolve_dtype,
+    resolve_scale,
+    validate_qkv,
 )
 
 __all__ = [
@@ -207,19 +208,7 @@ class HBMTraffic:
 
 
 def _check_block(value: object, name: str) -> int:
-    return _check_count(value, name)
-
-
-def _check_scale(scale: float | None, head_dim: int) -> float:
-    if scale is None:
-        return 1.0 / math.sqrt(head_dim)
-    if (
-        isinstance(scale, bool)
-        or not isinstance(scale, int | float)
-        or not (math.isfinite(scale) and scale > 0)
-    ):
-        raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
-    return float(scale)
+    return check_count(value, name)
 
 
 def _allowed_view(
@@ -232,7 +221,7 @@ def _allowed_view(
         return None
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
         raise ValueError(
-            f"mask must be a boolean torch.Tensor (True = may attend), got {_describe(mask)}"
+            f"mask must be a boolean torch.Tensor (True = may attend), got {describe_value(mask)}"
         )
     shape = (*q.shape[:-2], q.shape[-2], n_k)
     try:
@@ -290,10 +279,10 @@ def tiled_attention_loops(
     counts every load and store as the loops run. Batch and heads are processed together
     (they are independent problems, like the parallel thread blocks of a GPU kernel).
     """
-    _validate_qkv(q, k, v)
+    validate_qkv(q, k, v)
     n_q, n_k, head_dim = q.shape[-2], k.shape[-2], q.shape[-1]
     block_q, block_k = _check_block(block_q, "block_q"), _check_block(block_k, "block_k")
-    scale = _check_scale(scale, head_dim)
+    scale = resolve_scale(scale, head_dim)
     allowed = _allowed_view(mask, causal, q, n_k)
     count = traffic if traffic is not None else HBMTraffic()
     lead = q.shape[:-2]
@@ -345,10 +334,10 @@ def tiled_attention(
     (and its exponentials) at a time: linear in n for a fixed block size, see
     :func:`tiled_attention_peak_bytes`.
     """
-    _validate_qkv(q, k, v)
+    validate_qkv(q, k, v)
     n_q, n_k, head_dim = q.shape[-2], k.shape[-2], q.shape[-1]
     block_k = _check_block(block_k, "block_k")
-    scale = _check_scale(scale, head_dim)
+    scale = resolve_scale(scale, head_dim)
     allowed = _allowed_view(mask, causal, q, n_k)
     m, l, acc = online_softmax_init(q.shape[:-1], v.shape[-1], q.dtype, q.device)  # noqa: E741
 
@@ -389,11 +378,11 @@ def tiled_attention_peak_bytes(
     it to the byte (tests/test_tiling.py). Every term is linear in n; naive attention's S
     and P are n x n.
     """
-    n, head_dim = _check_count(n, "n"), _check_count(head_dim, "head_dim")
+    n, head_dim = check_count(n, "n"), check_count(head_dim, "head_dim")
     block = min(_check_block(block_k, "block_k"), n)
     element = resolve_dtype(dtype).itemsize
     per_head = 2 * n * block + 2 * n * head_dim + 6 * n
-    return per_head * _check_count(heads, "heads") * _check_count(batch, "batch") * element
+    return per_head * check_count(heads, "heads") * check_count(batch, "batch") * element
 
 
 # --- 3. the schedule and a row's trace -------------------------------------------------------
@@ -423,8 +412,8 @@ def tiling_schedule(
     outside, key blocks inside. Skipped tiles are listed too (marked), so a picture can
     show them; the loops never touch them.
     """
-    n = _check_count(n, "n")
-    n_k = n if n_k is None else _check_count(n_k, "n_k")
+    n = check_count(n, "n")
+    n_k = n if n_k is None else check_count(n_k, "n_k")
     block_q, block_k = _check_block(block_q, "block_q"), _check_block(block_k, "block_k")
     if not isinstance(causal, bool):
         raise ValueError(f"causal must be True or False, got {causal!r}")
@@ -447,7 +436,7 @@ def visited_tiles(n: int, block_q: int, block_k: int, causal: bool = False) -> i
     q_end - 1, which is ⌈q_end / block_k⌉ of them; summed over i. With equal blocks that is
     T (T + 1) / 2: the diagonal tiles plus the ones below it.
     """
-    n = _check_count(n, "n")
+    n = check_count(n, "n")
     block_q, block_k = _check_block(block_q, "block_q"), _check_block(block_k, "block_k")
     row_blocks = -(-n // block_q)
     if not causal:
@@ -494,14 +483,14 @@ def trace_row(
     Single head, shapes (n, head_dim). With ``causal`` only the key blocks the row's query
     block would visit are listed (with block_q = 1 that is up to the row's own block).
     """
-    _validate_qkv(q, k, v)
+    validate_qkv(q, k, v)
     if q.dim() != 2:
         raise ValueError(f"q must be a single head (n, head_dim), got shape {tuple(q.shape)}")
     n_q, n_k = q.shape[0], k.shape[0]
     if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < n_q:
         raise ValueError(f"row must be an integer in [0, {n_q - 1}], got {row!r}")
     block_k = _check_block(block_k, "block_k")
-    scale = _check_scale(scale, q.shape[-1])
+    scale = resolve_scale(scale, q.shape[-1])
     if not isinstance(causal, bool):
         raise ValueError(f"causal must be True or False, got {causal!r}")
     m, l, acc = online_softmax_init((1,), v.shape[-1], q.dtype)  # noqa: E741
@@ -537,7 +526,7 @@ def naive_hbm_bytes(n: int, head_dim: int, dtype: Any = "float16") -> float:
     of the FlashAttention paper, Algorithm 0). The n² part is
     :func:`attn_course.cost.naive_attention_traffic_bytes`.
     """
-    n, head_dim = _check_count(n, "n"), _check_count(head_dim, "head_dim")
+    n, head_dim = check_count(n, "n"), check_count(head_dim, "head_dim")
     score_traffic = naive_attention_traffic_bytes(n, 1, dtype=_cost_dtype(dtype))
     return score_traffic + 4 * n * head_dim * bytes_per_element(_cost_dtype(dtype))
 
@@ -569,8 +558,8 @@ def flash_block_sizes(head_dim: int, sram_bytes: int, dtype: Any = "float16") ->
     the query block would make K and V travel n/d times: 2n² elements, no better than
     naive attention's n² term for d = 64.)
     """
-    head_dim = _check_count(head_dim, "head_dim")
-    sram_bytes = _check_count(sram_bytes, "sram_bytes")
+    head_dim = check_count(head_dim, "head_dim")
+    sram_bytes = check_count(sram_bytes, "sram_bytes")
     elements = int(sram_bytes // bytes_per_element(_cost_dtype(dtype)))
     if elements < 4 * head_dim:
         raise ValueError(
@@ -603,7 +592,7 @@ def tiled_hbm_bytes_for_blocks(
     Times ``heads · batch``. This is the exact count, tails included: an instrumented run
     (:class:`HBMTraffic`) gives the same number.
     """
-    n, head_dim = _check_count(n, "n"), _check_count(head_dim, "head_dim")
+    n, head_dim = check_count(n, "n"), check_count(head_dim, "head_dim")
     block_q, block_k = _check_block(block_q, "block_q"), _check_block(block_k, "block_k")
     if not isinstance(causal, bool):
         raise ValueError(f"causal must be True or False, got {causal!r}")
@@ -614,7 +603,7 @@ def tiled_hbm_bytes_for_blocks(
         # them; the last one may be cut short by n.
         keys_loaded += min(n, -(-q_end // block_k) * block_k) if causal else n
     elements = 2 * n * head_dim + 2 * head_dim * keys_loaded + n
-    copies = _check_count(heads, "heads") * _check_count(batch, "batch")
+    copies = check_count(heads, "heads") * check_count(batch, "batch")
     return elements * copies * bytes_per_element(_cost_dtype(dtype))
 
 
@@ -713,7 +702,7 @@ def measure_tiled_memory(
     """
     if not ns:
         raise ValueError("ns must list at least one sequence length")
-    budget = _check_count(naive_budget_bytes, "naive_budget_bytes")
+    budget = check_count(naive_budget_bytes, "naive_budget_bytes")
     sizes: Sequence[int] = ns
     if progress:
         from tqdm.auto import tqdm
@@ -897,8 +886,8 @@ class TilingExplorer:
         causal: bool = True,
         seed: int = 0,
     ) -> None:
-        self.n = _check_count(n, "n")
-        self.head_dim = _check_count(head_dim, "head_dim")
+        self.n = check_count(n, "n")
+        self.head_dim = check_count(head_dim, "head_dim")
         generator = torch.Generator().manual_seed(seed)
         self.q, self.k, self.v = (
             torch.randn(self.n, self.head_dim, generator=generator, dtype=torch.float64)

@@ -7,11 +7,10 @@ host, and a broken one is a ``ValueError`` that names the parameter and what it 
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from attn_course.kernels._mode import kernel_device, kernel_mode
+from attn_course.scores import describe_value, resolve_scale
 
 __all__ = ["ALLOWED_DTYPES", "ALLOWED_HEAD_DIMS", "validate_backward_inputs", "validate_inputs"]
 
@@ -22,15 +21,9 @@ ALLOWED_HEAD_DIMS = (16, 32, 64, 128)
 ALLOWED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def _describe(value: object) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)}, dtype {value.dtype}"
-    return type(value).__name__
-
-
 def _check_tensor(t: object, name: str) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {_describe(t)}")
+        raise ValueError(f"{name} must be a torch.Tensor, got {describe_value(t)}")
     if t.dim() != 4:
         raise ValueError(
             f"{name} must have shape (batch, heads, n, head_dim): 4 dimensions, "
@@ -114,15 +107,7 @@ def validate_inputs(
         raise ValueError(f"head_dim must be one of {ALLOWED_HEAD_DIMS}, got {head_dim}")
     if not isinstance(causal, bool):
         raise ValueError(f"causal must be True or False, got {causal!r}")
-    if scale is None:
-        return 1.0 / math.sqrt(head_dim)
-    if (
-        isinstance(scale, bool)
-        or not isinstance(scale, int | float)
-        or not (math.isfinite(scale) and scale > 0)
-    ):
-        raise ValueError(f"scale must be None or a finite number > 0, got {scale!r}")
-    return float(scale)
+    return resolve_scale(scale, head_dim)
 
 
 def validate_backward_inputs(
@@ -145,11 +130,11 @@ def validate_backward_inputs(
             )
     _check_dtypes({"q": q, "do": do, "out": out})
     if not isinstance(lse, torch.Tensor):
-        raise ValueError(f"lse must be a torch.Tensor, got {_describe(lse)}")
+        raise ValueError(f"lse must be a torch.Tensor, got {describe_value(lse)}")
     if lse.shape != q.shape[:3] or lse.dtype != torch.float32:
         raise ValueError(
             f"lse must be float32 of shape (batch, heads, n_q) = {tuple(q.shape[:3])}, "
-            f"as flash_attention_forward returns it; got {_describe(lse)}"
+            f"as flash_attention_forward returns it; got {describe_value(lse)}"
         )
     _check_device({"q": q, "do": do, "out": out, "lse": lse})
     return scale
