@@ -22,6 +22,9 @@ reference happens to be almost exact.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -349,3 +352,13 @@ def test_block_sizes_respect_the_causal_alignment():
         assert block_n % block_m == 0
     with pytest.raises(ValueError, match="kernel must be one of"):
         block_sizes("sideways")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the interpreter is chosen only without CUDA")
+def test_late_import_of_triton_is_reported():
+    """Importing triton first leaves its library functions compiled: warn, don't fail later."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    code = "import triton, attn_course.kernels"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "triton was imported before attn_course.kernels" in done.stderr

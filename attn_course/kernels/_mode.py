@@ -17,12 +17,25 @@ The rule:
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 
 import torch
 
 _INTERPRET_VARIABLE = "TRITON_INTERPRET"
 
 if _INTERPRET_VARIABLE not in os.environ and not torch.cuda.is_available():
+    if "triton" in sys.modules:
+        # Triton's own library functions (tl.max, tl.sum, ...) were decorated when triton was
+        # imported, in compiled mode; interpreted kernels that call them fail later with
+        # "Cannot call @triton.jit'd outside of the scope of a kernel". Say so now.
+        warnings.warn(
+            "triton was imported before attn_course.kernels, so the interpreter mode chosen "
+            "now will not reach Triton's own library functions. Import attn_course.kernels "
+            "first (FlexAttention imports triton), or start Python with TRITON_INTERPRET=1.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     os.environ[_INTERPRET_VARIABLE] = "1"
 
 
