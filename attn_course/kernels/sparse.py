@@ -1,0 +1,226 @@
+"""Block-sparse attention forward in Triton: visit only the non-empty tiles of a layout.
+
+Same program structure as :mod:`attn_course.kernels.flash` (read it first): one program
+owns BLOCK query rows of one (batch, head), keeps the online-softmax state (m, ℓ, acc) in
+registers and folds key blocks into it. The difference is *which* key blocks. Instead of
+the loop ``for start_n in range(0, n_k, BLOCK_N)``, a program reads two short lists for
+its query block I, as FlexAttention's BlockMask stores them:
+
+    full_num[I], full_idx[I, :]        key blocks whose tiles are entirely allowed
+    partial_num[I], partial_idx[I, :]  key blocks whose tiles are partly allowed
+
+and runs the loop over the full tiles with no element mask, then over the partial tiles
+loading the tile's slice of the dense boolean mask (uint8, n x n) and setting the
+disallowed scores to -inf. Skipped tiles cost nothing: no load, no dot, no exp. The work
+is proportional to the number of visited tiles
+(:attr:`attn_course.sparse.BlockLayout.visited_tiles`).
+
+Launch grid::
+
+    grid = (layout.blocks, batch * heads)
+    tl.program_id(0) -> query block I            rows = I * BLOCK + arange(BLOCK)
+    tl.program_id(1) -> (batch, head) pair
+
+One layout and one mask serve every batch and head (the pattern depends on positions
+only). Square tiles: BLOCK_M = BLOCK_N = layout.block, which must be 16, 32, 64 or 128
+(tl.dot needs every dimension >= 16). A row with no allowed key (its lists are empty, or
+every loaded mask entry is False) ends with ℓ = 0 and gets zeros, never NaN.
+
+The mask is n² bytes: fine for teaching and for tests. A production kernel computes the
+element mask from indices inside the kernel (FlexAttention compiles ``mask_mod`` into it),
+so it never reads an n x n array; the tile lists are what make it sparse.
+
+Interpreter and bfloat16: exactly as in flash.py (bf16 tiles upcast to fp32 after loading,
+results stored in float32 and rounded by torch). Forward only: there is no backward pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from attn_course.kernels._mode import kernel_mode
+from attn_course.kernels.flash import _load_rows, _store_rows
+from attn_course.kernels.validate import validate_inputs
+from attn_course.sparse import BlockLayout, SparsePattern
+
+__all__ = ["ALLOWED_BLOCKS", "block_sparse_attention", "block_sparse_attention_forward"]
+
+LOG2E = math.log2(math.e)
+ALLOWED_BLOCKS = (16, 32, 64, 128)
+_INTERPRETED = kernel_mode() == "interpreter"
+
+
+@triton.jit
+def _sparse_key_blocks(
+    acc, row_sum, row_max, q, k_base, v_base, mask_base, rows, n, qk_scale,
+    num_ptr, idx_ptr, max_blocks, block_m,
+    HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, APPLY_MASK: tl.constexpr,
+    UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):  # fmt: skip
+    """Fold the key blocks listed in idx_ptr[block_m, :num] into (acc, row_sum, row_max)."""
+    count = tl.load(num_ptr + block_m)
+    for t in range(0, count):
+        key_block = tl.load(idx_ptr + block_m * max_blocks + t)
+        cols = key_block * BLOCK + tl.arange(0, BLOCK)
+        k = _load_rows(k_base, cols, n, HEAD_DIM, UPCAST)
+        v = _load_rows(v_base, cols, n, HEAD_DIM, UPCAST)
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
+        visible = (cols < n)[None, :]
+        if APPLY_MASK:  # partial tile: read its slice of the element mask
+            in_range = (rows < n)[:, None] & (cols < n)[None, :]
+            offsets = rows[:, None].to(tl.int64) * n + cols[None, :]
+            allowed = tl.load(mask_base + offsets, mask=in_range, other=0)
+            visible = visible & (allowed != 0)
+        s = tl.where(visible, s, float("-inf"))
+        # Online softmax, guarded as in flash.py: a row with no visible key so far keeps
+        # max -inf, and shifting by 0 instead keeps exp2(-inf - -inf) = NaN out.
+        new_max = tl.maximum(row_max, tl.max(s, 1))
+        shift = tl.where(new_max == float("-inf"), 0.0, new_max)
+        p = tl.exp2(s - shift[:, None])
+        correction = tl.exp2(row_max - shift)
+        row_sum = row_sum * correction + tl.sum(p, 1)
+        acc = tl.dot(p.to(v.dtype), v, acc * correction[:, None], input_precision=DOT_PRECISION)
+        row_max = new_max
+    return acc, row_sum, row_max
+
+
+@triton.jit
+def _sparse_forward_kernel(
+    Q, K, V, Out, LSE, Mask,
+    FullNum, FullIdx, PartialNum, PartialIdx, max_blocks,
+    n, heads, group_size, qk_scale,
+    HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr,
+    UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):  # fmt: skip
+    """One program = BLOCK query rows of one (batch, head). Grid (blocks, batch · heads)."""
+    block_m = tl.program_id(0)
+    batch_head = tl.program_id(1)
+    batch = batch_head // heads
+    kv_batch_head = batch * (heads // group_size) + (batch_head % heads) // group_size
+    q_base = Q + batch_head.to(tl.int64) * n * HEAD_DIM
+    k_base = K + kv_batch_head.to(tl.int64) * n * HEAD_DIM
+    v_base = V + kv_batch_head.to(tl.int64) * n * HEAD_DIM
+
+    rows = block_m * BLOCK + tl.arange(0, BLOCK)
+    q = _load_rows(q_base, rows, n, HEAD_DIM, UPCAST)
+    row_max = tl.full([BLOCK], float("-inf"), dtype=tl.float32)
+    row_sum = tl.zeros([BLOCK], dtype=tl.float32)
+    acc = tl.zeros([BLOCK, HEAD_DIM], dtype=tl.float32)
+
+    # Full tiles first (no mask), then partial tiles (mask). The order of key blocks does
+    # not matter to the online softmax: it is exact in any order.
+    acc, row_sum, row_max = _sparse_key_blocks(
+        acc, row_sum, row_max, q, k_base, v_base, Mask, rows, n, qk_scale,
+        FullNum, FullIdx, max_blocks, block_m,
+        HEAD_DIM, BLOCK, False, UPCAST, DOT_PRECISION,
+    )  # fmt: skip
+    acc, row_sum, row_max = _sparse_key_blocks(
+        acc, row_sum, row_max, q, k_base, v_base, Mask, rows, n, qk_scale,
+        PartialNum, PartialIdx, max_blocks, block_m,
+        HEAD_DIM, BLOCK, True, UPCAST, DOT_PRECISION,
+    )  # fmt: skip
+
+    # No visible key: ℓ = 0; divide by 1 so the output row is 0 (and lse -inf), not NaN.
+    safe_sum = tl.where(row_sum == 0.0, 1.0, row_sum)
+    out = acc / safe_sum[:, None]
+    lse = (row_max + tl.log2(safe_sum)) * 0.6931471805599453  # natural-log units
+    lse = tl.where(row_sum == 0.0, float("-inf"), lse)
+    _store_rows(Out + batch_head.to(tl.int64) * n * HEAD_DIM, rows, n, out, HEAD_DIM)
+    tl.store(LSE + batch_head.to(tl.int64) * n + rows, lse, mask=rows < n)
+
+
+def _validate_layout(layout: object, mask: object, n: int, device: torch.device) -> BlockLayout:
+    if not isinstance(layout, BlockLayout):
+        raise ValueError(
+            f"layout must be an attn_course.sparse.BlockLayout, got {type(layout).__name__}"
+        )
+    if layout.n != n:
+        raise ValueError(f"layout is for n = {layout.n} but q, k, v have n = {n}")
+    if layout.block not in ALLOWED_BLOCKS:
+        raise ValueError(
+            f"layout.block must be one of {ALLOWED_BLOCKS} (tl.dot), got {layout.block}"
+        )
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != (n, n):
+        raise ValueError(f"mask must be a bool tensor of shape ({n}, {n}), True = may attend")
+    if mask.device.type != device.type:
+        raise ValueError(f"mask is on {mask.device} but q is on {device}; use one device")
+    return layout
+
+
+def block_sparse_attention_forward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    layout: BlockLayout,
+    mask: torch.Tensor,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the kernel: returns ``(out, lse)`` as :func:`flash_attention_forward` does.
+
+    q: (batch, heads, n, head_dim); k, v: (batch, kv_heads, n, head_dim) (self-attention:
+    one n), dtypes and head_dim as the flash kernel. ``layout``: the BlockLayout of ``mask``
+    (``pattern.layout(block)``), block in :data:`ALLOWED_BLOCKS`; ``mask``: (n, n) bool,
+    True = may attend. The caller guarantees that layout and mask agree (a tile the layout
+    skips is never read; a full tile is not masked): :func:`block_sparse_attention` builds
+    both from one pattern.
+    """
+    scale = validate_inputs(q, k, v, False, scale)
+    n = q.shape[2]
+    if k.shape[2] != n:
+        raise ValueError(
+            f"self-attention only: k and v must have n = {n} rows like q, got {k.shape[2]}"
+        )
+    _validate_layout(layout, mask, n, q.device)
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    batch, heads, _, head_dim = q.shape
+    group_size = heads // k.shape[1]
+
+    device = q.device
+    full_num, full_idx = (t.to(device) for t in layout.kv_lists("full"))
+    partial_num, partial_idx = (t.to(device) for t in layout.kv_lists("partial"))
+    mask_bytes = mask.to(device=device, dtype=torch.uint8).contiguous()
+
+    upcast = _INTERPRETED and q.dtype == torch.bfloat16
+    out = torch.empty_like(q, dtype=torch.float32) if upcast else torch.empty_like(q)
+    lse = torch.empty((batch, heads, n), dtype=torch.float32, device=device)
+    grid = (layout.blocks, batch * heads)
+    _sparse_forward_kernel[grid](
+        q, k, v, out, lse, mask_bytes,
+        full_num, full_idx, partial_num, partial_idx, layout.blocks,
+        n, heads, group_size, scale * LOG2E,
+        HEAD_DIM=head_dim, BLOCK=layout.block, UPCAST=upcast,
+        DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+    )  # fmt: skip
+    return out.to(q.dtype), lse
+
+
+def block_sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    pattern: SparsePattern,
+    block: int = 16,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """softmax(scale · q kᵀ restricted to ``pattern``) v, visiting only the non-empty tiles.
+
+    Builds the layout and the dense mask from ``pattern`` (so n² bytes of mask: a teaching
+    kernel) and runs :func:`block_sparse_attention_forward`. Rows with no allowed key are 0.
+    """
+    if not isinstance(pattern, SparsePattern):
+        raise ValueError(
+            "pattern must be an attn_course.sparse.SparsePattern, "
+            f"got {type(pattern).__name__}"
+        )
+    if block not in ALLOWED_BLOCKS:
+        raise ValueError(f"block must be one of {ALLOWED_BLOCKS}, got {block!r}")
+    validate_inputs(q, k, v, False, scale)
+    if q.shape[2] != pattern.n:
+        raise ValueError(f"q has n = {q.shape[2]} but the pattern is for n = {pattern.n}")
+    layout = pattern.layout(block)
+    out, _ = block_sparse_attention_forward(q, k, v, layout, pattern.dense_mask(q.device), scale)
+    return out
