@@ -574,9 +574,9 @@ def flex_available() -> tuple[bool, str]:
     """(True, "") when torch.nn.attention.flex_attention can be imported, else (False, why)."""
     # FlexAttention imports triton. Triton decides when triton.language is first imported
     # whether its own helpers (tl.zeros, ...) are interpreted, so the course's kernel mode
-    # (attn_course.kernels._mode: TRITON_INTERPRET=1 without a GPU) must be set first, or
+    # (attn_course.triton_mode: TRITON_INTERPRET=1 without a GPU) must be set first, or
     # the course's Triton kernels fail later in the same process.
-    import attn_course.kernels  # noqa: F401
+    import attn_course.triton_mode  # noqa: F401
 
     try:
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # noqa: F401

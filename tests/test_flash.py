@@ -362,3 +362,20 @@ def test_late_import_of_triton_is_reported():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "triton was imported before attn_course.kernels" in done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the interpreter is chosen only without CUDA")
+def test_kernels_work_after_the_profiler_imported_triton():
+    """Measuring memory first (torch's profiler imports triton) must not break the kernels."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    code = (
+        "import torch\n"
+        "from attn_course.memory import measure_peak_bytes\n"
+        "measure_peak_bytes(lambda: torch.ones(1000))\n"
+        "from attn_course.kernels import flash_attention\n"
+        "q = torch.randn(1, 1, 20, 16)\n"
+        "ref = torch.nn.functional.scaled_dot_product_attention(q, q, q)\n"
+        "assert (flash_attention(q, q, q) - ref).abs().max() < 1e-5\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -1,6 +1,6 @@
 """Triton FlashAttention kernels (notebook 04), runnable on a GPU or in Triton's CPU interpreter.
 
-Importing this package first decides where kernels run (:mod:`attn_course.kernels._mode`):
+Importing this package first decides where kernels run (:mod:`attn_course.triton_mode`):
 with no CUDA device and ``TRITON_INTERPRET`` unset, it sets ``TRITON_INTERPRET=1`` *before*
 any kernel is defined, because Triton reads the variable when ``@triton.jit`` decorates.
 
@@ -27,8 +27,9 @@ contiguous memory. Bad input is a ValueError naming the parameter, raised before
 
 from __future__ import annotations
 
-# _mode must be imported before flash: it sets TRITON_INTERPRET before any @triton.jit runs.
-from attn_course.kernels._mode import kernel_device, kernel_mode  # isort: skip
+# The mode is chosen when the attn_course package is imported (attn_course/triton_mode.py),
+# before any @triton.jit below runs and before torch's profiler or FlexAttention imports triton.
+from attn_course.triton_mode import kernel_device, kernel_mode  # isort: skip
 from attn_course.kernels.flash import (
     FlashAttentionFunction,
     block_sizes,

@@ -80,8 +80,8 @@ import torch
 import triton
 import triton.language as tl
 
-from attn_course.kernels._mode import kernel_mode
 from attn_course.kernels.validate import validate_backward_inputs, validate_inputs
+from attn_course.triton_mode import kernel_mode
 
 __all__ = [
     "FlashAttentionFunction",

@@ -42,10 +42,10 @@ import torch
 import triton
 import triton.language as tl
 
-from attn_course.kernels._mode import kernel_mode
 from attn_course.kernels.flash import _load_rows, _store_rows
 from attn_course.kernels.validate import validate_inputs
 from attn_course.sparse import BlockLayout, SparsePattern
+from attn_course.triton_mode import kernel_mode
 
 __all__ = ["ALLOWED_BLOCKS", "block_sparse_attention", "block_sparse_attention_forward"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from attn_course.kernels._mode import kernel_device, kernel_mode
 from attn_course.scores import describe_value, resolve_scale
+from attn_course.triton_mode import kernel_device, kernel_mode
 
 __all__ = ["ALLOWED_DTYPES", "ALLOWED_HEAD_DIMS", "validate_backward_inputs", "validate_inputs"]
 

@@ -5,7 +5,8 @@ environment variable ``TRITON_INTERPRET`` is ``"1"`` at that moment, the kernel 
 ``InterpretedFunction`` that runs every program of the launch grid one after another in
 NumPy, on CPU tensors. That is slow (a Python loop over programs) but exact enough to test
 and to teach with on a laptop. So the choice has to be made *before* any kernel module is
-imported, which is why :mod:`attn_course.kernels` imports this module first.
+imported, which is why importing the :mod:`attn_course` package imports this module first:
+torch's profiler and FlexAttention import triton on their own and must not come first.
 
 The rule:
 
