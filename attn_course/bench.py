@@ -64,6 +64,10 @@ from attn_course.memory import loglog_slope, measure_peak_bytes
 from attn_course.scores import naive_attention, resolve_dtype
 
 __all__ = [
+    "call_peak_bytes",
+    "device_info",
+    "library_versions",
+    "median_ms",
     "IMPLEMENTATIONS",
     "LABELS",
     "SCHEMA",
@@ -361,7 +365,7 @@ def _forward_and_backward(
     return step
 
 
-def _median_ms(call: Callable[[], Any], device: torch.device, min_run_time_s: float) -> float:
+def median_ms(call: Callable[[], Any], device: torch.device, min_run_time_s: float) -> float:
     """Median time of ``call()`` in ms: triton's do_bench on a GPU, torch's Timer on a CPU."""
     if device.type == "cuda":
         import triton.testing
@@ -373,7 +377,7 @@ def _median_ms(call: Callable[[], Any], device: torch.device, min_run_time_s: fl
     return timer.blocked_autorange(min_run_time=min_run_time_s).median * 1e3
 
 
-def _peak_bytes(call: Callable[[], Any], device: torch.device) -> int:
+def call_peak_bytes(call: Callable[[], Any], device: torch.device) -> int:
     """Extra bytes allocated at the busiest moment of one ``call()``, above what was live."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -482,11 +486,11 @@ def _measure(
         result.reason = "Triton interpreter (no GPU): correct-or-not only; far too slow to time"
         return result
     try:
-        result.ms = _median_ms(call, device, min_run_time_s)
+        result.ms = median_ms(call, device, min_run_time_s)
         result.tflops = tflops_per_s(config.flops, result.ms)
         for t in (q, k, v):  # free the last run's gradients outside the measured call
             t.grad = None
-        result.peak_bytes = _peak_bytes(call, device)
+        result.peak_bytes = call_peak_bytes(call, device)
     except RuntimeError as error:  # out of memory during the timed runs
         result.status, result.reason = FAILED, " ".join(str(error).split())[:600]
     return result
@@ -549,9 +553,9 @@ def run_flash_benchmark(
         "smoke": smoke,
         "date": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "host": socket.gethostname(),
-        "device": _device_info(device),
+        "device": device_info(device),
         "kernel_mode": mode,
-        "versions": _versions(),
+        "versions": library_versions(),
         "command": command or "attn_course.bench.run_flash_benchmark(...)",
         "timing": (
             "median of triton.testing.do_bench (ms)"
@@ -571,7 +575,7 @@ def run_flash_benchmark(
     }
 
 
-def _device_info(device: torch.device) -> dict[str, Any]:
+def device_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {"type": device.type}
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
@@ -608,7 +612,7 @@ def _cpu_name() -> str:
     return "CPU: " + (platform.processor() or platform.machine())
 
 
-def _versions() -> dict[str, str | None]:
+def library_versions() -> dict[str, str | None]:
     try:
         import triton
 
@@ -767,25 +771,35 @@ def benchmark_figure(
     if not records or not any(r["results"] for r in records):
         raise ValueError("records must hold at least one record with results")
     first = next(r["results"][0]["config"] for r in records if r["results"])
-    wanted = {
-        "head_dim": first["head_dim"] if head_dim is None else head_dim,
-        "dtype": first["dtype"] if dtype is None else canonical_dtype(dtype),
-        "causal": first["causal"] if causal is None else causal,
-        "mode": first["mode"] if backward is None else ("fwd+bwd" if backward else "fwd"),
+    chosen = {
+        "head_dim": head_dim,
+        "dtype": None if dtype is None else canonical_dtype(dtype),
+        "causal": causal,
+        "mode": None if backward is None else ("fwd+bwd" if backward else "fwd"),
     }
+    # Records of other suites (linear, sparse) may lack some of these fields.
+    wanted = {key: first[key] if value is None else value for key, value in chosen.items()
+              if key in first}  # fmt: skip
     y_title, what = _METRICS[metric]
     figure = go.Figure()
     for record in records:
         suffix = f" — {record['device']['name']}" if len(records) > 1 else ""
-        for name in implementations or IMPLEMENTATIONS:
+        labels = {r["implementation"]: r.get("label", r["implementation"])
+                  for r in record["results"]}  # fmt: skip
+        for name in implementations or labels:
             points = _points(record, name, metric, wanted)
             if points:
                 figure.add_scatter(
                     x=[n for n, _ in points], y=[y for _, y in points],
-                    mode="lines+markers", name=LABELS[name] + suffix,
+                    mode="lines+markers", name=labels.get(name, name) + suffix,
                 )  # fmt: skip
-    causal_text = "causal" if wanted["causal"] else "no mask"
-    setting = f"{wanted['dtype']}, head_dim {wanted['head_dim']}, {causal_text}, {wanted['mode']}"
+    describe = {
+        "dtype": str,
+        "head_dim": lambda value: f"head_dim {value}",
+        "causal": lambda value: "causal" if value else "no mask",
+        "mode": str,
+    }
+    setting = ", ".join(describe[key](value) for key, value in wanted.items())
     where = "; ".join(record_label(r) for r in records)
     figure.update_layout(
         title={"text": f"{what} of attention vs sequence length ({setting})<br><sub>{where}</sub>"},
@@ -831,7 +845,38 @@ def _parser() -> argparse.ArgumentParser:
     flash.add_argument("--out", type=Path, default=None, help="where to write the JSON record")
     flash.add_argument("--smoke", action="store_true", help="small CPU-friendly run (CI)")
     flash.add_argument("--quiet", action="store_true", help="no progress bar, no table")
+    for name, suite in _suites().items():
+        suite_parser = sub.add_parser(name, help=suite.__doc__.strip().splitlines()[0])
+        suite.add_arguments(suite_parser)
+        suite_parser.add_argument("--out", type=Path, default=None, help="JSON record path")
+        suite_parser.add_argument("--quiet", action="store_true", help="no table")
     return parser
+
+
+def _suites() -> dict[str, Any]:
+    """The other benchmark suites: each module has add_arguments(parser) and run(args)."""
+    from attn_course import bench_linear, bench_sparse
+
+    return {"linear": bench_linear, "sparse": bench_sparse}
+
+
+def _run_flash(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    if args.smoke:
+        configs = smoke_configs()
+        if args.backward:
+            configs += [BenchConfig(n=64, heads=2, causal=True, backward=True)]
+    else:
+        gpu = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
+        dtypes = args.dtype or (["bfloat16"] if gpu else ["float32"])
+        configs = configs_from(
+            args.n, args.head_dim, dtypes, args.causal, backward=args.backward,
+            batch=args.batch, heads=args.heads, kv_heads=args.kv_heads,
+        )  # fmt: skip
+    return run_flash_benchmark(
+        configs, args.impl, device=args.device, error_max_n=args.error_max_n,
+        min_run_time_s=0.05 if args.smoke else args.min_run_time,
+        progress=not args.quiet, command=command, smoke=args.smoke,
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -839,27 +884,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = "python -m attn_course.bench " + shlex.join(argv)
     try:
-        if args.smoke:
-            configs = smoke_configs()
-            if args.backward:
-                configs += [BenchConfig(n=64, heads=2, causal=True, backward=True)]
+        if args.benchmark == "flash":
+            record = _run_flash(args, command)
         else:
-            gpu = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
-            dtypes = args.dtype or (["bfloat16"] if gpu else ["float32"])
-            configs = configs_from(
-                args.n, args.head_dim, dtypes, args.causal, backward=args.backward,
-                batch=args.batch, heads=args.heads, kv_heads=args.kv_heads,
-            )  # fmt: skip
-        record = run_flash_benchmark(
-            configs, args.impl, device=args.device, error_max_n=args.error_max_n,
-            min_run_time_s=0.05 if args.smoke else args.min_run_time,
-            progress=not args.quiet, command=command, smoke=args.smoke,
-        )  # fmt: skip
+            record = _suites()[args.benchmark].run(args)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if not args.quiet:
-        print(f"{record_label(record)} (kernels: {record['kernel_mode']})")
+        print(f"{record_label(record)} (kernels: {record.get('kernel_mode', 'n/a')})")
         print(results_table(record))
     if args.out:
         print(f"wrote {write_record(record, args.out)}")

@@ -47,12 +47,12 @@ from attn_course.bench import (
     SCHEMA,
     UNAVAILABLE,
     BenchConfig,
-    _device_info,
-    _median_ms,
-    _peak_bytes,
-    _versions,
     attention_flops,
+    call_peak_bytes,
     configs_from,
+    device_info,
+    library_versions,
+    median_ms,
     tflops_per_s,
 )
 from attn_course.linear import (
@@ -137,9 +137,9 @@ def _measure(
         if name == "linear_triton" and mode == "interpreter":
             return {**result, "status": CHECKED,
                     "reason": "Triton interpreter: run once for correctness, not timed"}
-        result["ms"] = _median_ms(call, device, min_run_time_s)
+        result["ms"] = median_ms(call, device, min_run_time_s)
         result["tflops"] = tflops_per_s(_flops(name, config), result["ms"])
-        result["peak_bytes"] = _peak_bytes(call, device)
+        result["peak_bytes"] = call_peak_bytes(call, device)
     except (RuntimeError, ValueError) as error:  # out of memory, unsupported dtype, ...
         return {**result, "status": FAILED, "reason": f"{type(error).__name__}: {error}"[:300]}
     return result
@@ -177,9 +177,9 @@ def run_linear_benchmark(
         "smoke": smoke,
         "date": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "host": socket.gethostname(),
-        "device": _device_info(device),
+        "device": device_info(device),
         "kernel_mode": mode,
-        "versions": _versions(),
+        "versions": library_versions(),
         "command": command or "attn_course.bench_linear.run_linear_benchmark(...)",
         "timing": (
             "median of triton.testing.do_bench (ms)"

@@ -46,13 +46,11 @@ from attn_course.bench import (
     OK,
     SCHEMA,
     UNAVAILABLE,
-    _device_info,
-    _median_ms,
-    _peak_bytes,
-    _versions,
-    results_table,
+    call_peak_bytes,
+    device_info,
+    library_versions,
+    median_ms,
     tflops_per_s,
-    write_record,
 )
 from attn_course.scores import naive_attention, resolve_dtype
 from attn_course.sparse import (
@@ -89,9 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if present)")
     parser.add_argument("--error-max-n", type=int, default=2048)
     parser.add_argument("--min-run-time", type=float, default=0.2, help="CPU timer, seconds")
-    parser.add_argument("--out", default=None, help="where to write the JSON record")
     parser.add_argument("--smoke", action="store_true", help="small CPU-friendly run (CI)")
-    parser.add_argument("--quiet", action="store_true", help="no table")
 
 
 def _implementation(name: str, pattern: Any, block: int, mask: torch.Tensor) -> Callable:
@@ -200,9 +196,9 @@ def run_sparse_benchmark(
                 if name == "triton_sparse" and device_.type == "cpu":
                     result.update(status=CHECKED, reason="Triton interpreter: correctness only")
                     continue
-                result["ms"] = _median_ms(call, device_, min_run_time_s)
+                result["ms"] = median_ms(call, device_, min_run_time_s)
                 result["tflops"] = tflops_per_s(flops, result["ms"])
-                result["peak_bytes"] = _peak_bytes(call, device_)
+                result["peak_bytes"] = call_peak_bytes(call, device_)
             except (RuntimeError, ValueError) as error:
                 result.update(status=FAILED, reason=" ".join(str(error).split())[:600])
     return {
@@ -211,9 +207,9 @@ def run_sparse_benchmark(
         "smoke": smoke,
         "date": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "host": socket.gethostname(),
-        "device": _device_info(device_),
+        "device": device_info(device_),
         "kernel_mode": _kernel_mode(),
-        "versions": _versions(),
+        "versions": library_versions(),
         "command": command or "attn_course.bench_sparse.run_sparse_benchmark(...)",
         "timing": (
             "median of triton.testing.do_bench (ms)" if device_.type == "cuda"
@@ -240,7 +236,10 @@ def _kernel_mode() -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the suite from parsed :func:`add_arguments` options; write ``--out`` if given."""
+    """Run the suite from parsed :func:`add_arguments` options and return its record.
+
+    ``python -m attn_course.bench sparse`` prints the table and writes ``--out``.
+    """
     if args.smoke:
         ns, window, block, heads, min_run = [64, 128, 256], 32, 16, 2, 0.05
         head_dim, dtype = 16, "float32"
@@ -256,10 +255,4 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         implementations=args.impl, device=args.device, error_max_n=args.error_max_n,
         min_run_time_s=min_run, command=command, smoke=args.smoke,
     )  # fmt: skip
-    if not args.quiet:
-        print(results_table(record))
-    if args.out:
-        path = write_record(record, args.out)
-        if not args.quiet:
-            print(f"wrote {path}")
     return record

@@ -358,6 +358,17 @@ def test_bench_linear_smoke_writes_a_record(tmp_path):
         assert result["max_abs_error"] < 1e-4
     write_record(record, tmp_path / "linear.json")
     (loaded,) = load_records(tmp_path / "*.json")
+    # The same suite through the command line: python -m attn_course.bench linear ...
+    from attn_course.bench import main as bench_main
+
+    assert bench_main(["linear", "--smoke", "--quiet", "--out", str(tmp_path / "cli.json")]) == 0
+    assert load_records(tmp_path / "cli.json")[0]["benchmark"] == "linear"
+    # The course's benchmark figure draws any suite's record, one line per implementation.
+    from attn_course.bench import benchmark_figure
+
+    figure = benchmark_figure(record)
+    drawn = {trace.name for trace in figure.data}
+    assert {bench_linear.LABELS["linear_chunked"], bench_linear.LABELS["sdpa"]} <= drawn
     assert loaded["results"] == record["results"]
     assert "linear_chunked" in results_table(loaded)
 

@@ -449,15 +449,19 @@ def test_unattempted_exercise_propagates_not_implemented(exercise_id):
 def test_bench_sparse_smoke(tmp_path):
     from attn_course import bench_sparse
     from attn_course.bench import SCHEMA, load_records
+    from attn_course.bench import main as bench_main
 
     parser = argparse.ArgumentParser()
     bench_sparse.add_arguments(parser)
+    record = bench_sparse.run(parser.parse_args(["--smoke"]))
     out = tmp_path / "sparse.json"
-    args = parser.parse_args(["--smoke", "--quiet", "--out", str(out)])
-    record = bench_sparse.run(args)
+    # The same suite through the command line: python -m attn_course.bench sparse ...
+    assert bench_main(["sparse", "--smoke", "--quiet", "--out", str(out)]) == 0
     assert record["schema"] == SCHEMA and record["benchmark"] == "sparse" and record["smoke"]
     saved = json.loads(out.read_text())
-    assert saved["results"] == record["results"]
+    assert [r["implementation"] for r in saved["results"]] == [
+        r["implementation"] for r in record["results"]
+    ]
     assert load_records(tmp_path / "*.json")[0]["benchmark"] == "sparse"
     by_impl = {}
     for r in record["results"]:
