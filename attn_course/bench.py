@@ -64,6 +64,7 @@ from attn_course.memory import loglog_slope, measure_peak_bytes
 from attn_course.scores import naive_attention, resolve_dtype
 
 __all__ = [
+    "new_record",
     "call_peak_bytes",
     "device_info",
     "library_versions",
@@ -547,16 +548,42 @@ def run_flash_benchmark(
         results.append(result)
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    return new_record(
+        "flash", smoke=smoke, device=device, kernel_mode=mode, min_run_time_s=min_run_time_s,
+        command=command or "attn_course.bench.run_flash_benchmark(...)",
+        flops="attn_course.bench.attention_flops: 4·b·h·n²·d forward, ×3.5 with backward, "
+        "halved when causal",
+        error_max_n=error_max_n, results=[r.to_dict() for r in results],
+    )  # fmt: skip
+
+
+def new_record(
+    benchmark: str,
+    *,
+    smoke: bool,
+    device: torch.device,
+    kernel_mode: str,
+    command: str,
+    min_run_time_s: float,
+    flops: str,
+    error_max_n: int,
+    results: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A benchmark record (schema in records/README.md): where, when, how, and the results.
+
+    Every suite (flash, linear, sparse) writes its record through this one function, so the
+    provenance fields (device, date, versions, command, timing method) cannot drift apart.
+    """
     return {
         "schema": SCHEMA,
-        "benchmark": "flash",
+        "benchmark": benchmark,
         "smoke": smoke,
         "date": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "host": socket.gethostname(),
         "device": device_info(device),
-        "kernel_mode": mode,
+        "kernel_mode": kernel_mode,
         "versions": library_versions(),
-        "command": command or "attn_course.bench.run_flash_benchmark(...)",
+        "command": command,
         "timing": (
             "median of triton.testing.do_bench (ms)"
             if device.type == "cuda"
@@ -568,10 +595,9 @@ def run_flash_benchmark(
             else "PyTorch CPU allocator peak above the inputs, attn_course.memory."
             "measure_peak_bytes (bytes)"
         ),
-        "flops": "attn_course.bench.attention_flops: 4·b·h·n²·d forward, ×3.5 with backward, "
-        "halved when causal",
+        "flops": flops,
         "error_max_n": error_max_n,
-        "results": [r.to_dict() for r in results],
+        "results": results,
     }
 
 

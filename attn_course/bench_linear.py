@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
 
 import torch
@@ -44,15 +42,13 @@ from attn_course.bench import (
     FAILED,
     INTERPRETER_MAX_N,
     OK,
-    SCHEMA,
     UNAVAILABLE,
     BenchConfig,
     attention_flops,
     call_peak_bytes,
     configs_from,
-    device_info,
-    library_versions,
     median_ms,
+    new_record,
     tflops_per_s,
 )
 from attn_course.linear import (
@@ -171,33 +167,14 @@ def run_linear_benchmark(
         for config in configs
         for name in names
     ]
-    return {
-        "schema": SCHEMA,
-        "benchmark": "linear",
-        "smoke": smoke,
-        "date": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "host": socket.gethostname(),
-        "device": device_info(device),
-        "kernel_mode": mode,
-        "versions": library_versions(),
-        "command": command or "attn_course.bench_linear.run_linear_benchmark(...)",
-        "timing": (
-            "median of triton.testing.do_bench (ms)"
-            if device.type == "cuda"
-            else f"median of torch.utils.benchmark blocked_autorange, {min_run_time_s} s (ms)"
-        ),
-        "peak_memory": (
-            "torch.cuda.max_memory_allocated above the inputs (bytes)"
-            if device.type == "cuda"
-            else "PyTorch CPU allocator peak above the inputs, attn_course.memory."
-            "measure_peak_bytes (bytes)"
-        ),
-        "flops": "own algorithm's matmul FLOPs: attn_course.linear.linear_attention_flops "
+    return new_record(
+        "linear", smoke=smoke, device=device, kernel_mode=mode, min_run_time_s=min_run_time_s,
+        command=command or "attn_course.bench_linear.run_linear_benchmark(...)",
+        flops="own algorithm's matmul FLOPs: attn_course.linear.linear_attention_flops "
         f"(causal, chunk {CHUNK}) x batch x heads for linear_*, attn_course.bench."
         "attention_flops (causal: 2·b·h·n²·d) for sdpa",
-        "error_max_n": error_max_n,
-        "results": results,
-    }
+        error_max_n=error_max_n, results=results,
+    )  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import socket
 import sys
 import warnings
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import torch
@@ -44,12 +42,10 @@ from attn_course.bench import (
     CHECKED,
     FAILED,
     OK,
-    SCHEMA,
     UNAVAILABLE,
     call_peak_bytes,
-    device_info,
-    library_versions,
     median_ms,
+    new_record,
     tflops_per_s,
 )
 from attn_course.scores import naive_attention, resolve_dtype
@@ -201,30 +197,14 @@ def run_sparse_benchmark(
                 result["peak_bytes"] = call_peak_bytes(call, device_)
             except (RuntimeError, ValueError) as error:
                 result.update(status=FAILED, reason=" ".join(str(error).split())[:600])
-    return {
-        "schema": SCHEMA,
-        "benchmark": "sparse",
-        "smoke": smoke,
-        "date": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "host": socket.gethostname(),
-        "device": device_info(device_),
-        "kernel_mode": _kernel_mode(),
-        "versions": library_versions(),
-        "command": command or "attn_course.bench_sparse.run_sparse_benchmark(...)",
-        "timing": (
-            "median of triton.testing.do_bench (ms)" if device_.type == "cuda"
-            else f"median of torch.utils.benchmark blocked_autorange, {min_run_time_s} s (ms)"
-        ),  # fmt: skip
-        "peak_memory": (
-            "torch.cuda.max_memory_allocated above the inputs (bytes)" if device_.type == "cuda"
-            else "PyTorch CPU allocator peak above the inputs, attn_course.memory."
-            "measure_peak_bytes (bytes)"
-        ),  # fmt: skip
-        "flops": "attn_course.sparse.BlockLayout.flops: 4·d per score of the visited tiles, "
+    return new_record(
+        "sparse", smoke=smoke, device=device_, kernel_mode=_kernel_mode(),
+        min_run_time_s=min_run_time_s,
+        command=command or "attn_course.bench_sparse.run_sparse_benchmark(...)",
+        flops="attn_course.sparse.BlockLayout.flops: 4·d per score of the visited tiles, "
         "× batch · heads (the same credit for every implementation)",
-        "error_max_n": error_max_n,
-        "results": results,
-    }
+        error_max_n=error_max_n, results=results,
+    )  # fmt: skip
 
 
 def _kernel_mode() -> str:

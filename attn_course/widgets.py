@@ -28,6 +28,7 @@ come from :mod:`attn_course.cost`; this module only wires them to the screen.
 from __future__ import annotations
 
 import html
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -112,7 +113,7 @@ def _markers(key: str, name: str, symbol: str = "circle") -> go.Scatter:
     )
 
 
-class _Calculator:
+class _Calculator(ABC):
     """Shared wiring: build controls and figure, observe every control, update in place."""
 
     title = ""
@@ -143,21 +144,25 @@ class _Calculator:
         self.update()
 
     # -- to override ------------------------------------------------------------------
+    @abstractmethod
     def _make_controls(self) -> dict[str, widgets.Widget]:
-        raise NotImplementedError
+        """The calculator's sliders and dropdowns, by name."""
 
+    @abstractmethod
     def _make_traces(self) -> list[go.Scatter]:
-        raise NotImplementedError
+        """Empty traces, one per curve, each keyed by ``meta``; ``_redraw`` fills them."""
 
+    @abstractmethod
     def _style_axes(self) -> None:
-        raise NotImplementedError
+        """Axis titles (with units) and scales."""
 
     def _model_values(self, model_name: str) -> dict[str, Any]:
         """Control values that a model preset sets."""
         return {}
 
+    @abstractmethod
     def _redraw(self) -> None:
-        raise NotImplementedError
+        """Recompute every trace and the readout from the current control values."""
 
     # -- shared -----------------------------------------------------------------------
     def _split_controls(self) -> tuple[list[widgets.Widget], list[widgets.Widget]]:
