@@ -1,0 +1,142 @@
+"""Paged decode attention in Triton: one new query token per sequence, K/V read by block.
+
+The torch reference is :func:`attn_course.paged.paged_attention_decode`; this kernel computes
+the same thing without ever gathering a sequence's cache into a contiguous tensor. One
+program owns one (sequence, query head): it loads its query vector, then walks the
+sequence's block table
+
+    for j in range(ceil(context_len / BLOCK_SIZE)):
+        block = block_tables[seq, j]                   # which block of the pool
+        k = k_pool[block, :, kv_head, :]               # (BLOCK_SIZE, HEAD_DIM)
+
+and folds each block of keys and values into the online-softmax state (m, ℓ, acc) exactly
+as :mod:`attn_course.kernels.flash` folds key tiles. The last block is masked past
+``context_len``. GQA: query head h reads key/value head ``h // (heads // kv_heads)``.
+
+Launch grid::
+
+    grid = (batch, heads)
+    tl.program_id(0) -> sequence       tl.program_id(1) -> query head
+
+With one query row there is nothing for ``tl.dot`` to multiply (it needs >= 16 rows), so the
+scores are an elementwise product and a sum over head_dim, in float32. That also means
+bf16 needs no special case in the interpreter: every tile is converted to float32 right after
+loading. The output is stored in float32 and rounded to q's dtype by torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from attn_course.kernels.validate import ALLOWED_DTYPES, ALLOWED_HEAD_DIMS
+from attn_course.paged import validate_paged_inputs
+from attn_course.triton_mode import kernel_device, kernel_mode
+
+__all__ = ["ALLOWED_BLOCK_SIZES", "paged_decode"]
+
+LOG2E = math.log2(math.e)
+# tl.arange needs a power of two; 16 is vLLM's default block size.
+ALLOWED_BLOCK_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+@triton.jit
+def _paged_decode_kernel(
+    Q, KPool, VPool, Out, BlockTables, ContextLens,
+    max_blocks, heads, kv_heads, group_size, qk_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
+):  # fmt: skip
+    """One program = one query head of one sequence. Grid (batch, heads)."""
+    seq = tl.program_id(0)
+    head = tl.program_id(1)
+    kv_head = head // group_size
+    context_len = tl.load(ContextLens + seq)
+    dims = tl.arange(0, HEAD_DIM)
+    slots = tl.arange(0, BLOCK_SIZE)
+
+    q = tl.load(Q + (seq * heads + head).to(tl.int64) * HEAD_DIM + dims).to(tl.float32)
+    row_max = tl.full([], float("-inf"), dtype=tl.float32)
+    row_sum = tl.full([], 0.0, dtype=tl.float32)
+    acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
+
+    # Pool layout (num_blocks, BLOCK_SIZE, kv_heads, HEAD_DIM): slot s of block b, head g
+    # starts at ((b * BLOCK_SIZE + s) * kv_heads + g) * HEAD_DIM.
+    token_stride = kv_heads * HEAD_DIM
+    num_blocks_used = tl.cdiv(context_len, BLOCK_SIZE)
+    for j in range(0, num_blocks_used):
+        block = tl.load(BlockTables + seq.to(tl.int64) * max_blocks + j).to(tl.int64)
+        offsets = (
+            (block * BLOCK_SIZE + slots[:, None]) * token_stride
+            + kv_head * HEAD_DIM
+            + dims[None, :]
+        )
+        valid = j * BLOCK_SIZE + slots < context_len  # the last block may be partly filled
+        k = tl.load(KPool + offsets, mask=valid[:, None], other=0.0).to(tl.float32)
+        v = tl.load(VPool + offsets, mask=valid[:, None], other=0.0).to(tl.float32)
+        s = tl.sum(k * q[None, :], 1) * qk_scale  # (BLOCK_SIZE,), in log2 units
+        s = tl.where(valid, s, float("-inf"))
+        # Online softmax: rescale what we have by 2^(old max - new max), add the new block.
+        new_max = tl.maximum(row_max, tl.max(s, 0))
+        p = tl.exp2(s - new_max)
+        correction = tl.exp2(row_max - new_max)
+        row_sum = row_sum * correction + tl.sum(p, 0)
+        acc = acc * correction + tl.sum(p[:, None] * v, 0)
+        row_max = new_max
+
+    # context_len >= 1 is checked on the host, so row_sum > 0 here.
+    tl.store(Out + (seq * heads + head).to(tl.int64) * HEAD_DIM + dims, acc / row_sum)
+
+
+def paged_decode(
+    q: torch.Tensor,
+    k_pool: torch.Tensor,
+    v_pool: torch.Tensor,
+    block_tables: torch.Tensor,
+    context_lens: torch.Tensor,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Paged decode attention with the Triton kernel; same contract as the torch reference.
+
+    q: ``(batch, heads, head_dim)``; k_pool, v_pool: ``(num_blocks, block_size, kv_heads,
+    head_dim)``; block_tables ``(batch, max_blocks)`` and context_lens ``(batch,)`` integer
+    tensors. Also: head_dim in :data:`ALLOWED_HEAD_DIMS`, block_size in
+    :data:`ALLOWED_BLOCK_SIZES`, one float dtype among float32/float16/bfloat16, every
+    tensor on :func:`attn_course.kernels.kernel_device`. Returns ``(batch, heads, head_dim)``.
+    """
+    scale = validate_paged_inputs(q, k_pool, v_pool, block_tables, context_lens, scale)
+    batch, heads, head_dim = q.shape
+    _, block_size, kv_heads, _ = k_pool.shape
+    if head_dim not in ALLOWED_HEAD_DIMS:
+        raise ValueError(f"head_dim must be one of {ALLOWED_HEAD_DIMS}, got {head_dim}")
+    if block_size not in ALLOWED_BLOCK_SIZES:
+        raise ValueError(f"block_size must be one of {ALLOWED_BLOCK_SIZES}, got {block_size}")
+    for name, t in (("k_pool", k_pool), ("v_pool", v_pool)):
+        if t.dtype != q.dtype or q.dtype not in ALLOWED_DTYPES:
+            raise ValueError(
+                f"q and {name} must share one dtype among {ALLOWED_DTYPES}, "
+                f"got {q.dtype} and {t.dtype}"
+            )
+    expected = kernel_device()
+    named = {"q": q, "k_pool": k_pool, "v_pool": v_pool, "block_tables": block_tables,
+             "context_lens": context_lens}  # fmt: skip
+    for name, t in named.items():
+        if t.device.type != expected.type:
+            raise ValueError(
+                f"{name} is on {t.device} but the kernels run on {expected.type} "
+                f"({kernel_mode()} mode); move it with .to(attn_course.kernels.kernel_device())"
+            )
+    q, k_pool, v_pool = q.contiguous(), k_pool.contiguous(), v_pool.contiguous()
+    tables = block_tables.to(torch.int32).contiguous()
+    lens = context_lens.to(torch.int32).contiguous()
+    out = torch.empty(q.shape, dtype=torch.float32, device=q.device)
+    if batch == 0:
+        return out.to(q.dtype)
+    _paged_decode_kernel[(batch, heads)](
+        q, k_pool, v_pool, out, tables, lens,
+        tables.shape[1], heads, kv_heads, heads // kv_heads, scale * LOG2E,
+        HEAD_DIM=head_dim, BLOCK_SIZE=block_size,
+    )  # fmt: skip
+    return out.to(q.dtype)

@@ -1,0 +1,290 @@
+"""Notebook 07: generation with and without a KV cache, its size, and compressing it.
+
+Without a cache every generated token re-runs the model on the whole prefix: step t costs
+O(t) projections and O(t²) attention scores. With a cache the model projects only the new
+token and appends its key and value per layer; step t reads t cached keys and values.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import plotly.graph_objects as go
+import torch
+
+from attn_course.cost import kv_cache_bytes
+from attn_course.model import GPT, LayerCache
+
+
+@dataclass
+class Generation:
+    """Greedy generation: the tokens, every step's logits, and seconds per step."""
+
+    tokens: torch.Tensor  # (batch, prompt + new)
+    step_logits: list[torch.Tensor]  # one (batch, vocab) per generated token
+    step_seconds: list[float]
+
+
+def _check_prompt(model: GPT, prompt: torch.Tensor, new_tokens: int) -> None:
+    if prompt.dim() != 2 or prompt.shape[1] < 1:
+        raise ValueError(f"prompt must be (batch, >= 1 tokens), got shape {tuple(prompt.shape)}")
+    if new_tokens < 1:
+        raise ValueError(f"new_tokens must be >= 1, got {new_tokens}")
+    if prompt.shape[1] + new_tokens - 1 > model.cfg.context:
+        raise ValueError(
+            f"prompt ({prompt.shape[1]}) + new_tokens ({new_tokens}) - 1 exceeds the context "
+            f"of {model.cfg.context}"
+        )
+
+
+@torch.no_grad()
+def generate_uncached(model: GPT, prompt: torch.Tensor, new_tokens: int) -> Generation:
+    """Greedy decoding that re-runs the whole sequence for every new token (no cache)."""
+    _check_prompt(model, prompt, new_tokens)
+    tokens, logits_list, seconds = prompt, [], []
+    for _ in range(new_tokens):
+        t0 = time.perf_counter()
+        logits, _ = model(tokens)  # everything, again
+        last = logits[:, -1]
+        seconds.append(time.perf_counter() - t0)
+        logits_list.append(last)
+        tokens = torch.cat([tokens, last.argmax(-1, keepdim=True)], dim=1)
+    return Generation(tokens, logits_list, seconds)
+
+
+@torch.no_grad()
+def generate_cached(model: GPT, prompt: torch.Tensor, new_tokens: int) -> Generation:
+    """Greedy decoding with a KV cache: prefill the prompt once, then one token per step.
+
+    ``step_seconds[0]`` is the prefill (time to first token); later entries are decode steps.
+    """
+    _check_prompt(model, prompt, new_tokens)
+    t0 = time.perf_counter()
+    logits, caches = model(prompt)  # prefill: the whole prompt in one pass, fills the cache
+    last = logits[:, -1]
+    seconds, logits_list = [time.perf_counter() - t0], [last]
+    tokens = torch.cat([prompt, last.argmax(-1, keepdim=True)], dim=1)
+    for _ in range(new_tokens - 1):
+        t0 = time.perf_counter()
+        logits, caches = model(tokens[:, -1:], caches)  # only the new token
+        last = logits[:, -1]
+        seconds.append(time.perf_counter() - t0)
+        logits_list.append(last)
+        tokens = torch.cat([tokens, last.argmax(-1, keepdim=True)], dim=1)
+    return Generation(tokens, logits_list, seconds)
+
+
+@torch.no_grad()
+def fill_cache(model: GPT, tokens: torch.Tensor) -> list[LayerCache]:
+    """The KV cache after a prefill of ``tokens``."""
+    return model(tokens)[1]
+
+
+def cache_bytes(caches: list[LayerCache]) -> int:
+    """Bytes held by the cache tensors themselves (``numel * element_size``)."""
+    return sum(t.numel() * t.element_size() for kv in caches for t in kv)
+
+
+def predicted_cache_bytes(model: GPT, context: int, *, batch: int = 1) -> float:
+    """:func:`attn_course.cost.kv_cache_bytes` for this model's shape in its dtype."""
+    cfg = model.cfg
+    dtype = next(model.parameters()).dtype
+    return kv_cache_bytes(cfg.layers, cfg.kv_heads, cfg.head_dim, context, batch=batch, dtype=dtype)
+
+
+def cached_attention_step(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One decode step of single-head attention with a cache.
+
+    q, k, v: (d,) the new token's query, key, value; caches: (t, d). Returns
+    ``(out, K, V)`` with ``K = [k_cache; k]``, ``V = [v_cache; v]`` and
+    ``out = softmax(K q / sqrt(d)) V`` — the new token sees every cached token and itself.
+    """
+    if q.dim() != 1 or k.shape != q.shape or v.dim() != 1:
+        raise ValueError("q, k and v must be vectors, q and k of the same length")
+    if k_cache.dim() != 2 or k_cache.shape[1] != q.shape[0] or len(v_cache) != len(k_cache):
+        raise ValueError("k_cache must be (t, d) with d = len(q); v_cache must have t rows")
+    keys = torch.cat([k_cache, k[None]], dim=0)
+    values = torch.cat([v_cache, v[None]], dim=0)
+    weights = torch.softmax(keys @ q / q.shape[0] ** 0.5, dim=0)
+    return weights @ values, keys, values
+
+
+def time_per_token(
+    generate: Callable[[GPT, torch.Tensor, int], Generation],
+    model: GPT,
+    prompt: torch.Tensor,
+    new_tokens: int,
+    *,
+    repeats: int = 3,
+) -> list[float]:
+    """Median over ``repeats`` runs of the seconds for each generation step."""
+    runs = [generate(model, prompt, new_tokens).step_seconds for _ in range(repeats)]
+    return torch.tensor(runs).median(dim=0).values.tolist()
+
+
+# --- quantised caches -------------------------------------------------------------------
+
+
+def _levels(bits: int) -> int:
+    if bits not in (4, 8):
+        raise ValueError(f"bits must be 4 or 8, got {bits}")
+    return 2 ** (bits - 1) - 1  # symmetric: int8 uses -127..127, int4 uses -7..7
+
+
+def quantize(
+    x: torch.Tensor, *, bits: int = 8, axis: str = "token"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric absmax quantisation of a cache block x: (tokens, channels).
+
+    ``axis="token"``: one scale per row (token), ``"channel"``: one per column.
+    ``scale = max|x| / (2**(bits-1) - 1)``, ``q = round(x / scale)`` stored as int8 (4-bit
+    values are kept in int8 here; a real kernel packs two per byte). Rounding error per
+    element is at most ``scale / 2``.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"x must be (tokens, channels), got shape {tuple(x.shape)}")
+    if axis not in ("token", "channel"):
+        raise ValueError(f"axis must be 'token' or 'channel', got {axis!r}")
+    levels = _levels(bits)
+    dim = 1 if axis == "token" else 0
+    scale = x.abs().amax(dim=dim, keepdim=True).float() / levels
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)  # an all-zero row stays 0
+    q = torch.round(x.float() / scale).clamp(-levels, levels).to(torch.int8)
+    return q, scale
+
+
+def dequantize(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``q * scale`` in float32."""
+    return q.float() * scale
+
+
+def quantized_bytes(
+    tokens: int, channels: int, *, bits: int = 8, axis: str = "token", scale_bytes: int = 2
+) -> float:
+    """Bytes of a quantised block when packed: values ``tokens*channels*bits/8`` plus one
+    ``scale_bytes`` scale per token (or per channel)."""
+    _levels(bits)
+    n_scales = tokens if axis == "token" else channels
+    return tokens * channels * bits / 8 + n_scales * scale_bytes
+
+
+def float8_available() -> bool:
+    """True when this torch has ``torch.float8_e4m3fn``."""
+    return hasattr(torch, "float8_e4m3fn")
+
+
+def to_float8(x: torch.Tensor) -> torch.Tensor:
+    """Round-trip x through float8 e4m3 (per-tensor scale so the max maps to 448)."""
+    if not float8_available():
+        raise RuntimeError("this torch has no float8_e4m3fn")
+    scale = x.abs().max().clamp_min(1e-12) / 448.0
+    return (x / scale).to(torch.float8_e4m3fn).float() * scale
+
+
+def roundtrip_cache(
+    caches: list[LayerCache], fn: Callable[[torch.Tensor], torch.Tensor]
+) -> list[LayerCache]:
+    """Apply ``fn`` to every (tokens, channels) slice of every cached k and v."""
+
+    def each(t: torch.Tensor) -> torch.Tensor:
+        b, h, n, d = t.shape
+        flat = t.permute(0, 1, 2, 3).reshape(b * h, n, d)
+        return torch.stack([fn(s) for s in flat]).reshape(b, h, n, d).to(t.dtype)
+
+    return [(each(k), each(v)) for k, v in caches]
+
+
+@torch.no_grad()
+def next_logits_error(
+    model: GPT, tokens: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]
+) -> float:
+    """Max |logit difference| of the next token when the cache of ``tokens[:, :-1]`` goes
+    through ``fn`` (a quantise/dequantise round trip) before the last token is decoded."""
+    caches = fill_cache(model, tokens[:, :-1])
+    exact, _ = model(tokens[:, -1:], caches)
+    approx, _ = model(tokens[:, -1:], roundtrip_cache(caches, fn))
+    return (exact - approx).abs().max().item()
+
+
+# --- paging: where a token's k and v live ------------------------------------------------
+
+
+def block_table_lookup(block_table: list[int], position: int, block_size: int) -> tuple[int, int]:
+    """Physical ``(block id, offset)`` of token ``position`` in a paged cache.
+
+    The sequence's tokens fill its blocks in order, ``block_size`` per block, so token p is
+    in logical block ``p // block_size`` at offset ``p % block_size``; the block table maps
+    the logical block to the physical one: ``(block_table[p // block_size], p % block_size)``.
+    """
+    if not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
+    capacity = len(block_table) * block_size
+    if not isinstance(position, int) or not 0 <= position < capacity:
+        raise ValueError(
+            f"position must be an int in [0, {capacity}) for {len(block_table)} blocks of "
+            f"{block_size}, got {position!r}"
+        )
+    return block_table[position // block_size], position % block_size
+
+
+# --- figures ----------------------------------------------------------------------------
+
+
+def step_time_figure(uncached_s: list[float], cached_s: list[float], prompt: int) -> go.Figure:
+    """Seconds per generated token vs the position it is generated at, both ways."""
+    positions = list(range(prompt, prompt + len(uncached_s)))
+    fig = go.Figure()
+    fig.add_scatter(x=positions, y=[s * 1e3 for s in uncached_s], name="no cache (recompute)")
+    fig.add_scatter(x=positions[1:], y=[s * 1e3 for s in cached_s[1:]], name="KV cache (decode)")
+    fig.update_layout(
+        title="Time per generated token (measured on this CPU)",
+        xaxis_title="position of the generated token (tokens)",
+        yaxis_title="time per step (ms)",
+        yaxis_type="log",
+    )
+    return fig
+
+
+def decode_roofline_figure(
+    model: str, hardware: str, contexts: list[int], batches: list[int]
+) -> go.Figure:
+    """Arithmetic intensity (FLOP/byte) vs attainable FLOP/s of decode steps and prefills.
+
+    Points come from :func:`attn_course.cost.decode_step_cost` and
+    :func:`attn_course.cost.time_to_first_token`; the roof is ``min(peak, intensity * bw)``.
+    """
+    from attn_course.cost import decode_step_cost, peak_flops_per_s, time_to_first_token
+    from attn_course.presets import get_hardware
+
+    hw = get_hardware(hardware)
+    peak = peak_flops_per_s(hw)
+    bw = hw.bandwidth_bytes_per_s
+    xs = [10 ** (i / 10) for i in range(-10, 51)]
+    fig = go.Figure()
+    fig.add_scatter(x=xs, y=[min(peak, x * bw) for x in xs], name=f"{hw.name} roof",
+                    mode="lines", line={"color": "black"})  # fmt: skip
+    for batch in batches:
+        pts = [decode_step_cost(model, hw, c, batch=batch) for c in contexts]
+        fig.add_scatter(
+            x=[p.arithmetic_intensity for p in pts], y=[p.flops / p.time_s for p in pts],
+            mode="markers+lines", name=f"decode, batch {batch}",
+            text=[f"context {c}" for c in contexts],
+        )  # fmt: skip
+    pts = [time_to_first_token(model, hw, c) for c in contexts]
+    fig.add_scatter(x=[p.arithmetic_intensity for p in pts], y=[p.flops / p.time_s for p in pts],
+                    mode="markers+lines", name="prefill (batch 1)",
+                    text=[f"prompt {c}" for c in contexts])  # fmt: skip
+    fig.update_layout(
+        title=f"Roofline: {model} on {hw.name} (bf16)",
+        xaxis={"title": "arithmetic intensity (FLOP / byte)", "type": "log"},
+        yaxis={"title": "attainable compute (FLOP/s)", "type": "log"},
+    )
+    return fig

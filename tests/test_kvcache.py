@@ -1,0 +1,236 @@
+"""Notebook 07: cached generation equals uncached, cache bytes equal the formula,
+quantisation error bounds, block-table lookup, and the exercise checks.
+
+Tolerance for cached vs uncached logits: float32, the same sums in a different order
+(the uncached pass computes all rows at once): 1e-5 absolute on logits of size ~1.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attn_course.checks import CheckFailed, exercises_for, get_exercise
+from attn_course.cost import kv_cache_bytes
+from attn_course.kvcache import (
+    block_table_lookup,
+    cache_bytes,
+    cached_attention_step,
+    dequantize,
+    fill_cache,
+    float8_available,
+    generate_cached,
+    generate_uncached,
+    next_logits_error,
+    predicted_cache_bytes,
+    quantize,
+    quantized_bytes,
+    to_float8,
+)
+from attn_course.model import GPT, GPTConfig
+
+pytestmark = pytest.mark.nb07
+
+
+def model_with(kv_heads: int) -> GPT:
+    return GPT(GPTConfig(vocab=13, context=40, layers=2, d_model=32, heads=4,
+                         kv_heads=kv_heads, seed=1)).eval()  # fmt: skip
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2, 1], ids=["MHA", "GQA", "MQA"])
+def test_cached_logits_equal_uncached_at_every_step(kv_heads):
+    model = model_with(kv_heads)
+    prompt = torch.randint(0, 13, (2, 4), generator=torch.Generator().manual_seed(0))
+    plain = generate_uncached(model, prompt, 30)
+    cached = generate_cached(model, prompt, 30)
+    assert len(plain.step_logits) == len(cached.step_logits) == 30
+    for a, b in zip(plain.step_logits, cached.step_logits, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert torch.equal(plain.tokens, cached.tokens)
+    assert cached.tokens.shape == (2, 34)
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2, 1])
+def test_cache_bytes_equal_the_formula(kv_heads):
+    model = model_with(kv_heads)
+    caches = fill_cache(model, torch.zeros(3, 10, dtype=torch.long))
+    # 2 (k, v) x 2 layers x kv_heads x head_dim 8 x 10 tokens x batch 3 x 4 bytes
+    assert cache_bytes(caches) == 2 * 2 * kv_heads * 8 * 10 * 3 * 4
+    assert cache_bytes(caches) == kv_cache_bytes(2, kv_heads, 8, 10, batch=3, dtype="float32")
+    assert predicted_cache_bytes(model, 10, batch=3) == cache_bytes(caches)
+
+
+def test_generation_validation():
+    model = model_with(4)
+    with pytest.raises(ValueError, match="new_tokens"):
+        generate_cached(model, torch.zeros(1, 3, dtype=torch.long), 0)
+    with pytest.raises(ValueError, match="context"):
+        generate_cached(model, torch.zeros(1, 30, dtype=torch.long), 12)
+    with pytest.raises(ValueError, match="prompt"):
+        generate_uncached(model, torch.zeros(3, dtype=torch.long), 2)
+
+
+def test_cached_attention_step_matches_full_softmax():
+    g = torch.Generator().manual_seed(0)
+    K = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    V = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    q = torch.randn(4, generator=g, dtype=torch.float64)
+    out, keys, values = cached_attention_step(q, K[:5], V[:5], K[5], V[5])
+    assert torch.equal(keys, K) and torch.equal(values, V)
+    assert torch.allclose(out, torch.softmax(K @ q / 2.0, 0) @ V)  # sqrt(4) = 2
+    with pytest.raises(ValueError):
+        cached_attention_step(q, K[:5, :3], V[:5], K[5], V[5])
+
+
+@pytest.mark.parametrize("axis", ["token", "channel"])
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quantisation_error_is_at_most_half_a_step(bits, axis):
+    x = torch.randn(64, 32, generator=torch.Generator().manual_seed(2))
+    x[3] = 0
+    q, scale = quantize(x, bits=bits, axis=axis)
+    assert q.dtype == torch.int8
+    assert q.abs().max() <= 2 ** (bits - 1) - 1  # 127 or 7
+    assert scale.shape == ((64, 1) if axis == "token" else (1, 32))
+    err = (dequantize(q, scale) - x).abs()
+    assert (err <= scale / 2 + 1e-6).all()
+    assert (dequantize(q, scale)[3] == 0).all()
+
+
+def test_quantisation_hand_example_and_validation():
+    # row max 2.54 -> scale 0.02; 1.0 / 0.02 = 50 exactly
+    q, scale = quantize(torch.tensor([[2.54, -1.0, 0.0]]))
+    assert torch.allclose(scale, torch.tensor([[0.02]]))
+    assert q.tolist() == [[127, -50, 0]]
+    with pytest.raises(ValueError, match="bits"):
+        quantize(torch.ones(2, 2), bits=3)
+    with pytest.raises(ValueError, match="axis"):
+        quantize(torch.ones(2, 2), axis="head")
+    with pytest.raises(ValueError, match="x must be"):
+        quantize(torch.ones(2))
+
+
+def test_quantized_bytes():
+    # 128 tokens x 64 channels: int8 8192 B + 128 scales x 2 B = 8448; int4 4096 + 256
+    assert quantized_bytes(128, 64) == 8448
+    assert quantized_bytes(128, 64, bits=4) == 4352
+    assert quantized_bytes(128, 64, axis="channel") == 8192 + 128
+
+
+def test_quantised_cache_changes_logits_little_and_int4_more_than_int8():
+    model = model_with(2)
+    tokens = torch.randint(0, 13, (1, 30), generator=torch.Generator().manual_seed(4))
+    e8 = next_logits_error(model, tokens, lambda s: dequantize(*quantize(s, bits=8)))
+    e4 = next_logits_error(model, tokens, lambda s: dequantize(*quantize(s, bits=4)))
+    assert 0 < e8 < e4 < 0.5
+
+
+@pytest.mark.skipif(not float8_available(), reason="torch without float8_e4m3fn")
+def test_float8_round_trip_relative_error():
+    x = torch.randn(100, 16, generator=torch.Generator().manual_seed(0))
+    # e4m3 keeps 3 mantissa bits: relative rounding error <= 2**-4 for normal numbers
+    y = to_float8(x)
+    big = x.abs() > x.abs().max() / 100
+    assert ((y - x).abs()[big] <= x.abs()[big] * 2**-4 + 1e-6).all()
+
+
+def test_block_table_lookup():
+    table = [7, 2, 9]
+    assert block_table_lookup(table, 0, 4) == (7, 0)
+    assert block_table_lookup(table, 5, 4) == (2, 1)  # 5 // 4 = 1 -> block 2, 5 % 4 = 1
+    assert block_table_lookup(table, 11, 4) == (9, 3)
+    for bad in (12, -1):
+        with pytest.raises(ValueError, match="position"):
+            block_table_lookup(table, bad, 4)
+    with pytest.raises(ValueError, match="block_size"):
+        block_table_lookup(table, 0, 0)
+
+
+# --- exercise checks ---------------------------------------------------------------------
+
+
+def test_exercises_registered():
+    ids = [e.id for e in exercises_for("07_kv_cache")]
+    assert ids == ["kv_cached_attention_step", "kv_model_cache_bytes", "kv_quantize_int8",
+                   "kv_block_table_lookup"]  # fmt: skip
+
+
+def step_forgets_self(q, k_cache, v_cache, k, v):
+    keys, values = torch.cat([k_cache, k[None]]), torch.cat([v_cache, v[None]])
+    if len(k_cache) == 0:
+        return v, keys, values
+    return torch.softmax(k_cache @ q / q.shape[0] ** 0.5, 0) @ v_cache, keys, values
+
+
+def step_no_scale(q, k_cache, v_cache, k, v):
+    keys, values = torch.cat([k_cache, k[None]]), torch.cat([v_cache, v[None]])
+    return torch.softmax(keys @ q, 0) @ values, keys, values
+
+
+def size_without_two(model, context, batch, element):
+    from attn_course.presets import get_model
+
+    m = get_model(model)
+    return m.layers * m.kv_heads * m.head_dim * context * batch * element
+
+
+def size_with_heads(model, context, batch, element):
+    from attn_course.presets import get_model
+
+    m = get_model(model)
+    if context < 1:
+        raise ValueError("context")
+    return 2 * m.layers * m.heads * m.head_dim * context * batch * element
+
+
+def size_right(model, context, batch, element):
+    from attn_course.presets import get_model
+
+    m = get_model(model)
+    if context < 1:
+        raise ValueError("context")
+    return 2 * m.layers * m.kv_heads * m.head_dim * context * batch * element
+
+
+def quant_per_tensor(x):
+    scale = x.abs().max() / 127
+    return torch.round(x / scale).to(torch.int8), scale.reshape(1, 1).expand(x.shape[0], 1)
+
+
+def quant_255_levels(x):
+    scale = x.abs().amax(1, keepdim=True).clamp_min(1e-12) / 255  # overflows int8
+    return torch.round(x / scale).to(torch.int8), scale
+
+
+def quant_right(x):
+    return quantize(x, bits=8, axis="token")
+
+
+def lookup_logical(table, p, b):
+    if not 0 <= p < len(table) * b:
+        raise ValueError("position")
+    return p // b, p % b
+
+
+def lookup_no_validation(table, p, b):
+    return table[p // b], p % b
+
+
+@pytest.mark.parametrize(
+    ("exercise_id", "right", "wrong", "hint_word"),
+    [
+        ("kv_cached_attention_step", cached_attention_step, step_forgets_self, "before"),
+        ("kv_cached_attention_step", cached_attention_step, step_no_scale, "sqrt"),
+        ("kv_model_cache_bytes", size_right, size_without_two, "factor 2"),
+        ("kv_model_cache_bytes", size_right, size_with_heads, "kv_heads"),
+        ("kv_quantize_int8", quant_right, quant_per_tensor, "scale"),
+        ("kv_quantize_int8", quant_right, quant_255_levels, "127"),
+        ("kv_block_table_lookup", block_table_lookup, lookup_logical, "table"),
+        ("kv_block_table_lookup", block_table_lookup, lookup_no_validation, "refuse"),
+    ],
+)
+def test_checks_pass_right_and_catch_wrong(exercise_id, right, wrong, hint_word):
+    check = get_exercise(exercise_id).check
+    check(right)
+    with pytest.raises(CheckFailed) as failure:
+        check(wrong)
+    assert hint_word in str(failure.value) + failure.value.hint
