@@ -43,7 +43,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,6 +65,7 @@ __all__ = [
     "is_check_cell",
     "load_extra_checks",
     "main",
+    "memory_limit_arg",
     "run_check",
     "run_notebook",
 ]
@@ -310,6 +311,11 @@ DEFAULT_CELL_TIMEOUT_S = 120.0
 # Seconds the kernel gets on top of an exercise's own time limit before the grader
 # interrupts it (the check's own alarm normally fires first).
 CHECK_GRACE_S = 5
+# Seconds a kernel gets to run ``pass`` after an interrupt before it counts as hung.
+PROBE_TIMEOUT_S = 5
+# The kernel's address-space cap. Importing torch and triton reserves ~1 GiB of it; the
+# course's notebooks at the test size stay far below this.
+DEFAULT_MEMORY_LIMIT_BYTES = 6 * 2**30
 _TIME_LIMIT_ENAME = "CellTimeLimit"
 _CHECK_CALL = re.compile(r"\bcheck\s*\(")
 
@@ -406,90 +412,218 @@ def _result_in(cell: NotebookNode) -> CheckResult | None:
     return None
 
 
+def _memory_limiter(limit_bytes: int | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` capping the kernel's address space at ``limit_bytes`` (POSIX only).
+
+    With the cap, an allocation beyond it fails inside the student's code (MemoryError,
+    or torch's "can't allocate memory") instead of the operating system killing the
+    kernel, or the whole machine, when it runs out.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX: no limit
+        return None
+    if limit_bytes is None:
+        return None
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+    return limit
+
+
+class _KernelLost(Exception):
+    """The kernel died or stopped answering; grading goes on in a fresh one."""
+
+
+@dataclass
+class _Grading:
+    """What one notebook's grading has found so far, kept across kernel restarts."""
+
+    nb: NotebookNode
+    exercises: list[Exercise]
+    timeout_s: float
+    problems: dict[int, CellProblem] = field(default_factory=dict)
+    results: dict[str, CheckResult] = field(default_factory=dict)
+    # Cells that killed or hung the kernel: skipped when the notebook is run again.
+    fatal_cells: set[int] = field(default_factory=set)
+    errors: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def student_cells(self) -> list[int]:
+        return [
+            index
+            for index, cell in enumerate(self.nb.cells)
+            if cell.cell_type == "code" and not is_check_cell(cell)
+        ]
+
+
+def _run_cell(client: Any, grading: _Grading, cell: NotebookNode, index: int) -> None:
+    """Execute one cell; raise _KernelLost if the kernel died or ignores interrupts."""
+    from nbclient.exceptions import DeadKernelError
+
+    grading.errors.pop(index, None)
+    try:
+        client.execute_cell(cell, index)
+    except DeadKernelError as error:
+        raise _KernelLost("died") from error
+    if grading.errors.get(index, {}).get("ename") == _TIME_LIMIT_ENAME and not _answers(
+        client, grading
+    ):
+        raise _KernelLost("hung")
+
+
+def _answers(client: Any, grading: _Grading) -> bool:
+    """True if the kernel runs a trivial cell after an interrupt (False: it is stuck)."""
+    import nbformat
+    from nbclient.exceptions import DeadKernelError
+
+    probe = nbformat.v4.new_code_cell("pass")
+    grading.nb.cells.append(probe)  # nbclient writes executed cells back by index
+    index = len(grading.nb.cells) - 1
+    grading.errors.pop(index, None)
+    timeout, client.timeout = client.timeout, PROBE_TIMEOUT_S
+    try:
+        client.execute_cell(probe, index)
+    except DeadKernelError:
+        return False
+    finally:
+        client.timeout = timeout
+        grading.nb.cells.pop()
+    return index not in grading.errors
+
+
+def _grade_in_one_kernel(client: Any, grading: _Grading, solution_cells: dict) -> None:
+    """Run the student's cells, then check every exercise not graded yet.
+
+    Raises _KernelLost after recording what was lost, so that the caller can go on in
+    a fresh kernel: a cell that killed the kernel is skipped from then on; an
+    exercise whose check killed it is failed.
+    """
+    import nbformat
+
+    for index in grading.student_cells():
+        if index in grading.fatal_cells:
+            continue
+        try:
+            _run_cell(client, grading, grading.nb.cells[index], index)
+        except _KernelLost as lost:
+            grading.fatal_cells.add(index)
+            grading.problems[index] = _fatal_problem(grading.nb.cells[index], index, str(lost))
+            raise
+        if index in grading.errors:
+            error = grading.errors[index]
+            grading.problems[index] = _cell_problem(
+                grading.nb.cells[index], index, error, grading.timeout_s
+            )
+        else:
+            grading.problems.pop(index, None)
+
+    for exercise in grading.exercises:
+        if exercise.id in grading.results:
+            continue
+        grading_cell = nbformat.v4.new_code_cell(
+            f"__import__('attn_course.grade', fromlist=['_'])"
+            f".grade_in_kernel({exercise.id!r}, globals())"
+        )
+        grading.nb.cells.append(grading_cell)
+        index = len(grading.nb.cells) - 1
+        client.timeout = math.ceil(exercise.timeout_s) + CHECK_GRACE_S
+        try:
+            _run_cell(client, grading, grading_cell, index)
+        except _KernelLost as lost:
+            message = f"the kernel {lost} while checking {exercise.id}"
+            grading.results[exercise.id] = _failed(exercise, message, _DEAD_KERNEL_HINT)
+            raise
+        finally:
+            grading.nb.cells.pop()
+        result = _result_in(grading_cell) or _grader_error(exercise, grading.errors.get(index))
+        solution_problem = grading.problems.get(solution_cells.get(exercise.id, -1))
+        grading.results[exercise.id] = _blame_solution_cell(result, exercise, solution_problem)
+
+
 def run_notebook(
     path: Path | str,
     timeout_s: float = DEFAULT_CELL_TIMEOUT_S,
     extra_checks: Sequence[str] = (),
+    memory_limit_bytes: int | None = DEFAULT_MEMORY_LIMIT_BYTES,
 ) -> GradingRun:
-    """Grade one notebook in a fresh kernel; see the comment above and :func:`grade_notebook`."""
+    """Grade one notebook in a fresh kernel; see the comment above and :func:`grade_notebook`.
+
+    A cell that kills the kernel (a crash, ``os._exit``) or hangs it past an interrupt
+    costs only what depends on it: grading goes on in a fresh kernel that runs the
+    notebook again without that cell. An exercise whose check kills the kernel fails,
+    and the others are checked in a fresh kernel. ``memory_limit_bytes`` caps the
+    kernel's address space (``None``: no cap).
+    """
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import DeadKernelError
 
     shown, path = Path(path), Path(path).resolve()
     load_extra_checks(extra_checks)
-    exercises = exercises_for(path.stem)
-    nb = nbformat.read(path, as_version=4)
-    errors: dict[int, dict[str, Any]] = {}  # cell index -> the kernel's error reply
+    grading = _Grading(
+        nbformat.read(path, as_version=4), list(exercises_for(path.stem)), timeout_s
+    )
 
     def record_error(cell: NotebookNode, cell_index: int, execute_reply: dict) -> None:
-        errors[cell_index] = execute_reply["content"]
+        grading.errors[cell_index] = execute_reply["content"]
 
-    client = NotebookClient(
-        nb,
-        timeout=math.ceil(timeout_s),
-        kernel_name="python3",
-        allow_errors=True,
-        interrupt_on_timeout=True,
-        error_on_timeout={"ename": _TIME_LIMIT_ENAME, "evalue": "", "traceback": []},
-        on_cell_error=record_error,
-        shutdown_kernel="immediate",  # nothing to save; a graceful shutdown only costs time
-        resources={"metadata": {"path": str(path.parent)}},
-    )
     solution_cells = {
         cell.metadata["nbgrader"].get("grade_id"): index
-        for index, cell in enumerate(nb.cells)
+        for index, cell in enumerate(grading.nb.cells)
         if cell.metadata.get("nbgrader", {}).get("solution")
     }
-    problems: dict[int, CellProblem] = {}
-    results: list[CheckResult] = []
-    kernel_died = ""
-
-    # The kernel's own stderr holds only start-up noise; the student's output comes via Jupyter.
-    with client.setup_kernel(env=_kernel_env(extra_checks), stderr=subprocess.DEVNULL):
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code" or is_check_cell(cell):
-                continue
+    # Each restart either skips one more cell or settles one more exercise, so this ends.
+    for _ in range(len(grading.nb.cells) + len(grading.exercises) + 1):
+        client = NotebookClient(
+            grading.nb,
+            timeout=math.ceil(timeout_s),
+            kernel_name="python3",
+            allow_errors=True,
+            interrupt_on_timeout=True,
+            error_on_timeout={"ename": _TIME_LIMIT_ENAME, "evalue": "", "traceback": []},
+            on_cell_error=record_error,
+            shutdown_kernel="immediate",  # nothing to save; a graceful shutdown only costs time
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        # The kernel's own stderr holds only start-up noise; the student's output comes via
+        # Jupyter.
+        with client.setup_kernel(
+            env=_kernel_env(extra_checks),
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_memory_limiter(memory_limit_bytes),
+        ):
             try:
-                client.execute_cell(cell, index)
-            except DeadKernelError:
-                kernel_died = f"the kernel died while running cell {index + 1}"
+                _grade_in_one_kernel(client, grading, solution_cells)
                 break
-            if index in errors:
-                problems[index] = _cell_problem(cell, index, errors[index], timeout_s)
-
-        for exercise in exercises:
-            if kernel_died:
-                results.append(_failed(exercise, kernel_died, _DEAD_KERNEL_HINT))
+            except _KernelLost:
                 continue
-            grading_cell = nbformat.v4.new_code_cell(
-                f"__import__('attn_course.grade', fromlist=['_'])"
-                f".grade_in_kernel({exercise.id!r}, globals())"
-            )
-            nb.cells.append(grading_cell)  # nbclient writes executed cells back by index
-            index = len(nb.cells) - 1
-            client.timeout = math.ceil(exercise.timeout_s) + CHECK_GRACE_S
-            try:
-                client.execute_cell(grading_cell, index)
-            except DeadKernelError:
-                kernel_died = f"the kernel died while checking {exercise.id}"
-                results.append(_failed(exercise, kernel_died, _DEAD_KERNEL_HINT))
-                continue
-            result = _result_in(grading_cell) or _grader_error(exercise, errors.get(index))
-            solution_problem = problems.get(solution_cells.get(exercise.id, -1))
-            results.append(_blame_solution_cell(result, exercise, solution_problem))
-    return GradingRun(shown, results, [problems[i] for i in sorted(problems)])
+    results = [grading.results[e.id] for e in grading.exercises if e.id in grading.results]
+    problems = [grading.problems[i] for i in sorted(grading.problems)]
+    return GradingRun(shown, results, problems)
 
 
 _DEAD_KERNEL_HINT = (
-    "something used up the memory or crashed Python; run the notebook top to bottom yourself"
+    "something crashed Python, used up the memory or ignored the interrupt; "
+    "run the notebook top to bottom yourself"
 )
+
+
+def _fatal_problem(cell: NotebookNode, index: int, how: str) -> CellProblem:
+    first_line = _first_line(cell)
+    if how == "hung":
+        text = "hung the kernel (it ignored the interrupt) and was skipped"
+        return CellProblem(index + 1, first_line, text, timed_out=True)
+    return CellProblem(index + 1, first_line, "crashed the kernel and was skipped", False)
+
+
+def _first_line(cell: NotebookNode) -> str:
+    return next((line for line in cell.source.splitlines() if line.strip()), "")[:60]
 
 
 def _cell_problem(
     cell: NotebookNode, index: int, error: dict[str, Any], timeout_s: float
 ) -> CellProblem:
-    first_line = next((line for line in cell.source.splitlines() if line.strip()), "")[:60]
+    first_line = _first_line(cell)
     if error.get("ename") == _TIME_LIMIT_ENAME:
         text = f"ran past the {timeout_s:g} s time limit and was interrupted"
         return CellProblem(index + 1, first_line, text, timed_out=True)
@@ -526,6 +660,7 @@ def grade_notebook(
     path: Path | str,
     timeout_s: float = DEFAULT_CELL_TIMEOUT_S,
     extra_checks: Sequence[str] = (),
+    memory_limit_bytes: int | None = DEFAULT_MEMORY_LIMIT_BYTES,
 ) -> list[CheckResult]:
     """Grade a student's notebook: one :class:`CheckResult` per exercise of it.
 
@@ -535,9 +670,11 @@ def grade_notebook(
     cell runs except the check cells, each for at most ``timeout_s`` seconds.
     ``extra_checks`` names modules that register more exercises (also read from
     ``$ATTN_COURSE_EXTRA_CHECKS``); they must be importable in the kernel too.
+    The kernel's address space is capped at ``memory_limit_bytes``. A cell that
+    crashes or hangs the kernel is skipped in a fresh one (see :func:`run_notebook`).
     Raises ValueError if the notebook's stem has no exercises.
     """
-    return run_notebook(path, timeout_s, extra_checks).results
+    return run_notebook(path, timeout_s, extra_checks, memory_limit_bytes).results
 
 
 # --- command line ----------------------------------------------------------------------
@@ -577,6 +714,17 @@ def _usage_error(path: Path, extra_checks: Sequence[str]) -> str | None:
     return None
 
 
+def memory_limit_arg(text: str) -> int | None:
+    """argparse type: a memory limit in GiB (``0`` means none) as bytes."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number of GiB >= 0, got {text!r}")
+    return int(value * 2**30) or None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="attn-grade",
@@ -593,6 +741,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds each notebook cell may run (default: %(default)g)",
     )
     parser.add_argument(
+        "--memory-limit",
+        type=memory_limit_arg,
+        default=DEFAULT_MEMORY_LIMIT_BYTES,
+        metavar="GIB",
+        help="address space the notebook's kernel may use, in GiB; 0 for no limit "
+        f"(default: {DEFAULT_MEMORY_LIMIT_BYTES / 2**30:g})",
+    )
+    parser.add_argument(
         "--checks",
         action="append",
         default=[],
@@ -607,7 +763,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {message}", file=sys.stderr)
         return 2
 
-    runs = [run_notebook(p, args.timeout, args.checks) for p in args.notebooks]
+    runs = [run_notebook(p, args.timeout, args.checks, args.memory_limit) for p in args.notebooks]
     if args.json:
         print(json.dumps([run.to_dict() for run in runs], indent=2, ensure_ascii=False))
         return 0

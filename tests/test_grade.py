@@ -261,12 +261,62 @@ def test_nbgrader_validate_fails_exactly_the_unsolved_checks(untouched_exercise,
 
 
 @pytest.mark.slow
-def test_a_dead_kernel_fails_the_remaining_exercises(fake, tmp_path):
+def test_a_cell_that_kills_the_kernel_costs_only_what_depends_on_it(fake, tmp_path):
     nb = fake_course.solution_notebook()
+    # The kernel dies in square's own cell (so square is lost) and again in a cell after
+    # everything: each time grading goes on in a fresh kernel without the fatal cell.
+    fake_course.cell_of(nb, "fake_square").source += "\n\nimport os\nos._exit(1)"
     nb.cells.append(fake_course.code_cell("import os\nos._exit(1)"))
-    results = grade_notebook(fake_course.save(nb, tmp_path), timeout_s=20)
-    assert [r.status for r in results] == ["failed"] * 4
-    assert results[0].message == f"the kernel died while running cell {len(nb.cells)}"
+    run = run_notebook(fake_course.save(nb, tmp_path), timeout_s=20)
+    assert statuses(run.results) == {
+        "fake_square": "failed",
+        "fake_greet": "passed",
+        "fake_total": "passed",
+        "fake_largest": "passed",
+    }
+    square_cell = nb.cells.index(fake_course.cell_of(nb, "fake_square")) + 1
+    assert run.results[0].message == (
+        f"cell {square_cell}, where square is defined, crashed the kernel and was skipped"
+    )
+    assert [p.error for p in run.cell_problems] == ["crashed the kernel and was skipped"] * 2
+
+
+@pytest.mark.slow
+def test_a_check_that_kills_or_hangs_the_kernel_fails_only_that_exercise(fake, tmp_path):
+    nb = fake_course.solution_notebook()
+    # greet's answer kills the kernel when the check calls it; total's ignores every
+    # interrupt (it swallows the time limit and KeyboardInterrupt alike).
+    fake_course.cell_of(nb, "fake_greet").source = (
+        "def greet(name):\n    import os\n    os._exit(3)"
+    )
+    fake_course.cell_of(nb, "fake_total").source = (
+        "def total(xs):\n"
+        "    while True:\n"
+        "        try:\n"
+        "            while True:\n"
+        "                pass\n"
+        "        except BaseException:\n"
+        "            pass"
+    )
+    run = run_notebook(fake_course.save(nb, tmp_path), timeout_s=20)
+    square, greet, total, largest = run.results
+    assert square.passed and largest.passed
+    assert (greet.status, greet.message) == ("failed", "the kernel died while checking fake_greet")
+    assert (total.status, total.message) == ("failed", "the kernel hung while checking fake_total")
+    assert run.cell_problems == []
+
+
+@pytest.mark.slow
+def test_memory_limit_turns_a_huge_allocation_into_a_failure(fake, tmp_path):
+    nb = fake_course.solution_notebook()
+    fake_course.cell_of(nb, "fake_largest").source = (
+        "def largest(xs):\n    return len(bytearray(8 * 2**30))"
+    )
+    path = fake_course.save(nb, tmp_path)
+    [*passed, largest] = grade_notebook(path, timeout_s=20, memory_limit_bytes=3 * 2**30)
+    assert all(r.passed for r in passed)
+    assert largest.status == "failed"
+    assert largest.message.startswith("your code raised MemoryError (in largest, line 2)")
 
 
 # --- the command line --------------------------------------------------------------------
