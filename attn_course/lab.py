@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 COURSE_ROOT = Path(__file__).resolve().parent.parent
-FIRST_NOTEBOOK = Path("notebooks") / "01_score_matrix.ipynb"
+FIRST_NOTEBOOK = Path("notebooks") / "00_start_here.ipynb"
 
 
 def lab_command(extra_args: list[str] | None = None) -> list[str]:

@@ -217,9 +217,14 @@ def test_validation_finds_exercises_of_another_notebook(fake, tmp_path):
 # --- the course's committed notebooks ------------------------------------------------------
 
 
+# The orientation notebook teaches no topic and has no exercises.
+ORIENTATION = "00_start_here"
+
+
 def test_the_course_has_lessons_with_solutions_and_exercises():
     assert LESSONS, "no notebooks/NN_*.ipynb found"
-    for lesson in LESSONS:
+    assert (ROOT / "notebooks" / f"{ORIENTATION}.ipynb").is_file()
+    for lesson in (p for p in LESSONS if p.stem != ORIENTATION):
         for folder in ("solutions", "exercises"):
             assert (ROOT / folder / lesson.name).is_file(), f"{folder}/{lesson.name} is missing"
 
