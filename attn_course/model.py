@@ -189,11 +189,13 @@ def train(
     lr: float = 3e-3,
     seed: int = 0,
     window: int | None = None,
+    progress: bool = False,
 ) -> list[float]:
     """Next-character training with AdamW on random windows of ``data``; returns the losses.
 
     ``window`` (default: the model's context) is the length of each training sequence;
     shorter windows train faster but only teach positions below ``window``.
+    ``progress=True`` shows a tqdm bar with the running loss.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
@@ -206,6 +208,11 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     losses = []
     model.train()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc="training", unit="step")
     for _ in range(steps):
         starts = torch.randint(0, data.numel() - n - 1, (batch,), generator=g)
         x = torch.stack([data[s : s + n] for s in starts])
@@ -216,6 +223,11 @@ def train(
         loss.backward()
         opt.step()
         losses.append(loss.item())
+        if bar is not None:
+            bar.update()
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    if bar is not None:
+        bar.close()
     model.eval()
     return losses
 

@@ -30,10 +30,11 @@
 #
 # **Run time at full size:** CPU ≈ 45 s (43–51 s in three runs of `nbconvert --execute`
 # on a 2-core AMD EPYC cloud VM with 24 GiB RAM, torch 2.13 CPU, 2026-11-23);
-# needs about 3 GB of free RAM. The test suite runs it with `ATTN_COURSE_SIZE=small`
+# needs about 3 GB of free RAM. GPU: not measured yet
+# (no GPU run has been recorded for this course). The test suite runs it with `ATTN_COURSE_SIZE=small`
 # in about 15 s.
 #
-# The exercises for this notebook are in `exercises/01_score_matrix.ipynb`.
+# The exercises for this notebook are in [`exercises/01_score_matrix.ipynb`](../exercises/01_score_matrix.ipynb).
 
 # %%
 from itertools import pairwise
@@ -389,7 +390,7 @@ if ram is not None:
 #   peak, within a few percent for physical memory at large n.
 # * Double n, quadruple the memory. At 1 M tokens a single head's S is 2 TB in float16.
 #
-# **Next:** notebook 02 (cost arithmetic) multiplies these per-head numbers out to whole
+# **Next:** [02 · Cost arithmetic](02_cost_arithmetic.ipynb) multiplies these per-head numbers out to whole
 # models (heads, layers, batch, training vs inference), counts the FLOPs, and asks how
 # long moving those bytes takes on real hardware. Practise first with the exercises in
-# `exercises/01_score_matrix.ipynb`.
+# [`exercises/01_score_matrix.ipynb`](../exercises/01_score_matrix.ipynb).

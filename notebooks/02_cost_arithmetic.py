@@ -34,9 +34,10 @@
 #
 # **Run time at full size:** CPU ≈ 13 s (nbconvert, 2-core cloud CPU, 24 GiB RAM); most
 # cells are arithmetic and finish at once; the timing measurements in section 4 take the
-# rest. The test suite runs it with `ATTN_COURSE_SIZE=small`.
+# rest. GPU: not measured yet
+# (no GPU run has been recorded for this course). The test suite runs it with `ATTN_COURSE_SIZE=small`.
 #
-# The exercises for this notebook are in `exercises/02_cost_arithmetic.ipynb`.
+# The exercises for this notebook are in [`exercises/02_cost_arithmetic.ipynb`](../exercises/02_cost_arithmetic.ipynb).
 
 # %%
 from IPython.display import HTML, Markdown, display
@@ -492,5 +493,7 @@ print(counts)
 # * Prefill is compute-bound and its attention part is quadratic: that is the wait
 #   before the first token on a long prompt.
 #
-# **Next: tiling.** Notebook 03 computes exactly the same attention without ever storing
-# the n × n matrix, by processing it in tiles with an online softmax.
+# **Next:** [03 · Tiling and the online softmax](03_tiling.ipynb) computes exactly the same
+# attention without ever storing the n × n matrix, by processing it in tiles with an online
+# softmax. Practise first with the exercises in
+# [`exercises/02_cost_arithmetic.ipynb`](../exercises/02_cost_arithmetic.ipynb).

@@ -33,10 +33,11 @@
 #
 # **Run time at full size:** CPU ≈ 30 s (25–50 s in three runs of `nbconvert --execute`
 # on a 2-core AMD EPYC cloud VM with 24 GiB RAM, torch 2.13 CPU, 2026-11-23); needs about
-# 2.5 GB of free RAM (naive attention at n = 16,384). The test suite runs it with
+# 2.5 GB of free RAM (naive attention at n = 16,384). GPU: not measured yet
+# (no GPU run has been recorded for this course). The test suite runs it with
 # `ATTN_COURSE_SIZE=small` in about 25 s.
 #
-# The exercises for this notebook are in `exercises/03_tiling.ipynb`.
+# The exercises for this notebook are in [`exercises/03_tiling.ipynb`](../exercises/03_tiling.ipynb).
 
 # %%
 import math
@@ -196,7 +197,7 @@ print("after the second block, largest difference to naive attention:",
       (online_softmax_finish(*state)[0] - naive_attention(q, k, v).out).abs().max().item())  # fmt: skip
 
 # %% [markdown]
-# This step is exercise 1 in `exercises/03_tiling.ipynb`, and the final division
+# This step is exercise 1 in [`exercises/03_tiling.ipynb`](../exercises/03_tiling.ipynb), and the final division
 # exercise 2.
 
 # %% [markdown]
@@ -524,4 +525,4 @@ for n, block in [(1024, 128), (4096, 128), (16_384, 128), (131_072, 128)]:
 #
 # **Next:** [04 · FlashAttention in Triton](04_flash_attention.ipynb) writes this loop as
 # a GPU kernel, where the tiles really live in on-chip memory, and measures the speed-up.
-# Practise first with the exercises in `exercises/03_tiling.ipynb`.
+# Practise first with the exercises in [`exercises/03_tiling.ipynb`](../exercises/03_tiling.ipynb).

@@ -33,10 +33,11 @@
 # **Run time at full size:** CPU ≈ 80 s (81 s measured with `nbconvert --execute` on a
 # 2-core AMD EPYC cloud VM, 24 GiB RAM, torch 2.13 CPU, triton 3.9 interpreter, 2026-11-23;
 # 111 s while other jobs shared the two cores); peak memory of the kernel process 1.8 GB,
-# so have about 2 GB free. GPU: not yet measured. The test suite runs it with
+# so have about 2 GB free. GPU: not measured yet
+# (no GPU run has been recorded for this course). The test suite runs it with
 # `ATTN_COURSE_SIZE=small`.
 #
-# The exercises for this notebook are in `exercises/04_flash_attention.ipynb`.
+# The exercises for this notebook are in [`exercises/04_flash_attention.ipynb`](../exercises/04_flash_attention.ipynb).
 
 # %%
 import inspect
@@ -445,6 +446,6 @@ for record in gpu_records:
 #   the Triton kernel's GPU speed, or about 2–4× versus 3–5×. The commands above produce
 #   the record that settles it for one GPU.
 #
-# **Next:** notebook 05, linear attention: changing the maths itself, to escape the n²
+# **Next:** [05 · Linear attention](05_linear_attention.ipynb): changing the maths itself, to escape the n²
 # in compute as well as in memory. Practise first with the exercises in
-# `exercises/04_flash_attention.ipynb`.
+# [`exercises/04_flash_attention.ipynb`](../exercises/04_flash_attention.ipynb).

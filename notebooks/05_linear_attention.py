@@ -34,10 +34,10 @@
 #
 # **Run time at full size:** CPU ≈ 45 s (43–48 s in three runs of `nbconvert --execute`
 # on a 2-core AMD EPYC cloud VM with 24 GiB RAM, torch 2.13 CPU, 2026-11-23); needs about
-# 1.1 GB of free RAM (naive attention's measured peak at n = 4,096, 8 heads). The test
+# 1.1 GB of free RAM (naive attention's measured peak at n = 4,096, 8 heads). GPU: not measured yet (no GPU run has been recorded for this course). The test
 # suite runs it with `ATTN_COURSE_SIZE=small` in about 10 s.
 #
-# The exercises for this notebook are in `exercises/05_linear_attention.ipynb`.
+# The exercises for this notebook are in [`exercises/05_linear_attention.ipynb`](../exercises/05_linear_attention.ipynb).
 
 # %%
 import math
@@ -489,4 +489,4 @@ for row in table[1:]:
 #
 # **Next:** [06 · Sparse attention](06_sparse_attention.ipynb) keeps exact softmax but lets
 # each query see only some keys. Practise first with the exercises in
-# `exercises/05_linear_attention.ipynb`.
+# [`exercises/05_linear_attention.ipynb`](../exercises/05_linear_attention.ipynb).

@@ -34,10 +34,10 @@
 #
 # **Run time at full size:** CPU ≈ 30 s (20–55 s in three runs of `nbconvert --execute` on
 # a 2-core AMD EPYC cloud VM with 24 GiB RAM, torch 2.13 CPU, 2026-11-23, with other jobs
-# on the machine); needs about 1 GB of free RAM (dense attention at n = 8192). The test
+# on the machine); needs about 1 GB of free RAM (dense attention at n = 8192). GPU: not measured yet (no GPU run has been recorded for this course). The test
 # suite runs it with `ATTN_COURSE_SIZE=small` in about 30 s.
 #
-# The exercises for this notebook are in `exercises/06_sparse_attention.ipynb`.
+# The exercises for this notebook are in [`exercises/06_sparse_attention.ipynb`](../exercises/06_sparse_attention.ipynb).
 
 # %%
 import torch
@@ -203,7 +203,7 @@ for n, w, b in [(1024, 128, 64), (1024, 100, 64), (4096, 512, 128), (4096, 4096,
 ns = pick(full=[1024, 2048, 4096, 8192, 16384], small=[128, 256, 512])
 window, block = pick(full=256, small=32), pick(full=64, small=16)
 rows = measure_window_scaling(ns, window, block, head_dim=64,
-                              dense_max_n=pick(full=8192, small=256))  # fmt: skip
+                              dense_max_n=pick(full=8192, small=256), progress=True)  # fmt: skip
 print(f"{'n':>6} | {'tiles':>6} {'formula':>7} | {'window FLOPs':>13} {'dense FLOPs':>13} | "
       f"{'window ms':>9} {'dense ms':>9}")
 for r in rows:
@@ -365,4 +365,6 @@ for name, curve in toy_curves.items():
 # * What the mask drops is lost: a head that needs a key beyond the window gets the wrong
 #   answer, which is why real models add global tokens, random blocks, or many layers.
 #
-# Next: notebook 07, the KV cache, where attention meets inference.
+# **Next:** [07 · The KV cache](07_kv_cache.ipynb), where attention meets inference.
+# Practise first with the exercises in
+# [`exercises/06_sparse_attention.ipynb`](../exercises/06_sparse_attention.ipynb).

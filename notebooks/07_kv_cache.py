@@ -28,10 +28,11 @@
 # the KV-cache formula) and 04 (Triton kernels, for the paged kernel). No GPU needed.
 #
 # **Run time at full size:** CPU ≈ 37 s (one run of `nbconvert --execute` on a
-# 2-core cloud VM with 24 GiB RAM, torch 2.13 CPU, 2026-11-23), under 0.5 GB of RAM. The test suite runs it with
+# 2-core cloud VM with 24 GiB RAM, torch 2.13 CPU, 2026-11-23), under 0.5 GB of RAM. GPU: not measured yet
+# (no GPU run has been recorded for this course). The test suite runs it with
 # `ATTN_COURSE_SIZE=small` in a few seconds.
 #
-# The exercises for this notebook are in `exercises/07_kv_cache.ipynb`.
+# The exercises for this notebook are in [`exercises/07_kv_cache.ipynb`](../exercises/07_kv_cache.ipynb).
 
 # %%
 import torch
@@ -94,7 +95,7 @@ data = tok.encode(text)
 cfg = GPTConfig(vocab=tok.vocab, context=pick(full=256, small=64), layers=pick(full=4, small=2),
                 d_model=pick(full=128, small=32), heads=8, kv_heads=8)  # fmt: skip
 model = GPT(cfg)
-losses = train(model, data, steps=pick(full=150, small=20), batch=16, window=64)
+losses = train(model, data, steps=pick(full=150, small=20), batch=16, window=64, progress=True)
 print(f"{sum(p.numel() for p in model.parameters()):,} parameters, vocabulary {tok.vocab}")
 print(f"training loss {losses[0]:.2f} -> {losses[-1]:.2f} nats per character")
 prompt = tok.encode("Beautiful is ")[None]
@@ -514,4 +515,5 @@ display(budget.widget)
 #   none of the memory (paging, prefix sharing).
 #
 # The quadratic wall was never one wall: compute in prefill, memory traffic in decode.
-# Next, try the exercises in `exercises/07_kv_cache.ipynb`.
+# **Next:** try the exercises in [`exercises/07_kv_cache.ipynb`](../exercises/07_kv_cache.ipynb),
+# and go back to the [course map](00_start_here.ipynb) for anything you skipped.

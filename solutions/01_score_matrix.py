@@ -10,7 +10,7 @@
 # # 01 · Exercises: the n × n score matrix
 #
 # Four small functions, each one piece of naive attention. They go with
-# `notebooks/01_score_matrix.ipynb`; read its sections 2 to 5 first.
+# [`notebooks/01_score_matrix.ipynb`](../notebooks/01_score_matrix.ipynb); read its sections 2 to 5 first.
 #
 # **How it works.** Write each function where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()` line), run the cell, then run the check cell right below

@@ -10,7 +10,7 @@
 # # 02 · Exercises: cost arithmetic
 #
 # Four functions that turn shapes into FLOPs, bytes and seconds. They go with
-# `notebooks/02_cost_arithmetic.ipynb`; read its sections 1 to 5 first.
+# [`notebooks/02_cost_arithmetic.ipynb`](../notebooks/02_cost_arithmetic.ipynb); read its sections 1 to 5 first.
 #
 # **How it works.** Write each function where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()` line), run the cell, then run the check cell right below

@@ -10,7 +10,7 @@
 # # 03 · Exercises: tiling and the online softmax
 #
 # Four small functions, the pieces FlashAttention is made of. They go with
-# `notebooks/03_tiling.ipynb`; read its sections 2 to 7 first.
+# [`notebooks/03_tiling.ipynb`](../notebooks/03_tiling.ipynb); read its sections 2 to 7 first.
 #
 # **How it works.** Write each function where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()` line), run the cell, then run the check cell right below

@@ -10,7 +10,7 @@
 # # 04 · Exercises: FlashAttention in Triton
 #
 # Four exercises, from counting to a real kernel. They go with
-# `notebooks/04_flash_attention.ipynb`; read its sections 1 to 4 first.
+# [`notebooks/04_flash_attention.ipynb`](../notebooks/04_flash_attention.ipynb); read its sections 1 to 4 first.
 #
 # **How it works.** Write each function where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()` line), run the cell, then run the check cell right below

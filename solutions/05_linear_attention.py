@@ -11,7 +11,7 @@
 #
 # Three small functions: the recurrence that makes causal linear attention an RNN, the
 # sequence length where it starts to pay off, and the elu + 1 attention itself. They go
-# with `notebooks/05_linear_attention.ipynb`; read its sections 1, 2 and 5 first.
+# with [`notebooks/05_linear_attention.ipynb`](../notebooks/05_linear_attention.ipynb); read its sections 1, 2 and 5 first.
 #
 # **How it works.** Write each function where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()` line), run the cell, then run the check cell right below

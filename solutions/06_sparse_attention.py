@@ -10,7 +10,7 @@
 # # 06 · Exercises: sparse attention
 #
 # Three small functions: two masks and one count. They go with
-# `notebooks/06_sparse_attention.ipynb`; read its sections 1 to 4 first.
+# [`notebooks/06_sparse_attention.ipynb`](../notebooks/06_sparse_attention.ipynb); read its sections 1 to 4 first.
 #
 # **How it works.** Write each function where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()` line), run the cell, then run the check cell right below

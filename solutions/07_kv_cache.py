@@ -11,7 +11,7 @@
 #
 # Four small functions: the attention step that uses a cache, the size of a published
 # model's cache, int8 quantisation of a cache block, and finding a token in a paged cache.
-# They go with `notebooks/07_kv_cache.ipynb`; read its sections 2, 3, 5 and 6 first.
+# They go with [`notebooks/07_kv_cache.ipynb`](../notebooks/07_kv_cache.ipynb); read its sections 2, 3, 5 and 6 first.
 #
 # **How it works.** Write each function where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()` line), run the cell, then run the check cell right below
