@@ -44,9 +44,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "build",
+    "check_call",
     "exercise_notebook",
     "leaked_solution_lines",
     "main",
+    "nbgrader_meta",
     "normalise",
     "notebook_from_script",
     "notebook_text",
@@ -171,11 +173,11 @@ def leaked_solution_lines(solution_nb: NotebookNode, exercise_nb: NotebookNode) 
     return sorted(secret & in_exercise)
 
 
-def _nbgrader(cell: NotebookNode) -> dict:
+def nbgrader_meta(cell: NotebookNode) -> dict:
     return cell.metadata.get("nbgrader", {})
 
 
-def _check_call(source: str) -> tuple[str, str] | None:
+def check_call(source: str) -> tuple[str, str] | None:
     """(exercise id, answer name) of a ``check("id", answer)`` call in ``source``, if any."""
     try:
         tree = ast.parse(source)
@@ -215,7 +217,7 @@ def validate_exercise_notebook(path: Path | str) -> list[str]:
     seen: list[str] = []
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
     for index, cell in enumerate(code_cells):
-        meta = _nbgrader(cell)
+        meta = nbgrader_meta(cell)
         if not meta.get("solution"):
             continue
         ex_id = meta.get("grade_id", "")
@@ -230,7 +232,7 @@ def validate_exercise_notebook(path: Path | str) -> list[str]:
         if BEGIN_SOLUTION not in cell.source or END_SOLUTION not in cell.source:
             problems.append(f"{where}: no ### BEGIN SOLUTION / ### END SOLUTION region")
         following = code_cells[index + 1] if index + 1 < len(code_cells) else None
-        call = _check_call(following.source) if following is not None else None
+        call = check_call(following.source) if following is not None else None
         if following is None or call is None:
             problems.append(f"{where}: the next code cell must be check({ex_id!r}, ...)")
             continue
@@ -239,7 +241,7 @@ def validate_exercise_notebook(path: Path | str) -> list[str]:
                 f"{where}: check cell calls check{call!r}, expected "
                 f"check({ex_id!r}, {exercise.answer})"
             )
-        check_meta = _nbgrader(following)
+        check_meta = nbgrader_meta(following)
         if not check_meta.get("grade") or check_meta.get("solution"):
             problems.append(f"{where}: its check cell needs nbgrader grade: true, solution: false")
         if check_meta.get("grade_id") != f"{ex_id}_check":

@@ -1,0 +1,76 @@
+"""The student release: ``python -m attn_course.release --out DIR`` builds it and verifies it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from attn_course.release import WITHHELD, main, make_release, verify_release
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    """A release of this course (the build it runs first finds nothing to rewrite)."""
+    out = tmp_path_factory.mktemp("release") / "course"
+    assert make_release(out, ROOT) == []
+    return out
+
+
+def test_release_has_the_student_files_and_no_solutions(release):
+    for name in ("README.md", "pyproject.toml", "Makefile", "attn_course/grade.py"):
+        assert (release / name).is_file(), name
+    lessons = sorted(p.name for p in (release / "notebooks").iterdir())
+    assert lessons == sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    exercises = sorted(p.name for p in (release / "exercises").glob("*.ipynb"))
+    assert exercises == sorted(p.name for p in (ROOT / "solutions").glob("*.ipynb"))
+    for name in WITHHELD:
+        assert not (release / name).exists()
+    assert not list(release.rglob("__pycache__"))
+
+
+def test_a_leaked_solution_is_caught(release, tmp_path):
+    copy = shutil.copytree(release, tmp_path / "copy")
+    path = copy / "exercises" / "01_score_matrix.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    solution = nbformat.read(ROOT / "solutions" / path.name, as_version=4)
+    source = next(c.source for c in solution.cells if "### BEGIN SOLUTION" in c.source)
+    stub = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution"))
+    stub.source = source
+    nbformat.write(nb, path)
+    problems = verify_release(copy, ROOT)
+    assert any("01_score_matrix.ipynb: solution line leaked" in p for p in problems), problems
+    assert any("is not a stub raising NotImplementedError" in p for p in problems), problems
+
+
+def test_a_missing_check_cell_and_solutions_folder_are_caught(release, tmp_path):
+    copy = shutil.copytree(release, tmp_path / "copy")
+    (copy / "solutions").mkdir()
+    path = copy / "exercises" / "02_cost_arithmetic.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    check_cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
+    nb.cells.remove(check_cell)
+    nbformat.write(nb, path)
+    problems = verify_release(copy, ROOT)
+    assert "solutions/ must not be in a release" in problems
+    assert any(p.startswith("02_cost_arithmetic.ipynb: exercise") and "is not followed by check("
+               in p for p in problems), problems  # fmt: skip
+
+
+def test_outputs_in_an_exercise_are_caught(release, tmp_path):
+    copy = shutil.copytree(release, tmp_path / "copy")
+    path = copy / "exercises" / "03_tiling.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code")
+    cell.outputs = [nbformat.v4.new_output("stream", text="the answer is 42\n")]
+    nbformat.write(nb, path)
+    assert any("03_tiling.ipynb: cell 1 has outputs" in p for p in verify_release(copy, ROOT))
+
+
+def test_command_line(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "r")]) == 0
+    assert "release ready in" in capsys.readouterr().out
