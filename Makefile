@@ -17,7 +17,7 @@ CONSTRAINTS := $(if $(filter cpu,$(TORCH_BUILD)),-c constraints/cpu.txt,)
 TEST_SIZE ?= small
 PYTEST_ARGS ?=
 
-.PHONY: lab test lint notebooks clean
+.PHONY: lab test lint notebooks release grade site clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,24 @@ test: $(VENV)/.installed
 notebooks: $(VENV)/.installed
 	$(BIN)/python -m attn_course.build
 
+# Instructor commands (docs/instructors.md).
+# The student release: exercises rebuilt from solutions/, copied without them, verified.
+release: $(VENV)/.installed
+	$(BIN)/python -m attn_course.release --out release
+
+# Grade a class: make grade SUBMISSIONS=path/to/lms-export [GRADE_ARGS="--jobs 2"]
+GRADE_ARGS ?= --jobs 2
+grade: $(VENV)/.installed
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder"; exit 2; }
+	$(BIN)/attn-gradebook "$(SUBMISSIONS)" --out gradebook $(GRADE_ARGS)
+
+# The static HTML edition of the course, executed at full size unless SITE_SIZE=small.
+SITE_SIZE ?= full
+site: $(VENV)/.installed
+	$(BIN)/python -m attn_course.site --out site --size $(SITE_SIZE)
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis release gradebook site test-artifacts
