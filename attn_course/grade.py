@@ -58,6 +58,7 @@ __all__ = [
     "CellProblem",
     "CheckResult",
     "GradingRun",
+    "Scored",
     "check",
     "format_run",
     "grade_in_kernel",
@@ -333,13 +334,10 @@ class CellProblem:
         return f"cell {self.number} (`{self.first_line}`) {self.error}"
 
 
-@dataclass
-class GradingRun:
-    """Everything the grader found in one notebook."""
+class Scored:
+    """Mixin: ``points`` and ``max_points`` summed over ``self.results``."""
 
-    notebook: Path
     results: list[CheckResult]
-    cell_problems: list[CellProblem] = field(default_factory=list)
 
     @property
     def points(self) -> float:
@@ -348,6 +346,15 @@ class GradingRun:
     @property
     def max_points(self) -> float:
         return sum(r.max_points for r in self.results)
+
+
+@dataclass
+class GradingRun(Scored):
+    """Everything the grader found in one notebook."""
+
+    notebook: Path
+    results: list[CheckResult]
+    cell_problems: list[CellProblem] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {

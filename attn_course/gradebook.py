@@ -55,6 +55,7 @@ from attn_course.grade import (
     PASSED,
     PROBE_TIMEOUT_S,
     CheckResult,
+    Scored,
     load_extra_checks,
     memory_limit_arg,
 )
@@ -89,21 +90,13 @@ class Submission:
 
 
 @dataclass
-class NotebookGrade:
+class NotebookGrade(Scored):
     """The results of one submission (or of a missing one)."""
 
     notebook: str
     path: Path | None
     results: list[CheckResult]
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def points(self) -> float:
-        return sum(r.points for r in self.results)
-
-    @property
-    def max_points(self) -> float:
-        return sum(r.max_points for r in self.results)
 
 
 @dataclass

@@ -289,15 +289,7 @@ def test_a_check_that_kills_or_hangs_the_kernel_fails_only_that_exercise(fake, t
     fake_course.cell_of(nb, "fake_greet").source = (
         "def greet(name):\n    import os\n    os._exit(3)"
     )
-    fake_course.cell_of(nb, "fake_total").source = (
-        "def total(xs):\n"
-        "    while True:\n"
-        "        try:\n"
-        "            while True:\n"
-        "                pass\n"
-        "        except BaseException:\n"
-        "            pass"
-    )
+    fake_course.cell_of(nb, "fake_total").source = fake_course.ignores_interrupts("total", "xs")
     run = run_notebook(fake_course.save(nb, tmp_path), timeout_s=20)
     square, greet, total, largest = run.results
     assert square.passed and largest.passed
