@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     command = lab_command(sys.argv[1:] if argv is None else argv)
+    if os.name == "posix":
+        # Become JupyterLab rather than wait for it as a child: a signal that stops this
+        # process (Ctrl-C, a terminal closing, a test's terminate()) then reaches the
+        # server itself instead of leaving it running as an orphan.
+        os.chdir(COURSE_ROOT)
+        os.execv(command[0], command)
     return subprocess.call(command, cwd=COURSE_ROOT, env=os.environ.copy())
 
 

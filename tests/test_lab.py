@@ -81,3 +81,6 @@ def test_lab_serves_the_course(tmp_path: Path):
             server.kill()
             server.wait()
         log.close()
+    # Stopping the command stops the server: nothing is left serving the port.
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
+        get(f"{base}/api/status", token)
