@@ -6,6 +6,11 @@ on small inputs, in seconds rather than minutes.
 
     ATTN_COURSE_SIZE=full   # default: the sizes the notebook's text talks about
     ATTN_COURSE_SIZE=small  # CI: same cells, small n
+
+A second, display-only knob: ``ATTN_COURSE_STATIC=1`` is set by the static HTML
+edition (``python -m attn_course.site``) for the kernels it runs, so that the
+interactive calculators show a frozen figure instead of live widgets
+(:func:`static_site`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Literal, TypeVar
 
 SIZE_ENV = "ATTN_COURSE_SIZE"
 SIZES = ("full", "small")
+STATIC_ENV = "ATTN_COURSE_STATIC"
 
 T = TypeVar("T")
 
@@ -33,3 +39,12 @@ def pick(full: T, small: T) -> T:
     >>> ns = pick(full=[1024, 2048, 4096, 8192], small=[64, 128])
     """
     return small if course_size() == "small" else full
+
+
+def static_site() -> bool:
+    """True while the static HTML edition runs the notebook (``$ATTN_COURSE_STATIC`` is set).
+
+    A static page has no kernel behind it, so widgets cannot react; the calculators use this
+    to display plain figures and a note instead (see :func:`attn_course.widgets.live_or_static`).
+    """
+    return os.environ.get(STATIC_ENV, "").strip().lower() in ("1", "true", "yes")

@@ -53,6 +53,7 @@ from attn_course.scores import (
     resolve_scale,
     validate_qkv,
 )
+from attn_course.widgets import live_or_static
 
 __all__ = [
     "PATTERN_NAMES",
@@ -745,11 +746,11 @@ class SparsityExplorer:
         for control in self.controls.values():
             control.observe(lambda _change: self.update(), names="value")
         c = self.controls
-        self.widget = widgets.VBox([
+        self.widget = live_or_static(widgets.VBox([
             widgets.HBox([c["pattern"], c["block"], c["window"]]),
             widgets.HBox([c["dilation"], c["global_tokens"], c["random_blocks"]]),
             self.summary, self.figure,
-        ])  # fmt: skip
+        ]), kind="explorer", controls=self.controls, parts=[self.summary, self.figure])  # fmt: skip
         self.update()
 
     def pattern(self) -> SparsePattern:

@@ -64,6 +64,7 @@ from attn_course.scores import (
     resolve_scale,
     validate_qkv,
 )
+from attn_course.widgets import live_or_static
 
 __all__ = [
     "HBMTraffic",
@@ -933,13 +934,18 @@ class TilingExplorer:
         top = widgets.HBox(
             [self.controls["block_q"], self.controls["block_k"], self.controls["causal"]]
         )
-        self.widget = widgets.VBox(
-            [
-                top,
-                widgets.HBox([self.controls["step"], self.controls["row"]]),
-                widgets.HBox([self.grid_figure, self.row_figure]),
-                self.on_chip,
-            ]
+        self.widget = live_or_static(
+            widgets.VBox(
+                [
+                    top,
+                    widgets.HBox([self.controls["step"], self.controls["row"]]),
+                    widgets.HBox([self.grid_figure, self.row_figure]),
+                    self.on_chip,
+                ]
+            ),
+            kind="explorer",
+            controls=self.controls,
+            parts=[self.grid_figure, self.row_figure, self.on_chip],
         )
         self.update()
 

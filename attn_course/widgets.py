@@ -23,29 +23,39 @@ without a browser:
 (updated in place, no re-render), ``readout`` an HTML widget with the numbers at the
 selected point, ``error`` the message of the last rejected input (or ""). All numbers
 come from :mod:`attn_course.cost`; this module only wires them to the screen.
+
+In the static HTML edition (``python -m attn_course.site``) there is no kernel to react to
+the controls, so every calculator and explorer of the course displays through
+:func:`live_or_static`: the live widget in JupyterLab, a frozen :class:`StaticSnapshot`
+(figures at the default settings, plus a note naming the controls) on a static page.
 """
 
 from __future__ import annotations
 
 import html
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
+from IPython.display import HTML, display
 
 from attn_course import cost
+from attn_course.config import static_site
 from attn_course.presets import get_hardware, get_model, hardware_names, model_names
 
 __all__ = [
     "FlopsCalculator",
     "KVCacheCalculator",
     "ScoreMemoryCalculator",
+    "StaticSnapshot",
+    "live_or_static",
     "log_grid",
     "powers_of_two",
     "prefill_time_figure",
+    "static_note_html",
 ]
 
 CUSTOM = "custom"
@@ -113,6 +123,87 @@ def _markers(key: str, name: str, symbol: str = "circle") -> go.Scatter:
     )
 
 
+def static_note_html(kind: str, controls: Sequence[tuple[str, str]], figures: int) -> str:
+    """The note a static page shows in place of an interactive display's controls.
+
+    ``controls`` are (description, value as shown) pairs; ``figures`` is how many figures
+    follow the note (the wording differs for none, one and several).
+    """
+    names = ", ".join(f"<i>{html.escape(name)}</i>" for name, _ in controls) or "its controls"
+    settings = "; ".join(html.escape(f"{name} = {value}") for name, value in controls)
+    frozen = f"frozen at one setting ({settings})" if settings else "frozen"
+    if figures == 1:
+        frozen += "; the figure below still zooms and hovers"
+    elif figures > 1:
+        frozen += "; the figures below still zoom and hover"
+    return (
+        "<div class='attn-course-static-note' style='border-left:4px solid #1976d2;"
+        "background:#e3f2fd;padding:6px 10px;margin:4px 0'>"
+        f"<b>Live in JupyterLab.</b> When you run this notebook, this is an interactive "
+        f"{html.escape(kind)} with these controls: {names}. This page shows it {frozen}.</div>"
+    )
+
+
+class StaticSnapshot:
+    """A calculator or explorer frozen for a static page: its figures, read-outs and a note.
+
+    ``parts`` are shown in order: a plotly figure (a ``FigureWidget`` is copied into a plain
+    ``go.Figure``, which a static page can still zoom and hover) or an HTML widget (its
+    text). They are read when the snapshot is displayed, so they show the settings of that
+    moment (the defaults, in a notebook that just built the calculator).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        controls: Mapping[str, widgets.Widget],
+        parts: Sequence[go.Figure | widgets.HTML],
+    ) -> None:
+        self.kind = kind
+        self.controls = controls
+        self.parts = parts
+
+    def note_html(self) -> str:
+        """The note that stands in for the controls (see :func:`static_note_html`)."""
+
+        def shown(control: widgets.Widget) -> str:
+            # Dropdowns and selection sliders have a label ("32,768"); the rest show the value.
+            value = getattr(control, "label", None) or control.value
+            if isinstance(value, bool):
+                return "on" if value else "off"
+            return str(value)
+
+        controls = [(c.description, shown(c)) for c in self.controls.values()]
+        figures = sum(not isinstance(part, widgets.HTML) for part in self.parts)
+        return static_note_html(self.kind, controls, figures)
+
+    def _ipython_display_(self) -> None:
+        display(HTML(self.note_html()))
+        for part in self.parts:
+            if isinstance(part, widgets.HTML):
+                if part.value:
+                    display(HTML(part.value))
+            else:
+                display(go.Figure(part))
+
+
+def live_or_static(
+    widget: widgets.Widget,
+    *,
+    kind: str,
+    controls: Mapping[str, widgets.Widget],
+    parts: Sequence[go.Figure | widgets.HTML],
+) -> widgets.Widget | StaticSnapshot:
+    """``widget`` itself, or a :class:`StaticSnapshot` of it while the static site is built.
+
+    The one place where the course's interactive displays learn about the static HTML edition
+    (:func:`attn_course.config.static_site`); JupyterLab always gets the live widget.
+    """
+    if not static_site():
+        return widget
+    return StaticSnapshot(kind, controls, parts)
+
+
 class _Calculator(ABC):
     """Shared wiring: build controls and figure, observe every control, update in place."""
 
@@ -136,8 +227,13 @@ class _Calculator(ABC):
             control.observe(self._on_change, names="value")
             control.add_class(f"attn-course-{name}")
         left, right = self._split_controls()
-        self.widget = widgets.VBox(
-            [widgets.HBox([widgets.VBox(left), widgets.VBox(right)]), self.figure, self.readout]
+        self.widget = live_or_static(
+            widgets.VBox(
+                [widgets.HBox([widgets.VBox(left), widgets.VBox(right)]), self.figure, self.readout]
+            ),
+            kind="calculator",
+            controls=self.controls,
+            parts=[self.figure, self.readout],
         )
         if "model" in self.controls:
             self._load_model(self.controls["model"].value)
@@ -235,8 +331,10 @@ class _Calculator(ABC):
     def update(self) -> None:
         """Recompute every trace from the controls; a bad combination shows its ValueError."""
         try:
-            with self.figure.batch_update():
-                self._redraw()
+            # Not inside figure.batch_update(): a batch sends all traces' changes as one
+            # restyle, and plotly.js then clears a property (such as a trace's name) on every
+            # trace the batch did not set it for, so the legends would read "trace 0, 1, ...".
+            self._redraw()
         except ValueError as err:
             self.error = str(err)
             self.readout.value = (
