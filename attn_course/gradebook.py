@@ -100,20 +100,18 @@ class NotebookGrade(Scored):
 
 
 @dataclass
-class StudentGrade:
+class StudentGrade(Scored):
+    """One student's results over every graded notebook."""
+
     student: str
     notebooks: list[NotebookGrade]
 
     @property
-    def points(self) -> float:
-        return sum(n.points for n in self.notebooks)
-
-    @property
-    def max_points(self) -> float:
-        return sum(n.max_points for n in self.notebooks)
+    def results(self) -> list[CheckResult]:  # type: ignore[override]
+        return [r for n in self.notebooks for r in n.results]
 
     def points_by_exercise(self) -> dict[str, float]:
-        return {r.exercise_id: r.points for n in self.notebooks for r in n.results}
+        return {r.exercise_id: r.points for r in self.results}
 
 
 # --- finding the submissions -------------------------------------------------------------
