@@ -26,6 +26,7 @@ from pathlib import Path
 import nbformat
 
 from attn_course.build import (
+    CODE_STUB,
     build,
     check_call,
     default_root,
@@ -51,7 +52,8 @@ RELEASE_FILES = (
 # Never in a release, whatever RELEASE_FILES says.
 WITHHELD = ("solutions", "tests", ".ci")
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info")
-_STUB = "raise NotImplementedError()"
+# The line of build.CODE_STUB that makes an untouched exercise "not attempted".
+_STUB = CODE_STUB.splitlines()[-1]
 
 
 def _copy(root: Path, out: Path) -> None:
