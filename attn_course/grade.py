@@ -42,14 +42,21 @@ import signal
 import subprocess
 import sys
 import threading
-import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from attn_course.checks import CheckFailed, Exercise, exercises_for, get_exercise
+from attn_course.grading.answers import (
+    Answer,
+    ForbiddenCall,
+    LocalAnswer,
+    StudentError,
+    TimeLimitReached,
+    short,
+)
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
@@ -161,37 +168,44 @@ def _points(value: float) -> str:
 # --- running one check ---------------------------------------------------------------
 
 
-class _TimeLimitReached(BaseException):
-    """Raised by the alarm inside the student's code. A BaseException, so that a
-    student's ``except Exception:`` cannot swallow it."""
-
-
 @contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`_TimeLimitReached` if the block runs longer than ``seconds``.
+def _time_limit(cpu_s: float) -> Iterator[None]:
+    """Raise :class:`TimeLimitReached` once the process has used ``cpu_s`` CPU seconds in
+    the block, or after a generous wall-clock backstop (for code that sleeps or waits).
 
-    Uses SIGALRM, which only exists on POSIX and only interrupts the main thread
-    (where a Jupyter kernel runs its cells). Elsewhere the block runs unlimited.
+    CPU time, not wall time, so that a busy machine does not fail a correct answer.
+    Uses ITIMER_PROF and ITIMER_REAL, which exist on POSIX only and interrupt only the main
+    thread (where a Jupyter kernel runs its cells). Elsewhere the block runs unlimited.
     """
     usable = (
         hasattr(signal, "setitimer")
         and threading.current_thread() is threading.main_thread()
-        and seconds > 0
+        and cpu_s > 0
     )
     if not usable:
         yield
         return
 
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise _TimeLimitReached
+    def on_timer(signum: int, frame: Any) -> None:
+        raise TimeLimitReached
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = {sig: signal.signal(sig, on_timer) for sig in (signal.SIGPROF, signal.SIGALRM)}
+    signal.setitimer(signal.ITIMER_PROF, cpu_s)
+    signal.setitimer(signal.ITIMER_REAL, wall_backstop_s(cpu_s))
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def wall_backstop_s(cpu_s: float) -> float:
+    """Wall seconds after which work limited to ``cpu_s`` CPU seconds is stopped anyway:
+    only for code that waits (sleep, a lock) rather than computes; generous, so that a
+    loaded machine never reaches it before the CPU limit."""
+    return 4 * cpu_s + 30
 
 
 def _is_stub(answer: Any) -> bool:
@@ -203,29 +217,17 @@ def _is_stub(answer: Any) -> bool:
     return code is not None and code.co_names == ("NotImplementedError",)
 
 
-def _where(exc: BaseException) -> str:
-    """' (in f, line 3)' for the innermost frame outside this package, if any."""
-    package_dir = str(Path(__file__).resolve().parent)
-    frames = [
-        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(package_dir)
-    ]
-    if not frames:
-        return ""
-    frame = frames[-1]
-    return f" (in {frame.name}, line {frame.lineno})"
-
-
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
-
-
 def run_check(exercise: Exercise, answer: Any) -> CheckResult:
-    """Run ``exercise.check(answer)`` under its time limit; never raises for a bad answer.
+    """Run ``exercise.check`` on the student's answer; never raises for a bad answer.
+
+    ``answer`` is the student's function (called in this process, under the exercise's
+    CPU-time limit) or an :class:`~attn_course.grading.answers.Answer` that calls it
+    elsewhere and keeps its own time (the class grader's remote answer).
 
     passed:        the check returned
     not attempted: the answer is still a stub, or the student's code raised NotImplementedError
-    failed:        CheckFailed (message + hint), any other exception, or the time limit
+    failed:        CheckFailed (message + hint), a forbidden call, any other exception of the
+                   student's code, or the time limit
     """
 
     def result(status: Status, message: str = "", hint: str = "") -> CheckResult:
@@ -234,30 +236,30 @@ def run_check(exercise: Exercise, answer: Any) -> CheckResult:
             exercise.id, exercise.title, status, earned, exercise.points, message, hint
         )
 
-    not_attempted = result(
-        NOT_ATTEMPTED,
-        "not attempted yet",
-        f"open the notebook and replace the NotImplementedError in {exercise.answer}",
-    )
-    if _is_stub(answer):
-        return not_attempted
+    limit: Any = nullcontext()
+    if not isinstance(answer, Answer):
+        if _is_stub(answer):
+            return _not_attempted(exercise)
+        answer = LocalAnswer(answer, exercise.answer, exercise.forbidden)
+        limit = _time_limit(exercise.timeout_s)
     try:
-        with _time_limit(exercise.timeout_s):
+        with limit:
             exercise.check(answer)
-    except _TimeLimitReached:
+    except TimeLimitReached:
         return result(
-            FAILED,
-            f"ran past the {exercise.timeout_s:g} s time limit",
-            _TIME_LIMIT_HINT,
+            FAILED, f"ran past the {exercise.timeout_s:g} s time limit", _TIME_LIMIT_HINT
         )
     except NotImplementedError:
-        return not_attempted
+        return _not_attempted(exercise)
+    except ForbiddenCall as forbidden:
+        return result(FAILED, forbidden.message, forbidden.hint)
     except CheckFailed as failure:
-        return result(FAILED, _short(str(failure)), failure.hint)
-    except Exception as error:  # noqa: BLE001 - any crash of student code is feedback
-        detail = f": {error}" if str(error) else ""
-        message = f"your code raised {type(error).__name__}{detail}"
-        return result(FAILED, _short(message) + _where(error))
+        return result(FAILED, short(str(failure)), failure.hint)
+    except StudentError as error:
+        return result(FAILED, error.feedback())
+    except Exception as error:  # noqa: BLE001 - the check choked on what the answer returned
+        return result(FAILED, short(f"the check could not use what your answer returned "
+                                    f"({type(error).__name__}: {error})"))  # fmt: skip
     return result(PASSED, "all cases correct")
 
 
@@ -635,7 +637,7 @@ def _cell_problem(
         text = f"ran past the {timeout_s:g} s time limit and was interrupted"
         return CellProblem(index + 1, first_line, text, timed_out=True)
     value = error.get("evalue", "")
-    text = _short(f"raised {error.get('ename', 'an error')}" + (f": {value}" if value else ""))
+    text = short(f"raised {error.get('ename', 'an error')}" + (f": {value}" if value else ""))
     return CellProblem(index + 1, first_line, text, timed_out=False)
 
 
@@ -645,7 +647,7 @@ def _grader_error(exercise: Exercise, error: dict[str, Any] | None) -> CheckResu
         limit = exercise.timeout_s
         return _failed(exercise, f"ran past the {limit:g} s time limit", _TIME_LIMIT_HINT)
     detail = f"{error.get('ename')}: {error.get('evalue')}" if error else "no result came back"
-    return _failed(exercise, _short(f"the grader could not run the check ({detail})"))
+    return _failed(exercise, short(f"the grader could not run the check ({detail})"))
 
 
 def _blame_solution_cell(

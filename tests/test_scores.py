@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attn_course.checks import CheckFailed, exercises_for, get_exercise
+from attn_course.checks import exercises_for
 from attn_course.cost import max_n_for_memory, score_count, score_matrix_bytes
 from attn_course.scores import (
     DTYPE_NAMES,
@@ -357,105 +357,13 @@ def test_memory_figure_is_log_log_with_units():
     assert time_scaling_figure(rows).layout.yaxis.title.text == "time (s)"
 
 
-# --- the exercise checks -------------------------------------------------------------------------
-
-
-def _check(exercise_id, answer):
-    get_exercise(exercise_id).check(answer)
-
-
-def _fails(exercise_id, answer, hint_part):
-    with pytest.raises(CheckFailed) as failure:
-        _check(exercise_id, answer)
-    assert hint_part in failure.value.hint, failure.value.hint
+# --- the exercise checks: tests/test_checks.py and tests/corpus/nb01.py ---------------------
 
 
 def test_notebook_01_registers_four_exercises():
     assert [e.id for e in exercises_for("01_score_matrix")] == [
         "score_bytes", "stable_softmax", "causal_mask", "naive_attention",
     ]  # fmt: skip
-
-
-def test_score_bytes_check():
-    _check("score_bytes", lambda n, heads, size: n * n * heads * size)
-    _fails("score_bytes", lambda n, heads, size: n * n * size, "heads")
-    _fails("score_bytes", lambda n, heads, size: n * heads * size, "n·n")
-    _fails("score_bytes", lambda n, heads, size: n * n * heads * size * 8, "bits")
-
-
-def _softmax_without_max(x):
-    weights = x.exp()
-    return weights / weights.sum(-1, keepdim=True)
-
-
-def _softmax_wrong_dim(x):
-    shifted = (x - x.amax(0, keepdim=True)).exp()
-    return shifted / shifted.sum(0, keepdim=True)
-
-
-def _softmax_in_place(x):
-    x -= x.amax(-1, keepdim=True)
-    return x.exp() / x.exp().sum(-1, keepdim=True)
-
-
-def test_stable_softmax_check():
-    _check("stable_softmax", stable_softmax)
-    _check("stable_softmax", lambda x: torch.softmax(x, dim=-1))
-    _fails("stable_softmax", _softmax_without_max, "maximum")
-    _fails("stable_softmax", _softmax_wrong_dim, "dim=-1")
-    _fails("stable_softmax", _softmax_in_place, "in place")
-
-
-def test_causal_mask_check():
-    ones = torch.ones
-    _check("causal_mask", causal_mask)
-    _fails("causal_mask", lambda n: ones(n, n, dtype=torch.bool).tril(-1), "diagonal")
-    _fails("causal_mask", lambda n: ones(n, n, dtype=torch.bool).triu(1), "forbidden")
-    _fails("causal_mask", lambda n: ones(n, n, dtype=torch.bool).triu(), "lower triangle")
-    _fails("causal_mask", lambda n: ones(n, n).tril(), "torch.bool")
-
-
-def _attention(q, k, v, causal=False, scale=None, diagonal=0, softmax=stable_softmax):
-    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-    scores = q @ k.transpose(-2, -1) * scale
-    if causal:
-        allowed = torch.ones(scores.shape[-2:], dtype=torch.bool).tril(diagonal)
-        scores = scores.masked_fill(~allowed, float("-inf"))
-    return softmax(scores) @ v
-
-
-def test_attention_check():
-    _check("naive_attention", _attention)
-    _check(
-        "naive_attention", lambda q, k, v, causal=False: naive_attention(q, k, v, causal=causal).out
-    )
-    wrong = {
-        "√d": lambda q, k, v, causal=False: _attention(q, k, v, causal, scale=1.0),
-        "not 1/d": lambda q, k, v, causal=False: _attention(q, k, v, causal, scale=1 / q.shape[-1]),
-        "keep the diagonal": lambda q, k, v, causal=False: _attention(q, k, v, causal, diagonal=-1),
-        "future": lambda q, k, v, causal=False: _attention(q, k, v, causal, diagonal=1),
-        "stable softmax": lambda q, k, v, causal=False: _attention(
-            q, k, v, causal, softmax=_softmax_without_max
-        ),
-        "hide future keys": lambda q, k, v, causal=False: _attention(q, k, v, False),
-        "along each row": lambda q, k, v, causal=False: _attention(
-            q, k, v, causal, softmax=lambda s: torch.softmax(s, dim=-2)
-        ),
-        "output": lambda q, k, v, causal=False: naive_attention(q, k, v, causal=causal),
-    }
-    for hint_part, answer in wrong.items():
-        _fails("naive_attention", answer, hint_part)
-
-
-@pytest.mark.parametrize(
-    "exercise_id", ["score_bytes", "stable_softmax", "causal_mask", "naive_attention"]
-)
-def test_unattempted_exercise_propagates_not_implemented(exercise_id):
-    def stub(*args, **kwargs):
-        raise NotImplementedError()
-
-    with pytest.raises(NotImplementedError):
-        _check(exercise_id, stub)
 
 
 def test_max_n_for_s_and_p_inverts_the_formula():

@@ -5,8 +5,8 @@ Its check lives here, in the package, never in the student's notebook, so a
 student cannot edit it and every grader (the notebook's ``check(...)`` cell,
 ``python -m attn_course.grade``, nbgrader's autograde) runs the same code.
 
-A check is a plain function that receives the student's answer (usually a
-function) and raises :class:`CheckFailed` with a hint when it is wrong::
+A check is a plain function that receives the student's answer and raises
+:class:`CheckFailed` with a hint when it is wrong::
 
     @exercise("score_bytes", notebook="01_score_matrix", answer="score_matrix_bytes",
               title="Bytes of one score matrix", points=1)
@@ -14,9 +14,18 @@ function) and raises :class:`CheckFailed` with a hint when it is wrong::
         expect_equal(score_matrix_bytes(8, 4), 256, "n=8, 4 bytes: 8*8*4",
                      hint="n x n entries, each dtype_bytes bytes")
 
+The answer a check receives is an :class:`~attn_course.grading.answers.Answer`: calling it
+calls the student's function (in the notebook's process, or in the student's kernel when
+the class grader runs the check in its own process) and returns the result as data, so a
+check must only *call* it, never inspect it. ``answer.through(helper, ...)`` runs a
+registered helper on it (a kernel launch, a memory or work probe). An exception of the
+student's code arrives as a :class:`~attn_course.grading.answers.StudentError`; a routine
+the exercise forbids (``forbidden=``) as a
+:class:`~attn_course.grading.answers.ForbiddenCall`.
+
 If the student's code raises ``NotImplementedError`` (the stub nbgrader leaves
 in place of a solution) the exercise counts as *not attempted*; any other
-exception, or a time-out, fails it.
+exception, or running out of time, fails it.
 """
 
 from __future__ import annotations
@@ -24,22 +33,25 @@ from __future__ import annotations
 import importlib
 import math
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from attn_course.grading.answers import Forbidden, StudentError
 
 __all__ = [
     "CheckFailed",
     "Exercise",
+    "Forbidden",
     "exercise",
     "expect_close",
     "expect_equal",
     "expect_raises",
+    "for_all",
     "get_exercise",
     "exercises_for",
     "all_exercises",
 ]
-
 
 
 def topic_modules() -> list[str]:
@@ -47,8 +59,13 @@ def topic_modules() -> list[str]:
 
     Found on disk, so a new topic's checks module needs no list to be edited. Imported
     lazily by the look-ups below so that importing attn_course.checks stays cheap.
+    Modules whose name starts with ``_`` are shared helpers, not topics.
     """
-    return [f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__)]
+    return [
+        f"{__name__}.{info.name}"
+        for info in pkgutil.iter_modules(__path__)
+        if not info.name.startswith("_")
+    ]
 
 
 class CheckFailed(AssertionError):
@@ -69,7 +86,8 @@ class Exercise:
     title:    one line shown in feedback
     points:   points it is worth in a gradebook
     check:    raises CheckFailed on a wrong answer, returns None on a right one
-    timeout_s: wall-clock limit for running the check on the student's answer
+    timeout_s: CPU seconds the student's code may use during the check (all calls together)
+    forbidden: routines the answer must not call (the ones the exercise asks to write)
     """
 
     id: str
@@ -79,6 +97,7 @@ class Exercise:
     points: float
     check: Callable[[Any], None]
     timeout_s: float = 30.0
+    forbidden: tuple[Forbidden, ...] = ()
 
 
 _REGISTRY: dict[str, Exercise] = {}
@@ -92,13 +111,16 @@ def exercise(
     title: str,
     points: float = 1.0,
     timeout_s: float = 30.0,
+    forbidden: Sequence[Forbidden] = (),
 ) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
     """Register the decorated function as the check of exercise ``id``."""
 
     def register(check: Callable[[Any], None]) -> Callable[[Any], None]:
         if id in _REGISTRY:
             raise ValueError(f"exercise id {id!r} is registered twice")
-        _REGISTRY[id] = Exercise(id, notebook, answer, title, points, check, timeout_s)
+        _REGISTRY[id] = Exercise(
+            id, notebook, answer, title, points, check, timeout_s, tuple(forbidden)
+        )
         return check
 
     return register
@@ -157,15 +179,48 @@ def expect_close(
 def expect_raises(
     fn: Callable[..., Any], exc_type: type[BaseException], case: str, hint: str = ""
 ) -> None:
-    """Fail unless calling ``fn()`` raises ``exc_type`` (bad input must be refused)."""
+    """Fail unless calling ``fn()`` raises ``exc_type`` (bad input must be refused).
+
+    ``fn`` calls the student's answer, whose exceptions arrive as StudentError.
+    """
     try:
         fn()
-    except exc_type:
-        return
-    except NotImplementedError:
-        raise
-    except Exception as other:  # noqa: BLE001 - reported to the student
+    except StudentError as error:
+        if error.is_a(exc_type):
+            return
         raise CheckFailed(
-            f"{case}: expected {exc_type.__name__}, got {type(other).__name__}: {other}", hint
+            f"{case}: expected {exc_type.__name__}, got {error.type_name}: {error.message}", hint
         ) from None
     raise CheckFailed(f"{case}: expected {exc_type.__name__}, nothing was raised", hint)
+
+
+def for_all(check_one: Callable[..., None], *, examples: int = 40, **strategies: Any) -> None:
+    """Run ``check_one(**case)`` on cases that hypothesis draws from ``strategies``.
+
+    For properties with a closed form: ``for_all(one, examples=50, n=st.integers(1, 10**6))``.
+    Derandomised, so every run (and every student) gets the same cases and feedback is
+    reproducible; and shrunk, so when a case fails, the message the student reads is that
+    of the *smallest* failing case hypothesis can find. A crash of the student's code is
+    reported with the case that caused it.
+    """
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    @settings(
+        derandomize=True,
+        database=None,
+        deadline=None,
+        max_examples=examples,
+        phases=(Phase.generate, Phase.shrink),
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+        print_blob=False,
+    )
+    @given(**strategies)
+    def run(**case: Any) -> None:
+        try:
+            check_one(**case)
+        except StudentError as error:
+            shown = ", ".join(f"{name}={value!r}" for name, value in case.items())
+            raise CheckFailed(f"{shown}: {error}") from None
+
+    run()

@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from attn_course.checks import CheckFailed, exercise, expect_close, expect_raises
+from attn_course.grading.probes import peak_bytes
 from attn_course.linear import (
     elu_feature_map,
     kernel_attention_explicit,
     predicted_crossover_n,
     recurrent_step,
 )
-from attn_course.memory import measure_peak_bytes
 
 NOTEBOOK = "05_linear_attention"
 
@@ -201,7 +201,7 @@ def check_elu_linear_attention(elu_linear_attention: Callable[..., Any]) -> None
     # Linear means no n × n matrix: at n = 2048 one would be 2048² · 8 B = 32 MiB in float64.
     n, d = 2048, 8
     q, k, v = (torch.randn(n, d, generator=g, dtype=torch.float64) for _ in range(3))
-    peak = measure_peak_bytes(elu_linear_attention, q, k, v)
+    peak = elu_linear_attention.through(peak_bytes, q, k, v)
     if peak >= n * n * 8 // 4:
         raise CheckFailed(
             f"n = {n}: your function allocated {peak / 2**20:.1f} MiB at its peak, as if it "

@@ -1,8 +1,10 @@
 """Checks of notebook 01 (the n x n score matrix).
 
-Each check calls the student's function on hand-picked inputs, compares with a value
-computed here (or by PyTorch's own attention), and when the answer is wrong tries to
-recognise *which* common mistake it is, so the hint can name it.
+Each check calls the student's function on hand-picked inputs (and, for the closed
+forms, on cases hypothesis draws), compares with a value computed here (or by PyTorch's
+own attention in float64), and when the answer is wrong tries to recognise *which* common
+mistake it is, so the hint can name it. The exercises that ask for a routine forbid the
+routine (torch.softmax, scaled_dot_product_attention, the course's own versions).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from hypothesis import strategies as st
 
-from attn_course.checks import CheckFailed, exercise, expect_equal
+from attn_course.checks import CheckFailed, exercise, expect_equal, for_all
+from attn_course.checks._forbid import ATTENTION, SOFTMAX, reference
 
 NOTEBOOK = "01_score_matrix"
 
@@ -28,29 +32,50 @@ NOTEBOOK = "01_score_matrix"
     answer="score_matrix_bytes",
     title="Bytes of the score matrices of one layer",
     points=1,
+    forbidden=[reference("attn_course.cost.score_matrix_bytes", what="score-matrix bytes")],
 )
 def check_score_bytes(score_matrix_bytes: Callable[[int, int, int], int]) -> None:
     cases = [
-        # (n, heads, bytes_per_element), expected, how it is computed
-        ((8, 1, 4), 256, "8·8·1·4"),
-        ((1024, 1, 2), 2_097_152, "1024·1024·1·2 = 2 MiB"),
-        ((3, 5, 4), 180, "3·3·5·4"),
-        ((1024, 8, 2), 16_777_216, "1024·1024·8·2 = 16 MiB"),
-        ((8192, 32, 2), 4_294_967_296, "8192·8192·32·2 = 4 GiB"),
-        ((1, 1, 1), 1, "1·1·1·1"),
+        # (n, heads, bytes_per_element), how the expected value is computed
+        ((8, 1, 4), "8·8·1·4 = 256"),
+        ((1024, 1, 2), "1024·1024·1·2 = 2 MiB"),
+        ((3, 5, 4), "3·3·5·4 = 180"),
+        ((1024, 8, 2), "1024·1024·8·2 = 16 MiB"),
+        ((8192, 32, 2), "8192·8192·32·2 = 4 GiB"),
+        ((1, 1, 1), "1·1·1·1 = 1"),
+        # 2^28 tokens, 2^10 heads, 8 bytes: 2^69 bytes, beyond float64's exact integers.
+        ((2**28, 1024, 8), "2^28·2^28·2^10·2^3 = 2^69"),
     ]
-    for (n, heads, size), expected, arithmetic in cases:
-        got = score_matrix_bytes(n, heads, size)
-        if got == expected:
-            continue
-        hints = {
-            n * n * size: "you left out the heads: every head has its own n×n matrix",
-            n * heads * size: "one score per (query, key) pair: n·n entries, not n",
-            expected * 8: "bytes, not bits: multiply by bytes_per_element, not by 8·bytes",
-            n * n * heads: "each entry takes bytes_per_element bytes: multiply by it",
-        }
-        hint = hints.get(got, "entries = n · n · heads; bytes = entries · bytes_per_element")
-        expect_equal(got, expected, f"n={n}, heads={heads}, {size} B/element ({arithmetic})", hint)
+    for (n, heads, size), arithmetic in cases:
+        _expect_score_bytes(score_matrix_bytes(n, heads, size), n, heads, size, arithmetic)
+
+    def one(n: int, heads: int, size: int) -> None:
+        _expect_score_bytes(score_matrix_bytes(n, heads, size), n, heads, size, "n·n·heads·b")
+
+    for_all(one, n=st.integers(1, 10**5), heads=st.integers(1, 128),
+            size=st.sampled_from([1, 2, 4, 8]))  # fmt: skip
+
+
+def _expect_score_bytes(got: Any, n: int, heads: int, size: int, arithmetic: str) -> None:
+    expected = n * n * heads * size
+    if got == expected and isinstance(got, int):
+        return
+    hints = {
+        n * n * size: "you left out the heads: every head has its own n×n matrix",
+        n * heads * size: "one score per (query, key) pair: n·n entries, not n",
+        expected * 8: "bytes, not bits: multiply by bytes_per_element, not by 8·bytes",
+        n * n * heads: "each entry takes bytes_per_element bytes: multiply by it",
+        n * (n + 1) // 2 * heads * size: "count every (query, key) pair: the matrix is "
+        "stored whole, causal or not, n·n entries",
+    }
+    hint = hints.get(got, "entries = n · n · heads; bytes = entries · bytes_per_element")
+    if isinstance(got, float) and abs(got - expected) <= 1e-12 * expected:
+        hint = ("return an exact integer: n * n * heads * bytes_per_element; a float "
+                "(n ** 2.0, math.pow, / instead of //) loses digits beyond 2**53")  # fmt: skip
+    case = f"n={n}, heads={heads}, {size} B/element ({arithmetic})"
+    if got == expected:
+        raise CheckFailed(f"{case}: expected the integer {expected}, got {got!r}", hint)
+    expect_equal(got, expected, case, hint)
 
 
 # --- exercise 2: a softmax that does not overflow -----------------------------------------
@@ -62,6 +87,7 @@ def check_score_bytes(score_matrix_bytes: Callable[[int, int, int], int]) -> Non
     answer="stable_softmax",
     title="A softmax that does not overflow",
     points=1,
+    forbidden=[SOFTMAX],
 )
 def check_stable_softmax(stable_softmax: Callable[[torch.Tensor], torch.Tensor]) -> None:
     generator = torch.Generator().manual_seed(0)
@@ -74,11 +100,20 @@ def check_stable_softmax(stable_softmax: Callable[[torch.Tensor], torch.Tensor])
          torch.tensor([1000.0, 1001.0, 1002.0])),
         ("float32 scores [-1000, -1001, -1002] (exp underflows to 0)",
          torch.tensor([-1000.0, -1001.0, -1002.0])),
+        # One shift for the whole tensor (x - x.max()) sends the second row to exp(-2000) = 0.
+        ("rows of very different scale, [[1000, 1001, 1002], [-1000, -999, -998]]",
+         torch.tensor([[1000.0, 1001.0, 1002.0], [-1000.0, -999.0, -998.0]])),
+        # Shifting by the row's mean is not enough: 200 - 100 still overflows exp in float32.
+        ("a row spread over 200, [0, 100, 200]", torch.tensor([[0.0, 100.0, 200.0]])),
         ("float16 scores [10, 11, 12] (exp(12) > 65504 overflows float16)",
          torch.tensor([10.0, 11.0, 12.0], dtype=f16)),
+        ("bfloat16 scores [[300, 301, 302], [-5, 0, 5]]",
+         torch.tensor([[300.0, 301.0, 302.0], [-5.0, 0.0, 5.0]], dtype=torch.bfloat16)),
         ("a 2×3×5 tensor (softmax along the last dim)",
          torch.randn(2, 3, 5, generator=generator).double() * 50),
         ("a row with masked (-inf) entries", torch.tensor([[0.0, -inf, 1.0], [2.0, 2.0, -inf]])),
+        ("rows of length 1 ([[7.], [-3e38]])", torch.tensor([[7.0], [-3e38]])),
+        ("an empty batch of rows (shape (0, 4))", torch.zeros(0, 4)),
     ]  # fmt: skip
     for case, x in cases:
         original = x.clone()
@@ -89,23 +124,39 @@ def check_stable_softmax(stable_softmax: Callable[[torch.Tensor], torch.Tensor])
                 "don't modify x in place (x -= ..., x.exp_()): compute a new tensor",
             )
         _expect_tensor(got, x.shape, case)
+        if got.dtype != x.dtype:
+            raise CheckFailed(
+                f"{case}: the result has dtype {got.dtype}, the input {x.dtype}",
+                "return the input's dtype, as torch.softmax does (compute in float32 if you "
+                "like, then .to(x.dtype))",
+            )
         expected = torch.softmax(x.to(torch.float64), dim=-1)
         if not torch.isfinite(got).all():
-            raise CheckFailed(
-                f"{case}: the result contains nan or inf",
+            hint = (
                 "exp overflowed (or 0/0 after it underflowed): subtract each row's maximum "
-                "(x.amax(dim=-1, keepdim=True)) before exp; mathematically the result is the same",
+                "(x.amax(dim=-1, keepdim=True)) before exp; mathematically the result is the same"
             )
-        tolerance = 1e-3 if x.dtype == torch.float16 else 1e-5
+            global_shift = _shift_by(x.to(torch.float32), x.amax().to(torch.float32))
+            if x.dim() > 1 and torch.equal(torch.isfinite(got), torch.isfinite(global_shift)):
+                hint = ("one maximum for the whole tensor (x.max()) is not enough: a row far "
+                        "below it underflows to 0 / 0; subtract each row's own maximum, "
+                        "x.amax(dim=-1, keepdim=True)")  # fmt: skip
+            raise CheckFailed(f"{case}: the result contains nan or inf", hint)
+        tolerance = {torch.float16: 1e-3, torch.bfloat16: 1e-2}.get(x.dtype, 1e-5)
         if not torch.allclose(got.to(torch.float64), expected, atol=tolerance, rtol=tolerance):
             sums = got.to(torch.float64).sum(dim=-1)
             hint = "softmax(x)_j = exp(x_j - max) / Σ_k exp(x_k - max), along the last dim"
-            if not torch.allclose(sums, torch.ones_like(sums), atol=1e-3):
+            if not torch.allclose(sums, torch.ones_like(sums), atol=1e-2):
                 hint = (
                     "rows don't sum to 1: take the max and the sum along the last dim "
                     "(dim=-1) with keepdim=True so they broadcast back over the row"
                 )
-            raise CheckFailed(f"{case}: differs from torch.softmax(x, dim=-1)", hint)
+            raise CheckFailed(f"{case}: differs from softmax(x, dim=-1)", hint)
+
+
+def _shift_by(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    weights = torch.exp(x - shift)
+    return weights / weights.sum(-1, keepdim=True)
 
 
 # --- exercise 3: the causal mask ------------------------------------------------------------
@@ -117,39 +168,50 @@ def check_stable_softmax(stable_softmax: Callable[[torch.Tensor], torch.Tensor])
     answer="causal_mask",
     title="The causal mask",
     points=1,
+    forbidden=[reference("attn_course.scores.causal_mask", what="the causal mask")],
 )
 def check_causal_mask(causal_mask: Callable[[int], torch.Tensor]) -> None:
     # n=5 first: big enough to tell the common mistakes apart (at n=1 several coincide).
     for n in (5, 1, 2, 8):
-        got = causal_mask(n)
-        case = f"causal_mask({n})"
-        if not isinstance(got, torch.Tensor):
-            raise CheckFailed(f"{case}: expected a torch.Tensor, got {type(got).__name__}")
-        if got.dtype != torch.bool:
-            raise CheckFailed(
-                f"{case}: expected dtype torch.bool, got {got.dtype}",
-                "build it from torch.ones(n, n, dtype=torch.bool)",
-            )
-        shape_hint = "one row per query, one column per key"
-        expect_equal(tuple(got.shape), (n, n), f"{case}: shape", shape_hint)
-        ones = torch.ones(n, n, dtype=torch.bool)
-        expected = ones.tril()
-        if torch.equal(got, expected):
-            continue
-        if torch.equal(got, ones.tril(-1)):
-            hint = "the diagonal must be True: a token may attend to itself (j <= i, not j < i)"
-        elif torch.equal(got, ones.triu(1)):
-            hint = (
-                "this marks the *forbidden* positions; return True where attention is "
-                "allowed (key j <= query i)"
-            )
-        elif torch.equal(got, ones.triu()):
-            hint = (
-                "rows are queries, columns keys: query i may see keys j <= i (the lower triangle)"
-            )
-        else:
-            hint = "True where key j <= query i: torch.tril of a matrix of ones"
-        raise CheckFailed(f"{case}: wrong mask {got.int().tolist()}", hint)
+        _expect_causal_mask(causal_mask(n), n)
+    for_all(lambda n: _expect_causal_mask(causal_mask(n), n), examples=20, n=st.integers(1, 300))
+
+
+def _expect_causal_mask(got: Any, n: int) -> None:
+    case = f"causal_mask({n})"
+    if not isinstance(got, torch.Tensor):
+        raise CheckFailed(f"{case}: expected a torch.Tensor, got {type(got).__name__}")
+    if got.dtype != torch.bool:
+        hint = "build it from torch.ones(n, n, dtype=torch.bool)"
+        if got.is_floating_point() and torch.isneginf(got).any():
+            hint = ("that is an additive mask (0 and -inf, added to the scores); this exercise "
+                    "asks for the boolean one: True where attention is allowed")  # fmt: skip
+        raise CheckFailed(f"{case}: expected dtype torch.bool, got {got.dtype}", hint)
+    shape_hint = "one row per query, one column per key"
+    expect_equal(tuple(got.shape), (n, n), f"{case}: shape", shape_hint)
+    ones = torch.ones(n, n, dtype=torch.bool)
+    if torch.equal(got, ones.tril()):
+        return
+    if torch.equal(got, ones.tril(-1)):
+        hint = "the diagonal must be True: a token may attend to itself (j <= i, not j < i)"
+    elif torch.equal(got, ones.triu(1)):
+        hint = (
+            "this marks the *forbidden* positions; return True where attention is "
+            "allowed (key j <= query i)"
+        )
+    elif torch.equal(got, ones.triu()):
+        hint = "rows are queries, columns keys: query i may see keys j <= i (the lower triangle)"
+    elif torch.equal(got, ones.tril(1)):
+        hint = "query i must not see key i + 1 (the future): tril with diagonal 0"
+    else:
+        hint = "True where key j <= query i: torch.tril of a matrix of ones"
+    shown = got.int().tolist() if n <= 8 else f"({n}×{n}, first wrong row {_first_wrong_row(got)})"
+    raise CheckFailed(f"{case}: wrong mask {shown}", hint)
+
+
+def _first_wrong_row(got: torch.Tensor) -> int:
+    wrong = (got != torch.ones_like(got).tril()).any(dim=1).nonzero()
+    return int(wrong[0]) if len(wrong) else -1
 
 
 # --- exercise 4: attention itself -------------------------------------------------------------
@@ -193,6 +255,7 @@ _MISTAKES: list[tuple[dict[str, Any], str]] = [
     answer="attention",
     title="Naive attention, materialising S and P",
     points=2,
+    forbidden=[ATTENTION],
 )
 def check_attention(attention: Callable[..., torch.Tensor]) -> None:
     generator = torch.Generator().manual_seed(1)
@@ -201,9 +264,12 @@ def check_attention(attention: Callable[..., torch.Tensor]) -> None:
         dtype = dtype or torch.float64
         return torch.randn(*shape, generator=generator, dtype=dtype) * std
 
-    def qkv(*shape: int, n_k: int | None = None, **kw: Any) -> tuple[torch.Tensor, ...]:
+    def qkv(
+        *shape: int, n_k: int | None = None, d_v: int | None = None, **kw: Any
+    ) -> tuple[torch.Tensor, ...]:
         keys = (*shape[:-2], n_k or shape[-2], shape[-1])
-        return randn(*shape, **kw), randn(*keys, **kw), randn(*keys, dtype=kw.get("dtype"))
+        values = (*keys[:-1], d_v or shape[-1])
+        return randn(*shape, **kw), randn(*keys, **kw), randn(*values, dtype=kw.get("dtype"))
 
     cases = [
         ("single head, n=5, d=4", qkv(5, 4), False),
@@ -211,6 +277,7 @@ def check_attention(attention: Callable[..., torch.Tensor]) -> None:
         ("3 queries, 6 keys, d=8", qkv(3, 8, n_k=6), False),
         ("batch 2, 3 heads, n=7, d=8, causal", qkv(2, 3, 7, 8), True),
         ("n=1 (one token)", qkv(1, 4), True),
+        ("values wider than the keys (d = 4, d_v = 6), causal", qkv(5, 4, d_v=6), True),
         # float32 with large q and k: scores in the hundreds, and exp() of them overflows.
         ("float32, large scores (~hundreds)", qkv(6, 16, dtype=torch.float32, std=12.0), False),
     ]
@@ -255,7 +322,15 @@ def _recognise(
             return hint
     if causal and torch.allclose(got.to(q.dtype), _variant(q, k, v, False), atol=1e-4):
         return "causal=True must hide future keys: set scores above the diagonal to -inf"
+    if causal and torch.allclose(got.to(q.dtype), _masked_after_softmax(q, k, v), atol=1e-4):
+        return ("mask *before* the softmax: zeroing the future weights afterwards leaves rows "
+                "that no longer sum to 1")  # fmt: skip
     return None
+
+
+def _masked_after_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    probs = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
+    return probs.tril() @ v
 
 
 def _expect_tensor(got: Any, shape: tuple[int, ...], case: str) -> None:

@@ -1,0 +1,5 @@
+"""Wrong answers to notebook 04's exercises."""
+
+from __future__ import annotations
+
+WRONG: dict = {}

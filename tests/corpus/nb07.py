@@ -1,0 +1,5 @@
+"""Wrong answers to notebook 07's exercises."""
+
+from __future__ import annotations
+
+WRONG: dict = {}
