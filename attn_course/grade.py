@@ -32,6 +32,8 @@ notebook's exercises inside that kernel and prints the results. See
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
 import html
 import importlib
 import json
@@ -39,16 +41,18 @@ import math
 import os
 import re
 import signal
-import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from attn_course.checks import CheckFailed, Exercise, exercises_for, get_exercise
+from attn_course.grading import sandbox
 from attn_course.grading.answers import (
     Answer,
     ForbiddenCall,
@@ -56,6 +60,18 @@ from attn_course.grading.answers import (
     StudentError,
     TimeLimitReached,
     short,
+)
+from attn_course.grading.intake import Rejected, read_notebook
+from attn_course.grading.session import (
+    WARM_MODULES,
+    CellRun,
+    KernelLost,
+    KernelSession,
+    Limits,
+    RemoteAnswer,
+    new_folder,
+    package_copy,
+    wall_backstop_s,
 )
 
 if TYPE_CHECKING:
@@ -68,7 +84,7 @@ __all__ = [
     "Scored",
     "check",
     "format_run",
-    "grade_in_kernel",
+    "GraderError",
     "grade_notebook",
     "is_check_cell",
     "load_extra_checks",
@@ -89,9 +105,6 @@ NBGRADER_ENV = "NBGRADER_EXECUTION"
 # own topics), imported by check() and by the grader in its kernel. The tests use
 # it for their fake exercises; an instructor can use it for extra assignments.
 EXTRA_CHECKS_ENV = "ATTN_COURSE_EXTRA_CHECKS"
-
-# Exception messages are cut to this many characters: feedback, not a traceback.
-MAX_ERROR_CHARS = 300
 
 _TIME_LIMIT_HINT = "look for a loop that never ends, or work that grows much faster than the input"
 _SYMBOLS = {PASSED: "✓", FAILED: "✗", NOT_ATTEMPTED: "…"}
@@ -201,13 +214,6 @@ def _time_limit(cpu_s: float) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def wall_backstop_s(cpu_s: float) -> float:
-    """Wall seconds after which work limited to ``cpu_s`` CPU seconds is stopped anyway:
-    only for code that waits (sleep, a lock) rather than computes; generous, so that a
-    loaded machine never reaches it before the CPU limit."""
-    return 4 * cpu_s + 30
-
-
 def _is_stub(answer: Any) -> bool:
     """True for an answer nobody has written yet: ``None``, ``...``, or a function
     whose body only raises NotImplementedError (the stub nbgrader leaves)."""
@@ -298,28 +304,26 @@ def check(exercise_id: str, answer: Any) -> CheckResult | None:
     raise AssertionError(f"{exercise_id}: {result.status}: {result.message}")
 
 
-# --- grading a whole notebook in a fresh kernel ----------------------------------------
+# --- grading a whole notebook in a confined kernel ----------------------------------------
 #
-# The grader never trusts the student's notebook to check itself:
-#  1. it starts a fresh python3 kernel in the notebook's folder and runs every code cell
-#     except the check cells (so an edited or deleted check cell changes nothing);
-#  2. for each exercise of the notebook it runs one more cell in that kernel, which calls
-#     grade_in_kernel(): look the answer up by name, run the package's check on it (the same
-#     run_check() as the notebook's check()), and display the result under RESULT_MIME;
-#  3. it reads those results back from the cells' outputs.
-# A cell that runs past its time limit is interrupted and grading goes on.
+# The grader never trusts the student's notebook to check itself, nor the student's kernel
+# to decide anything:
+#  1. it reads the file through attn_course.grading.intake (regular files only, capped) and
+#     starts a kernel confined by attn_course.grading.sandbox in a throwaway folder that holds
+#     only a copy of the notebook, importing a read-only copy of this package;
+#  2. it imports the course's libraries there (no limit yet), then runs every code cell except
+#     the check cells, each under a CPU-time limit (so editing or deleting a check cell
+#     changes nothing);
+#  3. for each exercise it runs the package's check *in this process*, with a RemoteAnswer
+#     that sends each call's inputs to the kernel and gets the result back as data; the
+#     comparison, the hints and the points never leave this process.
+# A cell that kills or hangs the kernel is skipped in a fresh kernel; an exercise whose check
+# kills it fails. After each kernel, every process it left behind is killed.
 
-RESULT_MIME = "application/vnd.attn-course.check-result+json"
 DEFAULT_CELL_TIMEOUT_S = 120.0
-# Seconds the kernel gets on top of an exercise's own time limit before the grader
-# interrupts it (the check's own alarm normally fires first).
-CHECK_GRACE_S = 5
-# Seconds a kernel gets to run ``pass`` after an interrupt before it counts as hung.
-PROBE_TIMEOUT_S = 5
 # The kernel's address-space cap. Importing torch and triton reserves ~1 GiB of it; the
 # course's notebooks at the test size stay far below this.
 DEFAULT_MEMORY_LIMIT_BYTES = 6 * 2**30
-_TIME_LIMIT_ENAME = "CellTimeLimit"
 _CHECK_CALL = re.compile(r"\bcheck\s*\(")
 
 
@@ -368,24 +372,16 @@ class GradingRun(Scored):
         }
 
 
+class GraderError(RuntimeError):
+    """The grader itself cannot work here (no sandbox, a kernel that does not start)."""
+
+
 def is_check_cell(cell: NotebookNode) -> bool:
     """A cell the grader skips: an nbgrader grade cell, or any non-solution cell calling check()."""
     meta = cell.metadata.get("nbgrader", {})
     if cell.cell_type != "code" or meta.get("solution"):
         return False
     return bool(meta.get("grade")) or _CHECK_CALL.search(cell.source) is not None
-
-
-def grade_in_kernel(exercise_id: str, namespace: dict[str, Any]) -> None:
-    """Run by the grader inside the student's kernel: check the answer and display the result."""
-    from IPython.display import display
-
-    exercise = _lookup(exercise_id)
-    if exercise.answer in namespace:
-        result = run_check(exercise, namespace[exercise.answer])
-    else:
-        result = _not_attempted(exercise, f"no `{exercise.answer}` is defined in the notebook")
-    display({RESULT_MIME: result.to_dict(), "text/plain": str(result)}, raw=True)
 
 
 def _not_attempted(exercise: Exercise, message: str = "not attempted yet") -> CheckResult:
@@ -404,150 +400,51 @@ def _failed(exercise: Exercise, message: str, hint: str = "") -> CheckResult:
     return CheckResult(exercise.id, exercise.title, FAILED, 0.0, exercise.points, message, hint)
 
 
-def _kernel_env(extra_checks: Sequence[str]) -> dict[str, str]:
-    env = dict(os.environ)
-    # Grade answers, not experiments: heavy narrative cells run at the test size.
-    env.setdefault("ATTN_COURSE_SIZE", "small")
-    modules = [*extra_checks, *env.get(EXTRA_CHECKS_ENV, "").split(",")]
-    env[EXTRA_CHECKS_ENV] = ",".join(m for m in modules if m)
-    return env
-
-
-def _result_in(cell: NotebookNode) -> CheckResult | None:
-    for output in reversed(cell.get("outputs", [])):
-        data = output.get("data", {})
-        if RESULT_MIME in data:
-            return CheckResult.from_dict(dict(data[RESULT_MIME]))
-    return None
-
-
-def _memory_limiter(limit_bytes: int | None) -> Callable[[], None] | None:
-    """A ``preexec_fn`` capping the kernel's address space at ``limit_bytes`` (POSIX only).
-
-    With the cap, an allocation beyond it fails inside the student's code (MemoryError,
-    or torch's "can't allocate memory") instead of the operating system killing the
-    kernel, or the whole machine, when it runs out.
-    """
-    try:
-        import resource
-    except ImportError:  # not POSIX: no limit
-        return None
-    if limit_bytes is None:
-        return None
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
-
-    return limit
-
-
-class _KernelLost(Exception):
-    """The kernel died or stopped answering; grading goes on in a fresh one."""
-
-
 @dataclass
 class _Grading:
     """What one notebook's grading has found so far, kept across kernel restarts."""
 
     nb: NotebookNode
     exercises: list[Exercise]
-    timeout_s: float
+    limits: Limits
     problems: dict[int, CellProblem] = field(default_factory=dict)
     results: dict[str, CheckResult] = field(default_factory=dict)
-    # Cells that killed or hung the kernel: skipped when the notebook is run again.
+    # Cells that killed, hung or broke the kernel: skipped when the notebook is run again.
     fatal_cells: set[int] = field(default_factory=set)
-    errors: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def student_cells(self) -> list[int]:
         return [
             index
             for index, cell in enumerate(self.nb.cells)
-            if cell.cell_type == "code" and not is_check_cell(cell)
+            if cell.cell_type == "code" and not is_check_cell(cell) and cell.source.strip()
         ]
 
-
-def _run_cell(client: Any, grading: _Grading, cell: NotebookNode, index: int) -> None:
-    """Execute one cell; raise _KernelLost if the kernel died or ignores interrupts."""
-    from nbclient.exceptions import DeadKernelError
-
-    grading.errors.pop(index, None)
-    try:
-        client.execute_cell(cell, index)
-    except DeadKernelError as error:
-        raise _KernelLost("died") from error
-    if grading.errors.get(index, {}).get("ename") == _TIME_LIMIT_ENAME and not _answers(
-        client, grading
-    ):
-        raise _KernelLost("hung")
+    def solution_cell(self, exercise: Exercise) -> int:
+        for index, cell in enumerate(self.nb.cells):
+            meta = cell.metadata.get("nbgrader", {})
+            if meta.get("solution") and meta.get("grade_id") == exercise.id:
+                return index
+        return -1
 
 
-def _answers(client: Any, grading: _Grading) -> bool:
-    """True if the kernel runs a trivial cell after an interrupt (False: it is stuck)."""
-    import nbformat
-    from nbclient.exceptions import DeadKernelError
-
-    probe = nbformat.v4.new_code_cell("pass")
-    grading.nb.cells.append(probe)  # nbclient writes executed cells back by index
-    index = len(grading.nb.cells) - 1
-    grading.errors.pop(index, None)
-    timeout, client.timeout = client.timeout, PROBE_TIMEOUT_S
-    try:
-        client.execute_cell(probe, index)
-    except DeadKernelError:
-        return False
-    finally:
-        client.timeout = timeout
-        grading.nb.cells.pop()
-    return index not in grading.errors
-
-
-def _grade_in_one_kernel(client: Any, grading: _Grading, solution_cells: dict) -> None:
-    """Run the student's cells, then check every exercise not graded yet.
-
-    Raises _KernelLost after recording what was lost, so that the caller can go on in
-    a fresh kernel: a cell that killed the kernel is skipped from then on; an
-    exercise whose check killed it is failed.
-    """
-    import nbformat
-
-    for index in grading.student_cells():
-        if index in grading.fatal_cells:
+def warm_modules(nb: NotebookNode) -> list[str]:
+    """The course libraries the notebook imports (imported before any time limit applies)."""
+    found = ["attn_course.grading.kernel"]
+    for cell in nb.cells:
+        if cell.cell_type != "code":
             continue
         try:
-            _run_cell(client, grading, grading.nb.cells[index], index)
-        except _KernelLost as lost:
-            grading.fatal_cells.add(index)
-            grading.problems[index] = _fatal_problem(grading.nb.cells[index], index, str(lost))
-            raise
-        if index in grading.errors:
-            error = grading.errors[index]
-            grading.problems[index] = _cell_problem(
-                grading.nb.cells[index], index, error, grading.timeout_s
-            )
-        else:
-            grading.problems.pop(index, None)
-
-    for exercise in grading.exercises:
-        if exercise.id in grading.results:
+            tree = ast.parse(cell.source)
+        except (SyntaxError, ValueError):
             continue
-        grading_cell = nbformat.v4.new_code_cell(
-            f"__import__('attn_course.grade', fromlist=['_'])"
-            f".grade_in_kernel({exercise.id!r}, globals())"
-        )
-        grading.nb.cells.append(grading_cell)
-        index = len(grading.nb.cells) - 1
-        client.timeout = math.ceil(exercise.timeout_s) + CHECK_GRACE_S
-        try:
-            _run_cell(client, grading, grading_cell, index)
-        except _KernelLost as lost:
-            message = f"the kernel {lost} while checking {exercise.id}"
-            grading.results[exercise.id] = _failed(exercise, message, _DEAD_KERNEL_HINT)
-            raise
-        finally:
-            grading.nb.cells.pop()
-        result = _result_in(grading_cell) or _grader_error(exercise, grading.errors.get(index))
-        solution_problem = grading.problems.get(solution_cells.get(exercise.id, -1))
-        grading.results[exercise.id] = _blame_solution_cell(result, exercise, solution_problem)
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and
+                not node.level else [])  # fmt: skip
+            for name in names:
+                if name.split(".")[0] in WARM_MODULES and name not in found:
+                    found.append(name)
+    return found
 
 
 def run_notebook(
@@ -555,60 +452,145 @@ def run_notebook(
     timeout_s: float = DEFAULT_CELL_TIMEOUT_S,
     extra_checks: Sequence[str] = (),
     memory_limit_bytes: int | None = DEFAULT_MEMORY_LIMIT_BYTES,
+    *,
+    notebook: str | None = None,
+    limits: Limits | None = None,
+    confined: bool = True,
 ) -> GradingRun:
-    """Grade one notebook in a fresh kernel; see the comment above and :func:`grade_notebook`.
+    """Grade one notebook in a confined kernel; see the comment above and :func:`grade_notebook`.
 
-    A cell that kills the kernel (a crash, ``os._exit``) or hangs it past an interrupt
-    costs only what depends on it: grading goes on in a fresh kernel that runs the
-    notebook again without that cell. An exercise whose check kills the kernel fails,
-    and the others are checked in a fresh kernel. ``memory_limit_bytes`` caps the
-    kernel's address space (``None``: no cap).
+    ``notebook`` names the course notebook the file is (default: the file's stem).
+    ``limits`` overrides ``timeout_s`` (CPU seconds per cell) and ``memory_limit_bytes``.
+    ``confined=False`` runs the kernel without Landlock (only for trusted notebooks on a
+    system without it). Raises GraderError if no kernel can be started.
     """
-    import nbformat
-    from nbclient import NotebookClient
-
-    shown, path = Path(path), Path(path).resolve()
+    shown = Path(path)
     load_extra_checks(extra_checks)
-    grading = _Grading(
-        nbformat.read(path, as_version=4), list(exercises_for(path.stem)), timeout_s
-    )
-
-    def record_error(cell: NotebookNode, cell_index: int, execute_reply: dict) -> None:
-        grading.errors[cell_index] = execute_reply["content"]
-
-    solution_cells = {
-        cell.metadata["nbgrader"].get("grade_id"): index
-        for index, cell in enumerate(grading.nb.cells)
-        if cell.metadata.get("nbgrader", {}).get("solution")
-    }
-    # Each restart either skips one more cell or settles one more exercise, so this ends.
-    for _ in range(len(grading.nb.cells) + len(grading.exercises) + 1):
-        client = NotebookClient(
-            grading.nb,
-            timeout=math.ceil(timeout_s),
-            kernel_name="python3",
-            allow_errors=True,
-            interrupt_on_timeout=True,
-            error_on_timeout={"ename": _TIME_LIMIT_ENAME, "evalue": "", "traceback": []},
-            on_cell_error=record_error,
-            shutdown_kernel="immediate",  # nothing to save; a graceful shutdown only costs time
-            resources={"metadata": {"path": str(path.parent)}},
-        )
-        # The kernel's own stderr holds only start-up noise; the student's output comes via
-        # Jupyter.
-        with client.setup_kernel(
-            env=_kernel_env(extra_checks),
-            stderr=subprocess.DEVNULL,
-            preexec_fn=_memory_limiter(memory_limit_bytes),
-        ):
-            try:
-                _grade_in_one_kernel(client, grading, solution_cells)
-                break
-            except _KernelLost:
-                continue
-    results = [grading.results[e.id] for e in grading.exercises if e.id in grading.results]
+    exercises = list(exercises_for(notebook or shown.stem))
+    if limits is None:
+        limits = Limits(cell_cpu_s=timeout_s, memory_bytes=memory_limit_bytes)
+    try:
+        nb = read_notebook(shown)
+    except Rejected as rejected:
+        return GradingRun(shown, [_failed(e, rejected.message, rejected.hint) for e in exercises])
+    if confined and sandbox.landlock_abi() < 1:
+        raise GraderError(NO_SANDBOX)
+    sandbox.become_subreaper()
+    grading = _Grading(nb, exercises, limits)
+    with tempfile.TemporaryDirectory(prefix="attn-grade-") as tmp:
+        root = Path(tmp)
+        try:
+            _grade_in_kernels(grading, root, notebook or shown.stem, confined)
+        finally:
+            _make_removable(root)
+    results = [grading.results[e.id] for e in exercises]
     problems = [grading.problems[i] for i in sorted(grading.problems)]
     return GradingRun(shown, results, problems)
+
+
+NO_SANDBOX = (
+    "this system has no Landlock (Linux 5.13 or newer), so a student's kernel cannot be "
+    "confined; grade on a recent Linux, or pass --unconfined for notebooks you trust"
+)
+
+
+def _grade_in_kernels(grading: _Grading, root: Path, stem: str, confined: bool) -> None:
+    """Run the notebook, restarting a fresh kernel after each cell or check that loses one."""
+    import nbformat
+
+    site_dir = package_copy(root)
+    deadline = time.monotonic() + grading.limits.notebook_s
+    warm = warm_modules(grading.nb)
+    # Each restart either skips one more cell or settles one more exercise, so this ends.
+    for attempt in range(len(grading.nb.cells) + len(grading.exercises) + 1):
+        folder = new_folder(root, "student")
+        nbformat.write(grading.nb, str(folder / f"{stem}.ipynb"))
+        session = KernelSession(folder, site_dir, grading.limits, deadline, confined)
+        try:
+            try:
+                session.start(warm)
+            except KernelLost as lost:
+                if lost.how == "out of time" or attempt > 0:
+                    _out_of_time(grading) if lost.how == "out of time" else None
+                    continue
+                raise GraderError(f"the grading kernel did not start ({lost.how})") from None
+            _grade_in_session(session, grading)
+            return
+        except KernelLost as lost:
+            if lost.how == "out of time":
+                _out_of_time(grading)
+                return
+        finally:
+            session.close()
+
+
+def _out_of_time(grading: _Grading) -> None:
+    limit = grading.limits.notebook_s
+    for exercise in grading.exercises:
+        grading.results.setdefault(exercise.id, _failed(
+            exercise, f"grading stopped: the notebook used up the {limit:g} s it may take",
+            "look for cells that take very long, and run the notebook top to bottom yourself",
+        ))  # fmt: skip
+
+
+def _grade_in_session(session: KernelSession, grading: _Grading) -> None:
+    """Run the student's cells, then check every exercise not graded yet.
+
+    Raises KernelLost after recording what was lost, so that the caller can go on in a
+    fresh kernel: a cell that lost the kernel is skipped from then on; an exercise whose
+    check lost it is failed.
+    """
+    for index in grading.student_cells():
+        if index in grading.fatal_cells:
+            continue
+        cell = grading.nb.cells[index]
+        try:
+            run = session.run_cell(cell.source)
+        except KernelLost as lost:
+            if lost.how != "out of time":
+                grading.fatal_cells.add(index)
+                grading.problems[index] = _fatal_problem(cell, index, lost.how)
+            raise
+        problem = _cell_problem(cell, index, run, grading.limits)
+        if problem is None:
+            grading.problems.pop(index, None)
+        else:
+            grading.problems[index] = problem
+
+    for exercise in grading.exercises:
+        if exercise.id in grading.results:
+            continue
+        try:
+            result = _check_in(session, exercise)
+        except KernelLost as lost:
+            if lost.how != "out of time":
+                message = f"the kernel {lost.how} while checking {exercise.id}"
+                grading.results[exercise.id] = _failed(exercise, message, _DEAD_KERNEL_HINT)
+            raise
+        problem = grading.problems.get(grading.solution_cell(exercise))
+        grading.results[exercise.id] = _blame_solution_cell(result, exercise, problem)
+
+
+def _check_in(session: KernelSession, exercise: Exercise) -> CheckResult:
+    """The package's check of ``exercise``, run here, on the answer living in the kernel."""
+    described = session.internal("describe", exercise.answer)
+    if not described.get("defined"):
+        return _not_attempted(exercise, f"no `{exercise.answer}` is defined in the notebook")
+    if described.get("stub"):
+        return _not_attempted(exercise)
+    answer = RemoteAnswer(session, exercise.answer, exercise.forbidden, exercise.timeout_s)
+    return run_check(exercise, answer)
+
+
+def _make_removable(root: Path) -> None:
+    """Give every folder under ``root`` write permission back, so that it can be deleted
+    (the package copy is read-only; a student may have locked their own files)."""
+    for folder, dirs, _ in os.walk(root):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(folder, name), 0o700)
+    with contextlib.suppress(OSError):
+        os.chmod(root, 0o700)
 
 
 _DEAD_KERNEL_HINT = (
@@ -622,6 +604,9 @@ def _fatal_problem(cell: NotebookNode, index: int, how: str) -> CellProblem:
     if how == "hung":
         text = "hung the kernel (it ignored the interrupt) and was skipped"
         return CellProblem(index + 1, first_line, text, timed_out=True)
+    if how == "broken":
+        text = "was interrupted in the middle of an import, which broke the kernel; it was skipped"
+        return CellProblem(index + 1, first_line, text, timed_out=True)
     return CellProblem(index + 1, first_line, "crashed the kernel and was skipped", False)
 
 
@@ -630,24 +615,19 @@ def _first_line(cell: NotebookNode) -> str:
 
 
 def _cell_problem(
-    cell: NotebookNode, index: int, error: dict[str, Any], timeout_s: float
-) -> CellProblem:
+    cell: NotebookNode, index: int, run: CellRun, limits: Limits
+) -> CellProblem | None:
     first_line = _first_line(cell)
-    if error.get("ename") == _TIME_LIMIT_ENAME:
-        text = f"ran past the {timeout_s:g} s time limit and was interrupted"
+    if run.status == "timed out":
+        text = f"ran past the {limits.cell_cpu_s:g} s time limit and was interrupted"
         return CellProblem(index + 1, first_line, text, timed_out=True)
-    value = error.get("evalue", "")
-    text = short(f"raised {error.get('ename', 'an error')}" + (f": {value}" if value else ""))
-    return CellProblem(index + 1, first_line, text, timed_out=False)
-
-
-def _grader_error(exercise: Exercise, error: dict[str, Any] | None) -> CheckResult:
-    """The grading cell produced no result: it timed out or could not run the check."""
-    if error and error.get("ename") == _TIME_LIMIT_ENAME:
-        limit = exercise.timeout_s
-        return _failed(exercise, f"ran past the {limit:g} s time limit", _TIME_LIMIT_HINT)
-    detail = f"{error.get('ename')}: {error.get('evalue')}" if error else "no result came back"
-    return _failed(exercise, short(f"the grader could not run the check ({detail})"))
+    if run.status == "too much output":
+        text = f"printed more than {limits.output_bytes / 2**20:g} MiB and was stopped"
+        return CellProblem(index + 1, first_line, text, timed_out=False)
+    if run.status == "error":
+        detail = f": {run.evalue}" if run.evalue else ""
+        return CellProblem(index + 1, first_line, short(f"raised {run.ename}{detail}"), False)
+    return None
 
 
 def _blame_solution_cell(
@@ -670,20 +650,20 @@ def grade_notebook(
     timeout_s: float = DEFAULT_CELL_TIMEOUT_S,
     extra_checks: Sequence[str] = (),
     memory_limit_bytes: int | None = DEFAULT_MEMORY_LIMIT_BYTES,
+    **options: Any,
 ) -> list[CheckResult]:
     """Grade a student's notebook: one :class:`CheckResult` per exercise of it.
 
-    The notebook's stem (``01_score_matrix``) selects the exercises. The
-    notebook runs in a fresh ``python3`` kernel whose working directory is the
-    notebook's folder, with ``ATTN_COURSE_SIZE=small`` unless set; every code
-    cell runs except the check cells, each for at most ``timeout_s`` seconds.
+    The notebook's stem (``01_score_matrix``) selects the exercises, unless ``notebook=``
+    names them. The notebook runs in a fresh, confined ``python3`` kernel in a throwaway
+    folder, with ``ATTN_COURSE_SIZE=small`` unless set; every code cell runs except the
+    check cells, each for at most ``timeout_s`` CPU seconds; the checks run in this process.
     ``extra_checks`` names modules that register more exercises (also read from
-    ``$ATTN_COURSE_EXTRA_CHECKS``); they must be importable in the kernel too.
-    The kernel's address space is capped at ``memory_limit_bytes``. A cell that
-    crashes or hangs the kernel is skipped in a fresh one (see :func:`run_notebook`).
-    Raises ValueError if the notebook's stem has no exercises.
+    ``$ATTN_COURSE_EXTRA_CHECKS``). The kernel's address space is capped at
+    ``memory_limit_bytes``. A cell that crashes or hangs the kernel is skipped in a fresh
+    one (see :func:`run_notebook`). Raises ValueError if the notebook has no exercises.
     """
-    return run_notebook(path, timeout_s, extra_checks, memory_limit_bytes).results
+    return run_notebook(path, timeout_s, extra_checks, memory_limit_bytes, **options).results
 
 
 # --- command line ----------------------------------------------------------------------
@@ -704,23 +684,30 @@ def format_run(run: GradingRun) -> str:
     return "\n".join(lines)
 
 
-def _usage_error(path: Path, extra_checks: Sequence[str]) -> str | None:
-    import nbformat
-
-    if not path.is_file():
+def _usage_error(path: Path, stem: str) -> str | None:
+    if not path.exists() and not path.is_symlink():
         return f"{path}: no such file"
-    if path.suffix != ".ipynb":
+    if path.suffix.lower() != ".ipynb":
         return f"{path}: not a notebook (expected a .ipynb file)"
     try:
-        nbformat.read(path, as_version=4)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is a usage error
-        return f"{path}: not a readable notebook ({type(error).__name__})"
+        read_notebook(path)
+    except Rejected as rejected:
+        return f"{path}: {rejected.message}"
     try:
-        load_extra_checks(extra_checks)
-        exercises_for(path.stem)
+        exercises_for(stem)
     except ValueError as error:
-        return f"{path}: {error}"
+        return f"{path}: {error} (name the course notebook with --notebook STEM)"
     return None
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
 
 
 def memory_limit_arg(text: str) -> int | None:
@@ -737,17 +724,32 @@ def memory_limit_arg(text: str) -> int | None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="attn-grade",
-        description="Grade exercise notebooks: run each in a fresh kernel and check its answers "
-        "with the course's checks. Exit status 0 when grading ran (whatever the score), "
-        "2 on a usage error.",
+        description="Grade exercise notebooks: run each in a fresh, confined kernel and check "
+        "its answers with the course's checks, in this process. Exit status 0 when grading ran "
+        "(whatever the score), 1 when the grader could not work, 2 on a usage error.",
     )
     parser.add_argument("notebooks", nargs="+", type=Path, metavar="NOTEBOOK.ipynb")
     parser.add_argument("--json", action="store_true", help="print machine-readable results")
+    parser.add_argument("--out", type=Path, metavar="FILE",
+                        help="write the machine-readable results to FILE instead")  # fmt: skip
+    parser.add_argument(
+        "--notebook",
+        metavar="STEM",
+        help="the course notebook these files are, e.g. 01_score_matrix (default: each "
+        "file's name without .ipynb)",
+    )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_positive_seconds,
         default=DEFAULT_CELL_TIMEOUT_S,
-        help="seconds each notebook cell may run (default: %(default)g)",
+        help="CPU seconds each notebook cell may use (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--notebook-limit",
+        type=_positive_seconds,
+        default=Limits.notebook_s,
+        metavar="SECONDS",
+        help="wall-clock seconds grading one notebook may take in all (default: %(default)g)",
     )
     parser.add_argument(
         "--memory-limit",
@@ -764,17 +766,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="MODULE",
         help=f"also import MODULE for its exercises (repeatable; or ${EXTRA_CHECKS_ENV})",
     )
+    parser.add_argument(
+        "--unconfined",
+        action="store_true",
+        help="run kernels without the Landlock sandbox (only for notebooks you trust, on a "
+        "system without Landlock)",
+    )
     args = parser.parse_args(argv)
 
-    usage_errors = [e for p in args.notebooks if (e := _usage_error(p, args.checks))]
+    load_extra_checks(args.checks)
+    stems = [args.notebook or p.stem for p in args.notebooks]
+    usage_errors = [e for p, s in zip(args.notebooks, stems, strict=True)
+                    if (e := _usage_error(p, s))]  # fmt: skip
     if usage_errors:
         for message in usage_errors:
             print(f"error: {message}", file=sys.stderr)
         return 2
-
-    runs = [run_notebook(p, args.timeout, args.checks, args.memory_limit) for p in args.notebooks]
-    if args.json:
-        print(json.dumps([run.to_dict() for run in runs], indent=2, ensure_ascii=False))
+    limits = Limits(cell_cpu_s=args.timeout, memory_bytes=args.memory_limit,
+                    notebook_s=args.notebook_limit)  # fmt: skip
+    try:
+        runs = [
+            run_notebook(p, notebook=s, limits=limits, confined=not args.unconfined)
+            for p, s in zip(args.notebooks, stems, strict=True)
+        ]
+    except GraderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.json or args.out:
+        text = json.dumps([run.to_dict() for run in runs], indent=2, ensure_ascii=False)
+        if args.out:
+            _write_atomically(args.out, text + "\n")
+        else:
+            print(text)
         return 0
     print("\n\n".join(format_run(run) for run in runs))
     if len(runs) > 1:
@@ -782,6 +805,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         possible = sum(run.max_points for run in runs)
         print(f"\ntotal points {_points(total)} / {_points(possible)}")
     return 0
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,19 @@ one sub-folder per student or one file per student (or a mix)::
     submissions/bob/Copy of 01_score_matrix (2).ipynb student "bob"
 
 A file belongs to the course notebook whose name (``01_score_matrix``) occurs in
-its file name; the student is the sub-folder's name, or the file name without
-the notebook's name. Each submission is graded by ``attn-grade`` in a process
-of its own (which runs the notebook in a kernel of its own, see
-:func:`attn_course.grade.run_notebook`): every cell and every check has a time
-limit, the kernel has a memory limit, a cell that crashes or hangs the kernel is
-skipped in a fresh one, and check cells are never run, so editing them changes
-nothing. A submission whose grading process fails altogether (or runs past its
-overall time limit) costs that student that notebook's exercises and nothing else.
+its file name, in any case and with ``_``, ``-``, ``.`` or spaces between the words; the
+student is the sub-folder's name, or the file name without the notebook's name. Folders
+are walked without following symbolic links; a symbolic link, FIFO or device named like a
+submission counts as that student's submission and scores 0 with the reason, unopened.
+
+Each submission is graded by ``attn-grade`` in a process of its own, which runs the
+notebook in a confined kernel in a throwaway folder (see :func:`attn_course.grade.run_notebook`
+and :mod:`attn_course.grading`): the checks run in the grading process, never in the
+student's kernel. This process only trusts what it can verify of that result: the exit
+status must be 0, the exercise ids must be the notebook's, the statuses known, and the
+points are recomputed from the statuses. A submission whose grading fails altogether (or
+runs past its overall time limit) costs that student that notebook's exercises and nothing
+else; every process it left behind is killed.
 
 ``RESULTS`` receives:
 
@@ -26,6 +31,10 @@ overall time limit) costs that student that notebook's exercises and nothing els
     what each exercise earned and why, with hints, for the student to read.
 ``gradebook.json``
     all of it, for other programs.
+
+They are written to a temporary folder first and moved into place at the end, so an
+interrupted run leaves the previous gradebook as it was. Text cells of the CSV that a
+spreadsheet would read as a formula (``=``, ``+``, ``-``, ``@``) are quoted with ``'``.
 """
 
 from __future__ import annotations
@@ -36,10 +45,13 @@ import json
 import math
 import os
 import re
-import signal
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+import tempfile
+import threading
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,18 +59,19 @@ from typing import Any
 
 from attn_course.checks import Exercise, all_exercises, exercises_for
 from attn_course.grade import (
-    CHECK_GRACE_S,
     DEFAULT_CELL_TIMEOUT_S,
     DEFAULT_MEMORY_LIMIT_BYTES,
     FAILED,
     NOT_ATTEMPTED,
     PASSED,
-    PROBE_TIMEOUT_S,
     CheckResult,
     Scored,
     load_extra_checks,
     memory_limit_arg,
 )
+from attn_course.grading import sandbox
+from attn_course.grading.intake import Rejected, read_notebook
+from attn_course.grading.session import Limits
 
 __all__ = [
     "POINTS_POSSIBLE",
@@ -76,8 +89,13 @@ __all__ = [
 # The first row of gradebook.csv: the most each exercise can earn.
 POINTS_POSSIBLE = "points possible"
 _SYMBOLS = {PASSED: "✓", FAILED: "✗", NOT_ATTEMPTED: "…"}
-# Seconds a grading process needs besides running cells: start Python, start kernels.
-_STARTUP_S = 60.0
+_STATUSES = frozenset(_SYMBOLS)
+# Seconds a grading process may take beyond its notebook's own limit: start Python, copy
+# the package, start and stop kernels.
+_STARTUP_S = 120.0
+# Feedback text taken from a grading process is cut to this many characters per field.
+_MAX_TEXT = 1000
+_MAX_NAME = 80
 
 
 @dataclass(frozen=True)
@@ -120,7 +138,7 @@ class StudentGrade(Scored):
 def _name_pattern(stem: str) -> re.Pattern[str]:
     """A notebook stem as it may appear in a file name: any case, ``_`` as space, dash or dot."""
     words = (re.escape(word) for word in stem.split("_"))
-    return re.compile(r"[\s\-._]+".join(words), re.IGNORECASE)
+    return re.compile(r"[\s\-._]*".join(words), re.IGNORECASE)
 
 
 def _notebook_in(file_name: str, notebooks: Sequence[str]) -> tuple[str, str] | None:
@@ -129,7 +147,29 @@ def _notebook_in(file_name: str, notebooks: Sequence[str]) -> tuple[str, str] | 
     if not found:
         return None
     stem, match = max(found, key=lambda pair: len(pair[0]))
-    return stem, file_name[: match.start()].strip(" _-.")
+    return stem, _clean_prefix(file_name[: match.start()])
+
+
+def _clean_prefix(prefix: str) -> str:
+    """The student part of a file name: LMS decorations such as "Copy of" removed."""
+    prefix = re.sub(r"(?i)\bcopy( \(\d+\))? of\b", " ", prefix)
+    return prefix.strip(" _-.")
+
+
+def display_name(name: str) -> str:
+    """A student name fit to show: control characters removed, at most 80 characters."""
+    cleaned = "".join(c if unicodedata.category(c)[0] != "C" else "?" for c in name)
+    cleaned = " ".join(cleaned.split())
+    return cleaned[:_MAX_NAME] or "?"
+
+
+def _walk_files(folder: Path) -> Iterator[Path]:
+    """Every non-directory entry under ``folder``, hidden folders and links to folders skipped."""
+    for here, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield Path(here) / name
 
 
 def find_submissions(
@@ -144,26 +184,28 @@ def find_submissions(
     folder = Path(folder)
     warnings: list[str] = []
     chosen: dict[tuple[str, str], Path] = {}
-    for path in sorted(folder.rglob("*.ipynb")):
+    for path in _walk_files(folder):
+        if path.suffix.lower() != ".ipynb":
+            continue
         relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts):
-            continue  # .ipynb_checkpoints and other hidden copies
-        found = _notebook_in(path.name, notebooks)
+        shown = display_name(str(relative))
+        found = _notebook_in(path.stem, notebooks)
         if found is None:
-            warnings.append(f"{relative}: ignored, its name names none of {', '.join(notebooks)}")
+            warnings.append(f"{shown}: ignored, its name names none of {', '.join(notebooks)}")
             continue
         notebook, prefix = found
         # A sub-folder is the student's; a file on its own carries the name before the stem.
-        student = relative.parts[0] if len(relative.parts) > 1 else prefix
-        if not student:
-            warnings.append(f"{relative}: ignored, no student name in the file name")
+        student = display_name(relative.parts[0] if len(relative.parts) > 1 else prefix)
+        if student == "?":
+            warnings.append(f"{shown}: ignored, no student name in the file name")
             continue
         key = (student, notebook)
         if key in chosen:
-            older, newer = sorted([chosen[key], path], key=lambda p: p.stat().st_mtime)
+            older, newer = sorted([chosen[key], path], key=_modified)
             warnings.append(
                 f"{student}: two files for {notebook}; graded the newer "
-                f"{newer.relative_to(folder)}, not {older.relative_to(folder)}"
+                f"{display_name(str(newer.relative_to(folder)))}, not "
+                f"{display_name(str(older.relative_to(folder)))}"
             )
             path = newer
         chosen[key] = path
@@ -172,19 +214,11 @@ def find_submissions(
     return submissions, warnings
 
 
+def _modified(path: Path) -> float:
+    return os.lstat(path).st_mtime  # the entry itself: never follow a link
+
+
 # --- grading one submission in a process of its own --------------------------------------
-
-
-def _unreadable(path: Path) -> str | None:
-    """Why ``path`` is not a notebook Jupyter can read, or None if it is one."""
-    import nbformat
-
-    try:
-        nbformat.read(path, as_version=4)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is the student's
-        detail = " ".join(str(error).split())[:120]
-        return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
-    return None
 
 
 def _failed_all(
@@ -196,35 +230,46 @@ def _failed_all(
     ]
 
 
-def _overall_limit_s(path: Path, exercises: Sequence[Exercise], timeout_s: float) -> float:
-    """The longest a grading process may take: every cell and check at its limit, twice
-    (a crash restarts the kernel once per fatal cell, rarely more than once)."""
-    import nbformat
+class _Children:
+    """The grading processes alive right now, so that cleaning up after one of them never
+    touches another's (they run side by side with ``--jobs``)."""
 
-    cells = sum(c.cell_type == "code" for c in nbformat.read(path, as_version=4).cells)
-    checks = sum(e.timeout_s + CHECK_GRACE_S + PROBE_TIMEOUT_S for e in exercises)
-    return 2 * (cells * timeout_s + checks) + _STARTUP_S
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pids: set[int] = set()
+
+    def add(self, pid: int) -> None:
+        with self._lock:
+            self._pids.add(pid)
+
+    def done(self, pid: int) -> None:
+        with self._lock:
+            self._pids.discard(pid)
+            # Orphans of a finished grading process were re-parented to this subreaper.
+            sandbox.kill_descendants(keep=frozenset(self._pids))
 
 
-def _run_grader(command: list[str], limit_s: float) -> tuple[int | None, str, str]:
-    """Run ``command`` in a new session; kill the whole session after ``limit_s`` seconds.
+_CHILDREN = _Children()
 
-    Returns (exit status or None when killed, stdout, stderr).
-    """
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+
+def _run_grader(command: list[str], limit_s: float, folder: Path) -> int | None:
+    """Run ``command`` in ``folder`` with its output in files there; None if it was killed
+    for running past ``limit_s`` seconds. Every process it left behind is killed."""
+    with (folder / "stdout").open("wb") as out, (folder / "stderr").open("wb") as err:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=folder,
+            start_new_session=True,
+        )  # fmt: skip
+    _CHILDREN.add(process.pid)
     try:
-        out, err = process.communicate(timeout=limit_s)
+        return process.wait(timeout=limit_s)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        out, err = process.communicate()
-        return None, out, err
-    return process.returncode, out, err
+        sandbox.kill_descendants(process.pid)
+        process.kill()
+        process.wait()
+        return None
+    finally:
+        _CHILDREN.done(process.pid)
 
 
 def grade_submission(
@@ -232,44 +277,91 @@ def grade_submission(
     timeout_s: float = DEFAULT_CELL_TIMEOUT_S,
     memory_limit_bytes: int | None = DEFAULT_MEMORY_LIMIT_BYTES,
     extra_checks: Sequence[str] = (),
+    *,
+    notebook_limit_s: float = Limits.notebook_s,
+    confined: bool = True,
 ) -> NotebookGrade:
-    """Grade one submission with ``python -m attn_course.grade --json`` in a new process."""
+    """Grade one submission with ``python -m attn_course.grade`` in a new process."""
     exercises = exercises_for(submission.notebook)
-    why = _unreadable(submission.path)
-    if why is not None:
-        message = f"the file is not a notebook Jupyter can read ({why})"
-        hint = "hand in the .ipynb file itself, as JupyterLab saved it (File > Save)"
-        results = _failed_all(exercises, message, hint)
+    try:
+        read_notebook(submission.path)
+    except Rejected as rejected:
+        results = _failed_all(exercises, rejected.message, rejected.hint)
         return NotebookGrade(submission.notebook, submission.path, results)
 
     memory_gib = (memory_limit_bytes or 0) / 2**30
-    command = [
-        sys.executable, "-m", "attn_course.grade", "--json",
-        "--timeout", f"{timeout_s:g}", "--memory-limit", f"{memory_gib:g}",
-        *(f"--checks={module}" for module in extra_checks),
-        str(submission.path),
-    ]  # fmt: skip
-    limit_s = _overall_limit_s(submission.path, exercises, timeout_s)
-    status, out, err = _run_grader(command, limit_s)
-    try:
-        [run] = json.loads(out)
-    except ValueError:
-        if status is None:
-            problem = f"grading did not finish within {limit_s:g} s and was stopped"
-        else:
-            last_line = (err.strip().splitlines() or ["no output"])[-1][:200]
-            problem = f"grading failed (exit status {status}: {last_line})"
-        hint = "run the notebook top to bottom yourself; ask your instructor if it works there"
-        return NotebookGrade(
-            submission.notebook, submission.path, _failed_all(exercises, problem, hint)
-        )
-    results = [CheckResult.from_dict(r) for r in run["results"]]
-    notes = [_cell_note(p) for p in run["cell_problems"]]
+    with tempfile.TemporaryDirectory(prefix="attn-gradebook-") as tmp:
+        folder = Path(tmp)
+        command = [
+            sys.executable, "-m", "attn_course.grade", "--out", str(folder / "result.json"),
+            "--notebook", submission.notebook, "--timeout", f"{timeout_s:g}",
+            "--memory-limit", f"{memory_gib:g}", "--notebook-limit", f"{notebook_limit_s:g}",
+            *(f"--checks={module}" for module in extra_checks),
+            *([] if confined else ["--unconfined"]),
+            "--", os.path.abspath(submission.path),
+        ]  # fmt: skip
+        limit_s = notebook_limit_s + _STARTUP_S
+        status = _run_grader(command, limit_s, folder)
+        result_file, stderr = folder / "result.json", folder / "stderr"
+        run = _read_result(result_file) if status == 0 else None
+        if run is None:
+            if status is None:
+                problem = f"grading did not finish within {limit_s:g} s and was stopped"
+            else:
+                lines = stderr.read_bytes()[-4000:].decode("utf-8", "replace").strip()
+                last = (lines.splitlines() or ["no output"])[-1]
+                problem = f"grading failed (exit status {status}: {last})"
+            hint = "run the notebook top to bottom yourself; ask your instructor if it works there"
+            return NotebookGrade(
+                submission.notebook, submission.path, _failed_all(exercises, problem, hint)
+            )
+    results, notes = _verified(run, exercises)
     return NotebookGrade(submission.notebook, submission.path, results, notes)
 
 
-def _cell_note(problem: dict[str, Any]) -> str:
-    return f"cell {problem['number']} (`{problem['first_line']}`) {problem['error']}"
+def _read_result(path: Path) -> dict[str, Any] | None:
+    try:
+        if path.stat().st_size > 4 * 2**20:
+            return None
+        runs = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(runs, list) or len(runs) != 1 or not isinstance(runs[0], dict):
+        return None
+    return runs[0]
+
+
+def _text(value: Any) -> str:
+    return str(value)[:_MAX_TEXT] if isinstance(value, str | int | float) else ""
+
+
+def _verified(
+    run: dict[str, Any], exercises: Sequence[Exercise]
+) -> tuple[list[CheckResult], list[str]]:
+    """The results of ``run`` that can be trusted: one per exercise of the notebook, a known
+    status, and the points that status earns (all or nothing), whatever the run claimed."""
+    claimed = {}
+    for item in run.get("results", []) if isinstance(run.get("results"), list) else []:
+        if isinstance(item, dict) and isinstance(item.get("exercise_id"), str):
+            claimed.setdefault(item["exercise_id"], item)
+    results = []
+    for e in exercises:
+        item = claimed.get(e.id)
+        status = item.get("status") if item else None
+        if status not in _STATUSES:
+            message = "the grader returned no result for this exercise"
+            results.append(CheckResult(e.id, e.title, FAILED, 0.0, e.points, message))
+            continue
+        points = e.points if status == PASSED else 0.0
+        message, hint = _text(item.get("message", "")), _text(item.get("hint", ""))
+        results.append(CheckResult(e.id, e.title, status, points, e.points, message, hint))
+    notes = []
+    problems = run.get("cell_problems", [])
+    for problem in problems[:100] if isinstance(problems, list) else []:
+        if isinstance(problem, dict) and isinstance(problem.get("number"), int):
+            notes.append(f"cell {problem['number']} (`{_text(problem.get('first_line'))[:60]}`) "
+                         f"{_text(problem.get('error'))}")  # fmt: skip
+    return results, notes
 
 
 # --- grading the class ---------------------------------------------------------------------
@@ -283,6 +375,9 @@ def grade_class(
     extra_checks: Sequence[str] = (),
     jobs: int = 1,
     progress: bool = True,
+    *,
+    notebook_limit_s: float = Limits.notebook_s,
+    confined: bool = True,
 ) -> list[StudentGrade]:
     """Grade every student's submissions; a notebook a student did not hand in scores 0.
 
@@ -291,6 +386,7 @@ def grade_class(
     """
     from tqdm.auto import tqdm
 
+    sandbox.become_subreaper()
     by_student: dict[str, dict[str, Submission]] = {}
     for submission in submissions:
         by_student.setdefault(submission.student, {})[submission.notebook] = submission
@@ -300,11 +396,10 @@ def grade_class(
         graded = []
         for notebook in notebooks:
             if notebook in handed_in:
-                graded.append(
-                    grade_submission(
-                        handed_in[notebook], timeout_s, memory_limit_bytes, extra_checks
-                    )
-                )
+                graded.append(grade_submission(
+                    handed_in[notebook], timeout_s, memory_limit_bytes, extra_checks,
+                    notebook_limit_s=notebook_limit_s, confined=confined,
+                ))  # fmt: skip
             else:
                 results = _failed_all(
                     exercises_for(notebook),
@@ -320,7 +415,9 @@ def grade_class(
         graded = pool.map(grade_student, students)
         if progress:
             graded = tqdm(graded, total=len(students), desc="grading", unit="student")
-        return list(graded)
+        grades = list(graded)
+    sandbox.kill_descendants()
+    return grades
 
 
 # --- writing the gradebook -----------------------------------------------------------------
@@ -330,10 +427,22 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
+def spreadsheet_safe(text: str) -> str:
+    """``text`` as a CSV cell no spreadsheet runs as a formula (OWASP's CSV-injection rule)."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _markdown_safe(text: str) -> str:
+    """Feedback text from the grading run, inert in Markdown (no HTML, no links, one line)."""
+    text = " ".join(str(text).split())
+    return text.replace("<", "&lt;").replace(">", "&gt;").replace("[", "\\[").replace("]", "\\]")
+
+
 def feedback_text(grade: StudentGrade) -> str:
     """The Markdown feedback file of one student."""
+    e = _markdown_safe
     lines = [
-        f"# Feedback for {grade.student}",
+        f"# Feedback for {e(grade.student)}",
         "",
         f"**Total: {_number(grade.points)} / {_number(grade.max_points)} points**",
     ]
@@ -343,27 +452,28 @@ def feedback_text(grade: StudentGrade) -> str:
             f"## {notebook.notebook}: {_number(notebook.points)} / "
             f"{_number(notebook.max_points)} points",
             "",
-            f"Graded file: `{notebook.path.name}`" if notebook.path else "No file handed in.",
+            f"Graded file: `{e(notebook.path.name)}`" if notebook.path else "No file handed in.",
             "",
         ]
         for r in notebook.results:
             lines.append(
-                f"- {_SYMBOLS[r.status]} **{r.title}** (`{r.exercise_id}`): {r.status}, "
+                f"- {_SYMBOLS[r.status]} **{e(r.title)}** (`{r.exercise_id}`): {r.status}, "
                 f"{_number(r.points)} / {_number(r.max_points)}"
             )
             if not r.passed and r.message:
-                lines.append(f"  - {r.message}")
+                lines.append(f"  - {e(r.message)}")
             if not r.passed and r.hint:
-                lines.append(f"  - hint: {r.hint}")
+                lines.append(f"  - hint: {e(r.hint)}")
         if notebook.notes:
             lines += ["", "Other problems found while running your notebook:", ""]
-            lines += [f"- {note}" for note in notebook.notes]
+            lines += [f"- {e(note)}" for note in notebook.notes]
     return "\n".join(lines) + "\n"
 
 
 def _file_name(student: str, taken: set[str]) -> str:
     """A safe, unique file name for a student's feedback."""
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", student).strip("._") or "student"
+    base = base[:60]
     name, number = base, 2
     while name.lower() in taken:
         name, number = f"{base}_{number}", number + 1
@@ -374,12 +484,41 @@ def _file_name(student: str, taken: set[str]) -> str:
 def write_gradebook(
     grades: Sequence[StudentGrade], notebooks: Sequence[str], out: Path | str
 ) -> Path:
-    """Write gradebook.csv, gradebook.json and feedback/<student>.md under ``out``."""
+    """Write gradebook.csv, gradebook.json and feedback/<student>.md under ``out``.
+
+    Everything is written into a temporary folder inside ``out`` first and moved into place
+    at the end (feedback, then the JSON, then the CSV), so that an interrupted run leaves
+    the previous gradebook intact.
+    """
     out = Path(out)
-    (out / "feedback").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=".gradebook-partial-", dir=out))
+    try:
+        _write_into(grades, notebooks, partial)
+        _swap_into_place(partial / "feedback", out / "feedback")
+        os.replace(partial / "gradebook.json", out / "gradebook.json")
+        os.replace(partial / "gradebook.csv", out / "gradebook.csv")
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return out / "gradebook.csv"
+
+
+def _swap_into_place(new: Path, target: Path) -> None:
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists() or target.is_symlink():
+        if target.is_dir() and not target.is_symlink():
+            os.replace(target, old)
+        else:
+            target.unlink()
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_into(grades: Sequence[StudentGrade], notebooks: Sequence[str], folder: Path) -> None:
+    (folder / "feedback").mkdir()
     exercises = [e for notebook in notebooks for e in exercises_for(notebook)]
-    csv_path = out / "gradebook.csv"
-    with csv_path.open("w", newline="", encoding="utf-8") as stream:
+    with (folder / "gradebook.csv").open("w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
         writer.writerow(["student", *(e.id for e in exercises), "total"])
         possible = [_number(e.points) for e in exercises]
@@ -387,19 +526,19 @@ def write_gradebook(
         for grade in grades:
             earned = grade.points_by_exercise()
             row = [_number(earned.get(e.id, 0.0)) for e in exercises]
-            writer.writerow([grade.student, *row, _number(grade.points)])
+            writer.writerow([spreadsheet_safe(grade.student), *row, _number(grade.points)])
 
     taken: set[str] = set()
     records = []
     for grade in grades:
-        feedback = out / "feedback" / _file_name(grade.student, taken)
+        feedback = folder / "feedback" / _file_name(grade.student, taken)
         feedback.write_text(feedback_text(grade), encoding="utf-8")
         records.append(
             {
                 "student": grade.student,
                 "points": grade.points,
                 "max_points": grade.max_points,
-                "feedback": str(feedback.relative_to(out)),
+                "feedback": str(feedback.relative_to(folder)),
                 "notebooks": [
                     {
                         "notebook": n.notebook,
@@ -412,10 +551,9 @@ def write_gradebook(
                 ],
             }
         )
-    (out / "gradebook.json").write_text(
+    (folder / "gradebook.json").write_text(
         json.dumps(records, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
-    return csv_path
 
 
 # --- command line ----------------------------------------------------------------------------
@@ -425,11 +563,16 @@ def _course_notebooks() -> list[str]:
     return sorted({e.notebook for e in all_exercises()})
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="attn-gradebook",
         description="Grade a class's exercise notebooks into a CSV gradebook and a feedback "
-        "file per student. Exit status 0 when grading ran, 2 on a usage error.",
+        "file per student. Exit status 0 when grading ran, 1 when the grader could not work, "
+        "2 on a usage error.",
     )
     parser.add_argument("submissions", type=Path, help="folder of the class's submissions")
     parser.add_argument("--out", type=Path, default=Path("gradebook"), help="results folder")
@@ -445,8 +588,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--timeout",
         type=float,
         default=DEFAULT_CELL_TIMEOUT_S,
-        help="seconds each cell of a submission may run (default: %(default)g); each "
+        help="CPU seconds each cell of a submission may use (default: %(default)g); each "
         "check has its own limit too",
+    )
+    parser.add_argument(
+        "--notebook-limit",
+        type=float,
+        default=Limits.notebook_s,
+        metavar="SECONDS",
+        help="wall-clock seconds one submission's grading may take in all "
+        "(default: %(default)g)",
     )
     parser.add_argument(
         "--memory-limit",
@@ -463,6 +614,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--checks", action="append", default=[], metavar="MODULE", help="extra exercises"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--unconfined",
+        action="store_true",
+        help="run kernels without the Landlock sandbox (only for submissions you trust, on a "
+        "system without Landlock)",
+    )
     args = parser.parse_args(argv)
 
     load_extra_checks(args.checks)
@@ -477,6 +634,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         problem = f"--jobs must be at least 1, got {args.jobs}"
     elif not math.isfinite(args.timeout) or args.timeout <= 0:
         problem = f"--timeout must be a number of seconds > 0, got {args.timeout}"
+    elif not math.isfinite(args.notebook_limit) or args.notebook_limit <= 0:
+        problem = f"--notebook-limit must be a number of seconds > 0, got {args.notebook_limit}"
+    elif _inside(args.out, args.submissions) or _inside(args.submissions, args.out):
+        problem = f"--out {args.out} and the submissions {args.submissions} must not overlap"
+    elif not args.unconfined and sandbox.landlock_abi() < 1:
+        problem = ("this system has no Landlock (Linux 5.13 or newer), so students' kernels "
+                   "cannot be confined; grade on a recent Linux, or pass --unconfined only for "
+                   "submissions you trust")  # fmt: skip
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -496,6 +661,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.checks,
         args.jobs,
         progress=not args.quiet,
+        notebook_limit_s=args.notebook_limit,
+        confined=not args.unconfined,
     )
     csv_path = write_gradebook(grades, notebooks, args.out)
     print(f"graded {len(grades)} students: {csv_path}, feedback in {args.out / 'feedback'}")

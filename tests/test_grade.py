@@ -332,7 +332,7 @@ def test_cli_text_report(fake, tmp_path, monkeypatch, capsys):
         CheckResult("fake_total", "Sum a list", "not attempted", 0, 1, "not yet", "replace it"),
     ]
     monkeypatch.setattr(
-        "attn_course.grade.run_notebook", lambda p, *a: GradingRun(Path(p), results)
+        "attn_course.grade.run_notebook", lambda p, *a, **k: GradingRun(Path(p), results)
     )
     assert main([str(path), str(path)]) == 0
     out = capsys.readouterr().out
@@ -350,7 +350,7 @@ def test_cli_usage_errors_exit_2(fake, tmp_path, capsys):
     for argument, expected in [
         ("missing.ipynb", "no such file"),
         ("notes.txt", "not a notebook"),
-        ("99_fake_grading.ipynb", "not a readable notebook"),
+        ("99_fake_grading.ipynb", "not a notebook Jupyter can read"),
         ("no_exercises_here.ipynb", "'no_exercises_here' has no exercises"),
     ]:
         assert main([str(tmp_path / argument)]) == 2
