@@ -38,8 +38,11 @@ from attn_course.grade import check
 # *Hint:* float32 has 4 bytes per element, float16 and bfloat16 have 2. For n = 1024,
 # one head, float16: 1024 · 1024 · 1 · 2 = 2,097,152 bytes (2 MiB).
 #
-# *The check* tries six cases, from n = 1 to n = 8192 with 32 heads, and recognises the
-# usual slips: a forgotten heads factor, n instead of n², bits instead of bytes.
+# *The check* tries seven cases, from n = 1 to n = 2²⁸ tokens with 1024 heads (2⁶⁹ bytes,
+# more than a float holds exactly, so the answer must be an integer), then 40 more drawn at
+# random (the same 40 every time; when one fails you see the smallest failing case). It
+# recognises the usual slips: a forgotten heads factor, n instead of n², bits instead of
+# bytes, a causal half, a float result.
 
 # %% nbgrader={"grade": false, "grade_id": "score_bytes", "locked": false, "schema_version": 3, "solution": true}
 def score_matrix_bytes(n, heads, bytes_per_element):
@@ -72,9 +75,12 @@ check("score_bytes", score_matrix_bytes)
 # `x` in place (no `x -= ...`): the caller may still need it. Entries equal to `-inf`
 # (masked scores) should get weight 0, which this formula gives for free.
 #
-# *The check* compares with `torch.softmax(x, dim=-1)` on random matrices, a 3-d tensor,
-# the overflowing and underflowing inputs above, and a row with `-inf` entries, and
-# makes sure `x` is unchanged afterwards.
+# *The check* compares with softmax in float64 on random matrices, a 3-d tensor, the
+# overflowing and underflowing inputs above, rows of very different scale in one tensor
+# (one maximum for the whole tensor is not enough), a row spread over 200, float16 and
+# bfloat16 inputs, rows with `-inf` entries, rows of length 1 and an empty batch. The
+# result must keep `x`'s dtype, and `x` must be unchanged afterwards. It does not accept
+# `torch.softmax`, `F.softmax`, `log_softmax` or `logsumexp`: the point is to write it.
 #
 # First, see the problem with the textbook formula exp(x) / Σ exp(x):
 
@@ -120,8 +126,9 @@ check("stable_softmax", stable_softmax)
 #
 # *Hint:* `torch.ones(n, n, dtype=torch.bool)` and `torch.tril`.
 #
-# *The check* tries n = 5, 1, 2, 8 and recognises a missing diagonal, a mask of the
-# forbidden positions instead of the allowed ones, a transposed mask, and a wrong dtype.
+# *The check* tries n = 5, 1, 2, 8 and 20 more sizes up to 300, and recognises a missing
+# diagonal, a mask of the forbidden positions instead of the allowed ones, a transposed
+# mask, a mask one key into the future, and a wrong dtype (an additive 0/−∞ mask included).
 
 # %% nbgrader={"grade": false, "grade_id": "causal_mask", "locked": false, "schema_version": 3, "solution": true}
 def causal_mask(n):
@@ -158,9 +165,11 @@ check("causal_mask", causal_mask)
 #
 # *The check* compares with PyTorch's `torch.nn.functional.scaled_dot_product_attention`
 # on single-head and batched multi-head inputs, with and without the causal mask, with
-# fewer queries than keys, one token, and float32 scores in the hundreds. When the answer
-# is wrong, it tries to reproduce your mistake (missing scale, 1/d instead of 1/√d,
-# softmax over the wrong dimension, shifted mask diagonal, overflow) and names it.
+# fewer queries than keys, values wider than the keys, one token, and float32 scores in the
+# hundreds. When the answer is wrong, it tries to reproduce your mistake (missing scale,
+# 1/d instead of 1/√d, softmax over the wrong dimension, shifted mask diagonal, masking
+# after the softmax, overflow) and names it. Calling `scaled_dot_product_attention` (or
+# the course's `naive_attention`) is not accepted: this exercise is attention itself.
 
 # %% nbgrader={"grade": false, "grade_id": "naive_attention", "locked": false, "schema_version": 3, "solution": true}
 def attention(q, k, v, causal=False):

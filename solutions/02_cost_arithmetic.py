@@ -40,9 +40,11 @@ from attn_course.grade import check
 # and of PV for one head, multiply by the number of heads, and notice that the heads
 # cancel out.
 #
-# *The check* tries n = d = 1, n ≠ d (so a swapped n and d shows) and n = d = 4096,
-# and recognises a forgotten factor 2, multiply-adds instead of FLOPs, and one matmul
-# instead of two.
+# *The check* first measures how your count grows (16× when n grows 4×, 4× when d
+# does), then tries n ≠ d (so a swapped n and d shows), n = d = 1, n = 32768 and forty
+# random shapes. It recognises a forgotten factor 2, multiply-adds instead of FLOPs, one
+# matmul instead of two, n instead of n², and the causal triangle n(n+1)/2. Calling the
+# package's `cost.attention_matmul_flops` does not count: write the formula.
 
 # %% nbgrader={"grade": false, "grade_id": "attention_flops", "locked": false, "schema_version": 3, "solution": true}
 def attention_flops(n, d_model):
@@ -81,9 +83,11 @@ for n in (4096, 32768):
 # functions of n, set them equal and solve; the answer is a simple expression in
 # d_model and d_ff. It may be a float.
 #
-# *The check* uses d_ff = 4·d (GPT-style) and d_ff = 11008 with d = 4096 (Llama-2's,
-# not 4·d), and recognises n = d (the textbook's claim), n = d_ff (the projections
-# forgotten) and 6·d (d_ff = 4·d assumed).
+# *The check* uses d_ff = 11008 with d = 4096 (Llama-2's, not 4·d), d_ff = 4·d
+# (GPT-style), tiny widths and forty random ones, and recognises n = d (the textbook's
+# claim), n = d_ff (the projections forgotten), 6·d (d_ff = 4·d assumed), projections
+# counted in multiply-adds or only three of them, a gated FFN, the causal crossover, and
+# the rest of the layer written without its factor n.
 
 # %% nbgrader={"grade": false, "grade_id": "crossover_n", "locked": false, "schema_version": 3, "solution": true}
 def crossover_n(d_model, d_ff):
@@ -127,11 +131,15 @@ for name, options in [
 # attention kv_heads = 1. `bytes_per_element` may be fractional (0.5 for int4).
 #
 # Query heads share KV heads in equal groups, so `kv_heads` must divide `heads`:
-# **raise `ValueError`** otherwise.
+# otherwise **raise `ValueError`** with a message that names `kv_heads`.
 #
-# *The check* tries Llama-2-7B (MHA) and Llama-3-8B (GQA) at 100,000 tokens, an MQA model
-# with batch 3, and an int4 cache, and recognises a missing factor 2 (keys *and*
-# values), heads in place of kv_heads, and a forgotten batch.
+# *The check* tries a small GQA model (groups of 6, batch 3), Llama-2-7B (MHA) and
+# Llama-3-8B (GQA) at 100,000 tokens, an MQA model, an int4 cache, groups of 4 with
+# head_dim 6, and forty random shapes. It recognises a missing factor 2 (keys *and*
+# values), heads in place of kv_heads, d_model in place of head_dim, a forgotten batch or
+# layers, elements or bits instead of bytes, and 0.5 rounded away. Then it passes
+# kv_heads = 5 with 32 heads, 8 with 12, 16 with 8 and 4 with 6, and expects a
+# `ValueError` naming `kv_heads` each time.
 
 # %% nbgrader={"grade": false, "grade_id": "kv_cache_bytes", "locked": false, "schema_version": 3, "solution": true}
 def kv_cache_bytes(layers, d_model, heads, kv_heads, context, batch, bytes_per_element):
@@ -167,12 +175,15 @@ for model in ("Llama-2-7B", "Llama-3-8B", "Llama-3-70B"):
 # at the given bandwidth (in bytes per second, e.g. 2.039e12 for an A100 80GB). Ignore
 # latency and assume the full bandwidth is reached.
 #
-# A bandwidth of zero or less is not a device: **raise `ValueError`** for it (a
-# `ZeroDivisionError` is not good enough: it does not say which input was wrong).
+# A bandwidth of zero or less is not a device: **raise `ValueError`** for it, with a
+# message that names `bandwidth_bytes_per_s` (a `ZeroDivisionError` is not good enough:
+# it does not say which input was wrong).
 #
-# *The check* tries the textbook's A100 example (n = 32768, fp16) and two small cases,
-# recognises a one-way transfer and milliseconds instead of seconds, and passes
-# bandwidths 0 and −1.
+# *The check* tries the textbook's A100 example (n = 32768, fp16), three small cases
+# (one in int4) and forty random ones, and recognises a one-way transfer, S and P both
+# moved, milliseconds or microseconds instead of seconds, GB/s instead of bytes/s, n
+# entries instead of n·n, and a forgotten bytes_per_element. Then it passes bandwidths 0,
+# 0.0, −1 and −2.039e12, and expects a `ValueError` that names the bandwidth.
 
 # %% nbgrader={"grade": false, "grade_id": "round_trip_time_s", "locked": false, "schema_version": 3, "solution": true}
 def round_trip_time_s(n, bytes_per_element, bandwidth_bytes_per_s):

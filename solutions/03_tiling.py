@@ -49,15 +49,24 @@ from attn_course.grade import check
 # $$
 #
 # Before the first block, `m` is `-inf` and `l`, `acc` are zeros; then α = e^(−∞) = 0
-# and nothing needs special care. Don't modify the inputs in place.
+# and the empty sums are simply replaced. One case needs care: a row whose keys have
+# **all** been masked so far (the first blocks of a causal row, padding) still has
+# m_new = −∞ after the block, and e^(−∞ − (−∞)) is `nan`. Such a row must stay m = −∞,
+# ℓ = 0, acc = 0: inside the exponentials, shift by 0 instead of m_new where m_new is −∞.
+# Don't modify the inputs in place, and return tensors of the inputs' dtype.
 #
 # *Hints:* `torch.maximum` (element-wise max of two tensors), `s_block.amax(dim=-1)`,
-# and `[:, None]` to turn a per-row vector into a column that broadcasts over a matrix.
+# `m_new.masked_fill(m_new == -math.inf, 0.0)`, and `[:, None]` to turn a per-row vector
+# into a column that broadcasts over a matrix.
 #
-# *The check* tries a first block, a block that raises the max, one that does not,
-# scores in the hundreds and masked scores, then chains three blocks and compares
-# acc / ℓ with softmax(S) V. It recognises the usual slips: forgetting to rescale ℓ or
-# acc, using the block's own max, the inverted factor, normalising too early.
+# *The check* tries a first block, a block that raises the max in some rows and not in
+# others, one that raises it nowhere, a first block with a fully masked row, a later
+# block fully masked for a row that had a finite max, rows of very different scale
+# (scores near ±800, and ±100 in float32) and a single row and key; then it chains three
+# masked blocks and compares acc / ℓ with softmax(S) V. It recognises the usual slips:
+# forgetting to rescale ℓ or acc, the block's own max or one max for all rows, the
+# inverted factor, α without `[:, None]`, normalising too early, exp overflowing, and
+# `nan` in a fully masked row.
 #
 # First, why a correction is needed at all: the softmax of each half of a row, glued
 # together, is not the softmax of the row. Each half was normalised on its own.
@@ -74,8 +83,11 @@ def online_softmax_step(m, l, acc, s_block, v_block):  # noqa: E741
     """Fold one block of scores and values into the running (m, l, acc)."""
     ### BEGIN SOLUTION
     m_new = torch.maximum(m, s_block.amax(dim=-1))
-    alpha = torch.exp(m - m_new)  # rescales sums taken under the old max; 0 on the first block
-    p = torch.exp(s_block - m_new[:, None])  # every exponent <= 0: no overflow
+    # A row with no unmasked key yet has m_new = -inf: shift it by 0, not by -inf
+    # (-inf - -inf would be nan); its exponentials are then exp(-inf) = 0.
+    shift = m_new.masked_fill(m_new == -math.inf, 0.0)
+    alpha = torch.exp(m - shift)  # rescales sums taken under the old max; 0 on the first block
+    p = torch.exp(s_block - shift[:, None])  # every exponent <= 0: no overflow
     l_new = alpha * l + p.sum(dim=-1)
     acc_new = alpha[:, None] * acc + p @ v_block
     return m_new, l_new, acc_new
@@ -106,6 +118,11 @@ check("online_softmax_step", online_softmax_step)
 # `lse = -inf` for it, never `nan`.
 #
 # *Hints:* `l.masked_fill(l == 0, 1.0)` avoids 0 / 0; `torch.where(cond, a, b)`.
+#
+# *The check* tries rows after one block, a fully masked row, every row masked, rows with
+# m near ±1000 (e^1000 overflows), float32, one row, and as many rows as value columns.
+# It recognises dividing by e^m instead of ℓ, ℓ not broadcast with `[:, None]`, leaving m
+# out of lse, log(e^m · ℓ) overflowing, and `nan` or lse = 0 for an empty row.
 
 
 # %% nbgrader={"grade": false, "grade_id": "online_softmax_final", "locked": false, "schema_version": 3, "solution": true}
@@ -147,10 +164,12 @@ check("online_softmax_final", finish)
 print("M   =", 100 * 1024 // 2, "elements")
 print("B_r =", math.ceil(51_200 / (4 * 64)), "rows;  n / B_r =", 1024 / 200,
       "-> T_r =", math.ceil(1024 / 200), "passes over K and V")  # fmt: skip
-#
-# *The check* tries five cases (one where a single block covers everything) and
-# recognises a floor instead of a ceiling, a forgotten L, K and V read only once, M taken
-# in bytes, and elements instead of bytes.
+
+# %% [markdown]
+# *The check* tries seven worked cases (one where a single block covers everything, one
+# token, an odd number of bytes) and 40 drawn at random, and recognises a floor instead
+# of a ceiling, a forgotten L or O, K and V read only once (or only K), M taken in bytes
+# or as a fraction, elements instead of bytes, and a float instead of an integer.
 
 
 # %% nbgrader={"grade": false, "grade_id": "tiled_hbm_bytes", "locked": false, "schema_version": 3, "solution": true}
@@ -180,10 +199,12 @@ check("tiled_hbm_bytes", tiled_hbm_bytes)
 # With causal masking, a tile whose keys all lie in the future of all its queries is
 # skipped entirely. Write `causal_tiles(n, block)`: how many (query block, key block)
 # tiles are **computed** for a sequence of `n` tokens with square blocks of `block`
-# (the last block may be shorter). Diagonal tiles are partly masked but still computed.
+# (the last block may be shorter), as an integer. Diagonal tiles are partly masked but
+# still computed.
 #
-# *The check* tries n = 64, 100, 16, 5, 1024 and 1000 and names an off-by-one on the
-# diagonal, a forgotten short last block, and counting every tile.
+# *The check* tries n = 64, 100, 16, 5, 1024, 1000 and 1 by hand and 30 random
+# (n, block), and names an off-by-one on the diagonal, a forgotten short last block,
+# counting every tile or every entry, and a float count.
 
 
 # %% nbgrader={"grade": false, "grade_id": "causal_tiles", "locked": false, "schema_version": 3, "solution": true}

@@ -57,8 +57,11 @@ print(f"kernels run in {kernels.kernel_mode()!r} mode on {kernels.kernel_device(
 # *Hint:* for integers, ⌈a / b⌉ = (a + b − 1) // b. Example: block 3 of 64 rows with key
 # blocks of 64: rows 192–255 need keys 0–255, that is 4 blocks.
 #
-# *The check* tries seven cases with block_m equal to, larger and smaller than block_n,
-# and recognises a forgotten diagonal block, rounding down, and swapped block sizes.
+# *The check* asks for query blocks 0 to 7 with eight pairs of block sizes (equal, one a
+# multiple of the other, 48 and 32 that divide neither way, 1 and 7) and compares the
+# whole list, then forty random cases; the answer must be an `int` (it is a loop bound).
+# It recognises a forgotten diagonal block, rounding down, the index of the last block
+# instead of the count, a // b + 1, i + 1, and swapped block sizes.
 
 # %% nbgrader={"grade": false, "grade_id": "causal_kv_blocks", "locked": false, "schema_version": 3, "solution": true}
 def causal_kv_blocks(q_block_index, block_m, block_n):
@@ -103,9 +106,11 @@ except NotImplementedError:
 # Multi-head attention (kv_heads = heads) and multi-query attention (kv_heads = 1) are the
 # two ends of the same formula.
 #
-# *The check* tries eight cases from multi-head to multi-query and recognises the
-# interleaved mapping (`%`), a division by the wrong number, and the group size returned
-# by mistake.
+# *The check* asks for the kv head of every query head of nine models, from multi-head
+# to multi-query (groups of 1, 2, 3, 4, 8), then forty random ones; the answer must be
+# an `int`. It recognises the interleaved mapping (`%`), a division by kv_heads, the
+# group size or the query head itself returned, the position inside the group, rounding
+# up, and the groups in reverse order.
 
 # %% nbgrader={"grade": false, "grade_id": "kv_head_for", "locked": false, "schema_version": 3, "solution": true}
 def kv_head_for(q_head, heads, kv_heads):
@@ -143,9 +148,12 @@ check("kv_head_for", kv_head_for)
 # about half of them, exercise 1.) Example: batch 1, 1 head, n = 1000, head_dim 100, not
 # causal, 1 ms: 4·10⁸ FLOP in 10⁻³ s = 0.4 TFLOP/s.
 #
-# *The check* tries five runs and recognises a missing causal halving, one matmul instead
-# of two, milliseconds taken as seconds, FLOP/s not converted to TFLOP/s, and a forgotten
-# batch or heads factor.
+# *The check* tries seven runs (batch 3 with 5 heads, so that each factor shows; n = 17,
+# where n(n+1)/2 is far from n²/2) and forty random ones. It recognises a missing causal
+# halving, halving a non-causal run, one matmul instead of two, n(n+1)/2 instead of ÷ 2,
+# milliseconds taken as seconds, FLOP/s or GFLOP/s instead of TFLOP/s, a forgotten batch
+# or heads factor, heads counted twice, and a backward factor. Calling
+# `bench.attention_flops` or `bench.tflops_per_s` does not count: write the formula.
 
 # %% nbgrader={"grade": false, "grade_id": "attention_tflops", "locked": false, "schema_version": 3, "solution": true}
 def attention_tflops(batch, heads, n, head_dim, causal, ms):
@@ -219,11 +227,16 @@ else:
 # column that broadcasts over the tile; `tl.dot(p, v)` multiplies two tiles.
 #
 # *The check* launches your kernel (`launch_exercise_kernel` in `attn_course.checks.flash`)
-# on tiny inputs, n = 32 to 48 with blocks of 16 (so every row meets several key blocks,
-# and the last blocks are partial), causal and not, and on scores large enough that
-# 2^s overflows float32, and compares with a float64 reference. It recognises a forgotten
-# rescaling of `acc` or of `l_i`, a maximum that is never stored, `tl.exp` instead of
-# `tl.exp2`, and an overflow.
+# on tiny inputs, n = 1 to 48 with blocks of 16 (so every row meets several key blocks,
+# and the last blocks are partial) and once with BLOCK_M = 32, BLOCK_N = 16 (rows that
+# see none of a key block), causal and not: random scores, keys that grow along the
+# sequence (the maximum rises in every block), rows of very different scale, and scores
+# large enough that 2^s overflows float32. It compares with a float64 reference and
+# recognises a forgotten rescaling of `acc` or of `l_i`, α computed after `m_i = m_new`,
+# a maximum that is never stored, `tl.exp` instead of `tl.exp2`, `tl.sum(p, 0)`, `acc`
+# normalised inside the loop, and an overflow; and, if you change the given lines, a
+# dropped causal mask or diagonal, a missing padding mask, and K, V read with the wrong
+# stride.
 
 # %% nbgrader={"grade": false, "grade_id": "flash_inner_loop", "locked": false, "schema_version": 3, "solution": true}
 @triton.jit

@@ -47,10 +47,17 @@ print(f"Llama-3-8B: layers {llama.layers}, heads {llama.heads}, kv_heads {llama.
 #
 # Write `cached_step(q, k_cache, v_cache, k, v)` returning `(out, K, V)`.
 #
+# Write the attention yourself: `torch.softmax` is fine, `scaled_dot_product_attention`
+# (and the course's own attention functions) are not.
+#
 # *Hints:* `torch.cat([k_cache, k[None]], dim=0)` appends a row; softmax over dim 0.
 #
-# *The check* tries an empty cache, 3 and 10 cached tokens, and recognises forgetting the
-# new token's own key and a missing 1/√d.
+# *The check* tries an empty cache, 1, 3 and 10 cached tokens, float32, d = 1 and scores
+# in the hundreds. It compares K and V row by row (the cached rows first, in order, the
+# new token's last) and out with softmax attention, and measures that one step's work
+# grows linearly with t. It recognises the new token prepended, K and V swapped, a wrong
+# or missing new row, forgetting the new token's own key, a missing or wrong 1/√d, and
+# an overflowing softmax.
 
 
 # %% nbgrader={"grade": false, "grade_id": "kv_cached_attention_step", "locked": false, "schema_version": 3, "solution": true}
@@ -82,8 +89,11 @@ check("kv_cached_attention_step", cached_step)
 #
 # Refuse `context < 1` or `batch < 1` with a ValueError.
 #
-# *The check* tries Llama-3-8B at 128k tokens in bf16, Llama-2-7B with batch 8, GPT-2 in
-# float32 and Llama-3-70B at one token in fp8.
+# *The check* tries Llama-3-8B at 128k tokens in fp8 and in bf16, Llama-2-7B with batch 8
+# in float32, GPT-2, Mistral-7B and Llama-3-70B at one token, then 40 random (model,
+# context, batch, bytes) over every preset, and context 0, context −5 and batch 0, which
+# must raise ValueError. It names heads instead of kv_heads, a missing 2, batch, bytes or
+# layers, and d_model where head_dim belongs.
 
 
 # %% nbgrader={"grade": false, "grade_id": "kv_model_cache_bytes", "locked": false, "schema_version": 3, "solution": true}
@@ -112,8 +122,11 @@ check("kv_model_cache_bytes", cache_size)
 # Return `(q, scale)` with `scale` of shape (tokens, 1). A row of zeros has max 0: give it
 # scale 1 so nothing divides by zero.
 #
-# *The check* uses a block with one loud token and one all-zero token, and verifies
-# |q · s − x| ≤ s / 2 everywhere.
+# *The check* uses a float32 block with one loud token and one all-zero token, rows whose
+# largest |x| is negative, a single token, a single channel, a float64, a bfloat16 and an
+# empty block. It compares every scale with max|x_row| / 127 and every q with
+# round(x / s), and names a per-tensor or per-channel scale, /128 or /255, truncation,
+# a missing clamp, a zero or `nan` scale, the shape (n,) and a float q.
 
 
 # %% nbgrader={"grade": false, "grade_id": "kv_quantize_int8", "locked": false, "schema_version": 3, "solution": true}
@@ -141,8 +154,13 @@ check("kv_quantize_int8", quantize_per_token)
 # A paged cache stores a sequence in blocks of `block_size` tokens that can sit anywhere in
 # a pool; the sequence's `block_table` lists the physical block of each logical block.
 # Write `block_table_lookup(block_table, position, block_size)` returning
-# `(physical block id, offset in the block)`. Refuse a position outside
+# `(physical block id, offset in the block)`, two integers. Refuse a position outside
 # [0, len(block_table) × block_size) with a ValueError.
+#
+# *The check* tries positions at and next to block boundaries and 40 random tables, then
+# positions −1, −16, len(block_table) × block_size and beyond, which must raise
+# ValueError. It names the logical block, (offset, block) swapped, off-by-ones at the
+# boundaries and offsets counted from 1.
 
 
 # %% nbgrader={"grade": false, "grade_id": "kv_block_table_lookup", "locked": false, "schema_version": 3, "solution": true}

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attn_course import cost
-from attn_course.checks import CheckFailed, get_exercise
+from attn_course.checks import get_exercise
 from attn_course.presets import ModelShape
 
 pytestmark = pytest.mark.nb02
@@ -397,87 +397,12 @@ def test_kv_cache_is_linear_in_context_and_batch(context, batch):
     assert cost.kv_cache_bytes(32, 8, 128, context, batch=batch) == per_token * context * batch
 
 
-# --- notebook 02's exercise checks ------------------------------------------------------
-
-
-def _check(exercise_id, answer):
-    get_exercise(exercise_id).check(answer)
-
-
-def _fails(exercise_id, answer, hint_words):
-    with pytest.raises(CheckFailed) as failure:
-        _check(exercise_id, answer)
-    assert hint_words in failure.value.hint, failure.value.hint
-
-
-def _kv_reference(layers, d_model, heads, kv_heads, context, batch, bytes_per_element):
-    dtype = {8: "float64", 4: "float32", 2: "float16", 1: "int8", 0.5: "int4"}[bytes_per_element]
-    if heads % kv_heads:
-        raise ValueError("kv_heads must divide heads")
-    head_dim = cost.head_dim(d_model, heads)
-    return cost.kv_cache_bytes(layers, kv_heads, head_dim, context, batch=batch, dtype=dtype)
+# --- notebook 02's exercises (their checks: tests/test_checks.py, tests/corpus/nb02.py) ---
 
 
 def test_exercise_ids_belong_to_notebook_02():
     for exercise_id in ("attention_flops", "crossover_n", "kv_cache_bytes", "round_trip_time_s"):
         assert get_exercise(exercise_id).notebook == "02_cost_arithmetic"
-
-
-def test_attention_flops_check():
-    _check("attention_flops", lambda n, d_model: cost.attention_matmul_flops(n, d_model))
-    _fails("attention_flops", lambda n, d: 2 * n * n * d, "one matmul, or multiply-adds")
-    _fails("attention_flops", lambda n, d: n * n * d, "multiply-adds of ONE matmul")
-    _fails("attention_flops", lambda n, d: 4 * n * d * d, "swapped")
-    _fails("attention_flops", lambda n, d: None, "4·n²·d")
-
-
-def test_crossover_n_check():
-    reference = cost.attention_ffn_crossover_n
-    _check("crossover_n", lambda d, d_ff: reference(d, d_ff, include_projections=True))
-    _fails("crossover_n", lambda d, d_ff: d, "textbook's claim")
-    _fails("crossover_n", lambda d, d_ff: d_ff, "add the projections")
-    _fails("crossover_n", lambda d, d_ff: 6 * d, "assumes d_ff = 4·d")
-    _fails("crossover_n", lambda d, d_ff: 2 * (d_ff + 2 * d), "causal")
-
-
-def test_kv_cache_bytes_check():
-    _check("kv_cache_bytes", _kv_reference)
-    _fails("kv_cache_bytes", lambda *a: _kv_reference(*a) / 2, "key AND a value")
-
-    def heads_not_kv_heads(layers, d_model, heads, kv_heads, context, batch, size):
-        return _kv_reference(layers, d_model, heads, heads, context, batch, size)
-
-    _fails("kv_cache_bytes", heads_not_kv_heads, "kv_heads x head_dim")
-
-    def no_batch(layers, d_model, heads, kv_heads, context, batch, size):
-        return _kv_reference(layers, d_model, heads, kv_heads, context, 1, size)
-
-    _fails("kv_cache_bytes", no_batch, "multiply by batch")
-
-    def no_validation(layers, d_model, heads, kv_heads, context, batch, size):
-        return 2 * layers * kv_heads * (d_model // heads) * context * batch * size
-
-    _fails("kv_cache_bytes", no_validation, "raise ValueError")
-
-
-def test_round_trip_time_check():
-    def reference(n, size, bandwidth):
-        dtype = {4: "float32", 2: "float16", 1: "int8"}[size]
-        return cost.transfer_time_s(2 * cost.score_matrix_bytes(n, dtype), bandwidth)
-
-    _check("round_trip_time_s", reference)
-    _fails("round_trip_time_s", lambda n, b, bw: n * n * b / bw, "one way")
-    _fails("round_trip_time_s", lambda n, b, bw: 2 * n * n * b / bw * 1e3, "milliseconds")
-    _fails("round_trip_time_s", lambda n, b, bw: 2 * n * n * b / bw, "ZeroDivisionError")
-
-
-def test_unattempted_exercise_propagates_not_implemented():
-    def stub(*args):
-        raise NotImplementedError()
-
-    for exercise_id in ("attention_flops", "crossover_n", "kv_cache_bytes", "round_trip_time_s"):
-        with pytest.raises(NotImplementedError):
-            _check(exercise_id, stub)
 
 
 def test_timing_measurements_return_plausible_numbers():

@@ -16,7 +16,7 @@ import math
 import pytest
 import torch
 
-from attn_course.checks import CheckFailed, exercises_for, get_exercise
+from attn_course.checks import exercises_for
 from attn_course.kernels import kernel_device
 from attn_course.kernels.linear import linear_attention_forward
 from attn_course.linear import (
@@ -373,68 +373,11 @@ def test_bench_linear_smoke_writes_a_record(tmp_path):
     assert "linear_chunked" in results_table(loaded)
 
 
-# --- exercise checks -----------------------------------------------------------------------
+# --- exercise checks ---------------------------------------------------------------------
+# The checks themselves are tested against a corpus of wrong answers: tests/corpus/nb05.py.
 
 
-def test_notebook_05_has_three_exercises():
+def test_notebook_05_has_four_exercises():
     ids = [e.id for e in exercises_for("05_linear_attention")]
-    assert ids == ["linear_recurrent_step", "linear_crossover_n", "elu_linear_attention"]
-
-
-def right_step(state, z, phi_q, phi_k, v):
-    return recurrent_step(state, z, phi_q, phi_k, v)
-
-
-def read_before_write(state, z, phi_q, phi_k, v):
-    out = (phi_q @ state) / (phi_q @ z).clamp_min(1e-300)
-    return out, state + torch.outer(phi_k, v), z + phi_k
-
-
-def in_place_step(state, z, phi_q, phi_k, v):
-    state += torch.outer(phi_k, v)
-    z += phi_k
-    return (phi_q @ state) / (phi_q @ z), state, z
-
-
-def right_crossover(head_dim, features):
-    if head_dim < 1 or features < 1:
-        raise ValueError("head_dim and features must be >= 1")
-    return features * (head_dim + 1) / head_dim
-
-
-def crossover_without_normaliser(head_dim, features):
-    if head_dim < 1 or features < 1:
-        raise ValueError("head_dim and features must be >= 1")
-    return float(features)
-
-
-def right_elu(q, k, v):
-    phi_q, phi_k = elu_feature_map(q), elu_feature_map(k)
-    return linear_attention(phi_q, phi_k, v)
-
-
-def quadratic_elu(q, k, v):
-    return kernel_attention_explicit(elu_feature_map(q), elu_feature_map(k), v)
-
-
-def elu_without_one(q, k, v):
-    phi_q, phi_k = torch.nn.functional.elu(q), torch.nn.functional.elu(k)
-    return (phi_q @ (phi_k.transpose(-2, -1) @ v)) / (phi_q @ phi_k.sum(-2).unsqueeze(-1))
-
-
-@pytest.mark.parametrize(
-    "exercise_id, right, wrong, hint_word",
-    [
-        ("linear_recurrent_step", right_step, read_before_write, "before"),
-        ("linear_recurrent_step", right_step, in_place_step, "changed"),
-        ("linear_crossover_n", right_crossover, crossover_without_normaliser, "normaliser"),
-        ("elu_linear_attention", right_elu, quadratic_elu, "n × n"),
-        ("elu_linear_attention", right_elu, elu_without_one, "+ 1"),
-    ],
-)
-def test_checks_pass_right_answers_and_fail_wrong_ones(exercise_id, right, wrong, hint_word):
-    check = get_exercise(exercise_id).check
-    check(right)
-    with pytest.raises(CheckFailed) as failure:
-        check(wrong)
-    assert hint_word in str(failure.value) + failure.value.hint
+    assert ids == ["linear_recurrent_step", "linear_crossover_n", "elu_linear_attention",
+                   "linear_chunk_step"]  # fmt: skip
