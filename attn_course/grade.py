@@ -607,6 +607,9 @@ def _fatal_problem(cell: NotebookNode, index: int, how: str) -> CellProblem:
     if how == "broken":
         text = "was interrupted in the middle of an import, which broke the kernel; it was skipped"
         return CellProblem(index + 1, first_line, text, timed_out=True)
+    if how == "flooded":
+        text = "printed so much that the kernel could no longer send output; it was skipped"
+        return CellProblem(index + 1, first_line, text, timed_out=False)
     return CellProblem(index + 1, first_line, "crashed the kernel and was skipped", False)
 
 
@@ -773,6 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "system without Landlock)",
     )
     args = parser.parse_args(argv)
+    _die_with_the_class_grader()
 
     load_extra_checks(args.checks)
     stems = [args.notebook or p.stem for p in args.notebooks]
@@ -805,6 +809,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         possible = sum(run.max_points for run in runs)
         print(f"\ntotal points {_points(total)} / {_points(possible)}")
     return 0
+
+
+# Set by attn-gradebook for the grading processes it starts: its pid.
+PARENT_ENV = "ATTN_COURSE_GRADEBOOK_PID"
+
+
+def _die_with_the_class_grader() -> None:
+    """When started by attn-gradebook, die with it (and the kernel dies with us)."""
+    parent = os.environ.get(PARENT_ENV)
+    if parent and sandbox.die_with_parent() and str(os.getppid()) != parent:
+        raise SystemExit("error: the class grader that started this process is gone")
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -63,6 +63,7 @@ from attn_course.grade import (
     DEFAULT_MEMORY_LIMIT_BYTES,
     FAILED,
     NOT_ATTEMPTED,
+    PARENT_ENV,
     PASSED,
     CheckResult,
     Scored,
@@ -255,10 +256,11 @@ _CHILDREN = _Children()
 def _run_grader(command: list[str], limit_s: float, folder: Path) -> int | None:
     """Run ``command`` in ``folder`` with its output in files there; None if it was killed
     for running past ``limit_s`` seconds. Every process it left behind is killed."""
+    env = dict(os.environ, **{PARENT_ENV: str(os.getpid())})
     with (folder / "stdout").open("wb") as out, (folder / "stderr").open("wb") as err:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=folder,
-            start_new_session=True,
+            start_new_session=True, env=env,
         )  # fmt: skip
     _CHILDREN.add(process.pid)
     try:

@@ -8,6 +8,7 @@ solutions and exercise notebook of the course itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from attn_course.grade import CheckResult, GradingRun, check, grade_notebook, ma
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "grading"
 sys.path.insert(0, str(FIXTURES))
 import fake_course  # noqa: E402
+from load import cpu_hog  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSE_NOTEBOOK = "[0-9][0-9]_*.ipynb"
@@ -103,14 +105,15 @@ def test_time_limit_fails_and_cleans_up_the_alarm(unit_exercises):
             except Exception:  # the alarm must get through a student's catch-all
                 pass
 
-    handler_before = signal.getsignal(signal.SIGALRM)
-    start = time.perf_counter()
+    handlers_before = [signal.getsignal(s) for s in (signal.SIGALRM, signal.SIGPROF)]
+    start = time.process_time()
     result = check("_test_quick", spin)
-    assert time.perf_counter() - start < 2.0  # limit 0.2 s
+    assert time.process_time() - start < 2.0  # the limit is 0.2 s of CPU time
     assert result.status == "failed"
     assert result.message == "ran past the 0.2 s time limit"
-    assert signal.getsignal(signal.SIGALRM) is handler_before
+    assert [signal.getsignal(s) for s in (signal.SIGALRM, signal.SIGPROF)] == handlers_before
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
 
 
 def test_no_time_limit_outside_the_main_thread(unit_exercises):
@@ -191,7 +194,10 @@ def test_untouched_exercise_notebook_is_not_attempted(untouched_exercise):
 
 
 @pytest.mark.slow
-def test_wrong_crashing_endless_and_missing_answers(fake, tmp_path):
+@pytest.mark.parametrize("load", ["idle", "every core busy"])
+def test_wrong_crashing_endless_and_missing_answers(fake, tmp_path, load):
+    # Limits count the CPU time of the student's code, and the libraries are imported before
+    # any limit applies: a cell limit of 2 s gives the same result on a busy machine.
     nb = fake_course.solution_notebook()
     # A crash in a cell that is no exercise's: reported, and grading goes on.
     nb.cells.insert(2, fake_course.code_cell("1 / 0"))
@@ -203,7 +209,8 @@ def test_wrong_crashing_endless_and_missing_answers(fake, tmp_path):
     # The student deleted the whole exercise cell.
     nb.cells.remove(fake_course.cell_of(nb, "fake_largest"))
 
-    run = run_notebook(fake_course.save(nb, tmp_path), timeout_s=2)
+    with cpu_hog() if load != "idle" else contextlib.nullcontext():
+        run = run_notebook(fake_course.save(nb, tmp_path), timeout_s=2)
     square, greet, total, largest = run.results
     assert square.status == "failed"
     assert square.message == "square(3): expected 9, got 6"
@@ -389,3 +396,86 @@ def test_untouched_exercises_are_not_attempted(path):
     results = grade_notebook(path)
     assert results
     assert [r for r in results if r.status != "not attempted"] == []
+
+
+# --- the grader and check() agree --------------------------------------------------------
+
+# Wrong answers written into real course notebooks, one per exercise: the grader (checks in
+# its own process, answers in a confined kernel) must reach the verdict the notebook's
+# check() reaches in-process — the same status, message and hint.
+WRONG_CELLS = {
+    "01_score_matrix": {
+        "score_bytes": "import math\n\ndef score_matrix_bytes(n, heads, bytes_per_element):\n"
+                       "    return math.pow(n, 2) * heads * bytes_per_element",
+        "stable_softmax": "def stable_softmax(x):\n    w = (x - x.max()).exp()\n"
+                          "    return w / w.sum(-1, keepdim=True)",
+        "causal_mask": "def causal_mask(n):\n"
+                       "    return torch.ones(n, n, dtype=torch.bool).tril(-1)",
+        "naive_attention": "import torch.nn.functional as F\n\n"
+                           "def attention(q, k, v, causal=False):\n"
+                           "    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)",
+    },
+    "05_linear_attention": {
+        "elu_linear_attention": (
+            "def elu_linear_attention(q, k, v):\n    phi_q, phi_k = F.elu(q) + 1, F.elu(k) + 1\n"
+            "    rows = []\n    for start in range(0, q.shape[-2], 64):  # O(n²) work, small peak\n"
+            "        w = phi_q[..., start:start + 64, :] @ phi_k.transpose(-2, -1)\n"
+            "        rows.append((w @ v) / w.sum(-1, keepdim=True))\n"
+            "    return torch.cat(rows, dim=-2)"
+        ),
+        "linear_recurrent_step": (
+            "def linear_step(state, normaliser, phi_q, phi_k, v):\n"
+            "    out = (phi_q @ state) / (phi_q @ normaliser)\n"
+            "    return out, state + torch.outer(phi_k, v), normaliser + phi_k"
+        ),
+    },
+    "07_kv_cache": {
+        "kv_cached_attention_step": (
+            "def cached_step(q, k_cache, v_cache, k, v):\n"
+            "    keys = torch.cat([k[None], k_cache]); values = torch.cat([v[None], v_cache])\n"
+            "    weights = torch.softmax(keys @ q / q.shape[0] ** 0.5, dim=0)\n"
+            "    return weights @ values, keys, values"
+        ),
+    },
+    "04_flash_attention": {"flash_inner_loop": None},  # the kernel, without rescaling acc
+}
+
+
+def _wrong_notebook(stem: str):
+    from attn_course.build import notebook_from_script
+
+    nb = notebook_from_script(ROOT / "solutions" / f"{stem}.py")
+    for grade_id, source in WRONG_CELLS[stem].items():
+        cell = fake_course.cell_of(nb, grade_id)
+        if source is None:  # drop the rescaling of acc from the kernel
+            assert "acc = acc * alpha[:, None]" in cell.source
+            source = cell.source.replace("acc = acc * alpha[:, None]", "acc = acc")
+        cell.source = source
+    return nb
+
+
+def _local_results(nb, stem: str) -> list[CheckResult]:
+    import linecache
+
+    from attn_course.grade import is_check_cell, run_check
+
+    namespace: dict = {"__name__": "__main__"}
+    for number, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and not is_check_cell(cell):
+            name = f"<{stem} cell {number}>"
+            linecache.cache[name] = (len(cell.source), None, cell.source.splitlines(True), name)
+            exec(compile(cell.source, name, "exec"), namespace)  # noqa: S102
+    return [run_check(e, namespace[e.answer]) for e in checks.exercises_for(stem)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", sorted(WRONG_CELLS))
+def test_the_grader_reaches_the_verdict_check_reaches_in_the_notebook(stem, tmp_path):
+    nb = _wrong_notebook(stem)
+    path = tmp_path / f"{stem}.ipynb"
+    nbformat.write(nb, path)
+    remote = run_notebook(path).results
+    local = _local_results(nb, stem)
+    assert [r.to_dict() for r in remote] == [r.to_dict() for r in local]
+    wrong = {r.exercise_id for r in remote if r.status == "failed"}
+    assert wrong == set(WRONG_CELLS[stem]), [str(r) for r in remote]

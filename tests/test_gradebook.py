@@ -10,24 +10,31 @@ student). The test asserts the exact gradebook.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from attn_course.checks import scores as checks_scores
 from attn_course.gradebook import (
     POINTS_POSSIBLE,
     Submission,
     find_submissions,
     main,
 )
+from attn_course.grading import sandbox
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "grading"
 sys.path.insert(0, str(FIXTURES))
 import fake_course  # noqa: E402
+import hostile  # noqa: E402
+from load import cpu_hog  # noqa: E402
 
 STEM = fake_course.STEM
 NOTEBOOKS = ["01_score_matrix", "02_cost_arithmetic", STEM]
@@ -139,7 +146,7 @@ def greedy(nb):
     )
 
 
-def write_class(folder: Path) -> None:
+def write_fake_class(folder: Path) -> None:
     """One student per kind of submission, half as folders and half as LMS-named files."""
     solved, untouched = fake_course.solution_notebook, fake_course.exercise_version
     fake_course.save(solved(), folder / "alice")
@@ -160,59 +167,216 @@ def write_class(folder: Path) -> None:
     (folder / f"grace_1007_{STEM}.ipynb").write_text('{"cells": [oops')
 
 
+HYPERLINK = '=HYPERLINK("evil.example","click")'
+
+
+def write_hostile_class(folder: Path, targets: hostile.Targets) -> None:
+    """Students out to cheat, to break the grader, or to harm a classmate; and odd names."""
+    solved, untouched = fake_course.solution_notebook, fake_course.exercise_version
+    for student, make, edit in [
+        ("mallory", untouched, hostile.patch_the_grader),
+        ("oscar", solved, hostile.exit_and_flood),
+        ("forker", solved, hostile.fork_and_write(targets)),
+        ("reader", solved, hostile.read_the_solutions(targets)),
+        ("aaron", untouched, hostile.copy_a_classmate(targets)),
+        ("bigcells", solved, hostile.ten_thousand_cells),
+    ]:
+        nb = make()
+        edit(nb)
+        fake_course.save(nb, folder / student)
+    for student in ("zoe", "Zoë O'Brien", "-h", "--timeout=1", HYPERLINK):
+        fake_course.save(solved(), folder / student)
+    fake_course.save(untouched(), folder / "x..y")
+    (folder / "nina").mkdir()
+    (folder / "nina" / f"{STEM}.ipynb").write_text("print('this is not a notebook')\n")
+    for student, target in (("lena", "/etc/passwd"), ("zed", "/dev/zero")):
+        (folder / student).mkdir()
+        (folder / student / f"{STEM}.ipynb").symlink_to(target)
+    (folder / "fifi").mkdir()
+    os.mkfifo(folder / "fifi" / f"{STEM}.ipynb")
+
+
 EXPECTED_GRADEBOOK = [
     ["student", "fake_square", "fake_greet", "fake_total", "fake_largest", "total"],
     [POINTS_POSSIBLE, "2", "1", "1", "1", "5"],
+    ["'--timeout=1", "2", "1", "1", "1", "5"],
+    ["'-h", "2", "1", "1", "1", "5"],
+    ["'" + HYPERLINK, "2", "1", "1", "1", "5"],
+    ["aaron", "0", "0", "0", "0", "0"],
     ["alice", "2", "1", "1", "1", "5"],
+    ["bigcells", "0", "0", "0", "0", "0"],
     ["bob", "0", "1", "1", "1", "3"],
     ["carol_1002", "0", "0", "0", "0", "0"],
     ["dave", "2", "0", "0", "1", "3"],
     ["erin", "2", "0", "0", "0", "2"],
+    ["fifi", "0", "0", "0", "0", "0"],
+    ["forker", "2", "1", "1", "1", "5"],
     ["frank", "0", "0", "0", "0", "0"],
     ["grace_1007", "0", "0", "0", "0", "0"],
     ["heidi", "2", "1", "1", "0", "4"],
+    ["lena", "0", "0", "0", "0", "0"],
+    ["mallory", "0", "0", "0", "0", "0"],
+    ["nina", "0", "0", "0", "0", "0"],
+    ["oscar", "2", "1", "1", "1", "5"],
+    ["reader", "2", "0", "1", "1", "4"],
+    ["x..y", "0", "0", "0", "0", "0"],
+    ["zed", "0", "0", "0", "0", "0"],
+    ["zoe", "2", "1", "1", "1", "5"],
+    ["Zoë O'Brien", "2", "1", "1", "1", "5"],
 ]
+STUDENTS = [row[0].removeprefix("'") for row in EXPECTED_GRADEBOOK[2:]]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def hostile_processes() -> list[int]:
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command_line = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if hostile.MARKER.encode() in command_line:
+            found.append(int(entry))
+    return found
+
+
+@dataclass
+class GradedClass:
+    out: Path
+    targets: hostile.Targets
+    digests: dict[Path, str]
 
 
 @pytest.fixture(scope="module")
 def graded_class(tmp_path_factory):
-    """The fake class graded by the command line, two students at a time."""
+    """The fake and the hostile class graded by the command line, two students at a time,
+    while two CPU hogs keep both cores busy: CPU-time limits make the result the same."""
+    if sandbox.landlock_abi() < 6:
+        # The hostile class kills every process it can reach and writes where it should
+        # not: never run it without the sandbox's signal and file scoping.
+        pytest.fail("needs Landlock ABI 6 (Linux 6.12)") if os.environ.get("CI") else pytest.skip(
+            "needs Landlock ABI 6 (Linux 6.12)")
     folder = tmp_path_factory.mktemp("submissions")
     out = tmp_path_factory.mktemp("results")
+    targets = hostile.Targets(
+        gradebook_folder=out,
+        victim_submission=folder / "zoe" / f"{STEM}.ipynb",
+        package_file=Path(checks_scores.__file__),
+        solutions_file=fake_course.SCRIPT,
+    )
     with fake_course.fake_exercises():
-        write_class(folder)
-        args = [str(folder), "--out", str(out), "--timeout", "10", "--memory-limit", "3"]
-        assert main([*args, "--jobs", "2", "--quiet"]) == 0
-    return out
+        write_fake_class(folder)
+        write_hostile_class(folder, targets)
+        watched = [targets.victim_submission, targets.package_file, targets.solutions_file]
+        digests = {path: digest(path) for path in watched}
+        args = [str(folder), "--out", str(out), "--timeout", "4", "--memory-limit", "3"]
+        with cpu_hog():
+            assert main([*args, "--jobs", "2", "--quiet"]) == 0
+    return GradedClass(out, targets, digests)
 
 
 @pytest.mark.slow
 def test_the_gradebook_is_exactly_right(graded_class):
-    with (graded_class / "gradebook.csv").open(newline="") as stream:
+    with (graded_class.out / "gradebook.csv").open(newline="", encoding="utf-8") as stream:
         assert list(csv.reader(stream)) == EXPECTED_GRADEBOOK
 
 
 @pytest.mark.slow
 def test_feedback_says_what_happened(graded_class):
-    feedback = {p.stem: p.read_text() for p in (graded_class / "feedback").glob("*.md")}
-    assert sorted(feedback) == [row[0] for row in EXPECTED_GRADEBOOK[2:]]
+    records = json.loads((graded_class.out / "gradebook.json").read_text())
+    feedback = {r["student"]: (graded_class.out / r["feedback"]).read_text() for r in records}
+    assert sorted(feedback, key=str.casefold) == STUDENTS
+    assert len(list((graded_class.out / "feedback").glob("*.md"))) == len(STUDENTS)
     assert feedback["alice"].startswith("# Feedback for alice\n\n**Total: 5 / 5 points**\n")
     assert "- ✗ **Square a number** (`fake_square`): failed, 0 / 2\n" in feedback["bob"]
     assert "  - square(3): expected 9, got 6\n  - hint: multiply x by itself\n" in feedback["bob"]
     assert "crashed the kernel and was skipped" in feedback["dave"]
     assert "your code raised ZeroDivisionError: division by zero" in feedback["dave"]
     assert "ran past the 1 s time limit" in feedback["erin"]
-    assert "ran past the 10 s time limit and was interrupted" in feedback["erin"]
+    assert "ran past the 4 s time limit and was interrupted" in feedback["erin"]
     assert "the kernel hung while checking fake_largest" in feedback["erin"]
     assert feedback["frank"].count("not attempted, 0 /") == 4
-    assert "not a notebook Jupyter can read (NotJSONError" in feedback["grace_1007"]
+    assert "not a notebook Jupyter can read (NotJSONError)" in feedback["grace_1007"]
     assert "your code raised MemoryError" in feedback["heidi"]
 
 
 @pytest.mark.slow
+def test_hostile_submissions_get_what_they_earned_and_say_why(graded_class):
+    records = json.loads((graded_class.out / "gradebook.json").read_text())
+    feedback = {r["student"]: (graded_class.out / r["feedback"]).read_text() for r in records}
+    assert "1000" not in feedback["mallory"]
+    assert "raised SystemExit: bye" in feedback["oscar"]
+    assert "crashed the kernel and was skipped" in feedback["oscar"]
+    assert "printed more than 32 MiB and was stopped" in feedback["oscar"]
+    assert "got 'FileNotFoundError | PermissionError'" in feedback["reader"]
+    assert "code cells; at most 500 are graded" in feedback["bigcells"]
+    assert "not a notebook Jupyter can read" in feedback["nina"]
+    assert "symbolic link" in feedback["lena"] and "symbolic link" in feedback["zed"]
+    assert "not a regular file" in feedback["fifi"]
+    every_word = "\n".join(feedback.values())
+    for secret in ("root:x:0", "BEGIN SOLUTION", "return f\"Hello", "sabotaged"):
+        assert secret not in every_word
+
+
+@pytest.mark.slow
+def test_nothing_outside_the_output_folder_changed_and_nothing_survived(graded_class):
+    assert hostile_processes() == []  # the double-forked, setsid children are gone too
+    for path, before in graded_class.digests.items():
+        assert digest(path) == before, f"{path} was changed"
+    assert {p.name for p in graded_class.out.iterdir()} == {
+        "feedback", "gradebook.csv", "gradebook.json"
+    }
+
+
+@pytest.mark.slow
 def test_json_holds_every_result(graded_class):
-    records = json.loads((graded_class / "gradebook.json").read_text())
-    assert [r["student"] for r in records] == [row[0] for row in EXPECTED_GRADEBOOK[2:]]
+    records = json.loads((graded_class.out / "gradebook.json").read_text())
+    assert [r["student"] for r in records] == STUDENTS
     assert [r["points"] for r in records] == [float(row[-1]) for row in EXPECTED_GRADEBOOK[2:]]
-    alice = records[0]["notebooks"][0]
+    alice = records[STUDENTS.index("alice")]["notebooks"][0]
     assert [r["status"] for r in alice["results"]] == ["passed"] * 4
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_the_previous_gradebook_intact(tmp_path):
+    out = tmp_path / "out"
+    previous = {"gradebook.csv": "student,total\nalice,5\n", "gradebook.json": "[]\n",
+                "feedback/alice.md": "# Feedback for alice\n"}  # fmt: skip
+    for name, text in previous.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    nb = fake_course.solution_notebook()
+    nb.cells.append(fake_course.code_cell("import time\ntime.sleep(600)"))
+    fake_course.save(nb, tmp_path / "submissions" / "alice")
+    with fake_course.fake_exercises():
+        run = subprocess.Popen(
+            [sys.executable, "-m", "attn_course.gradebook", str(tmp_path / "submissions"),
+             "--out", str(out), "--quiet"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 300
+            while not sandbox.descendants(run.pid)[1:] and time.monotonic() < deadline:
+                time.sleep(0.2)  # until its grading process has started a kernel
+            below = sandbox.descendants(run.pid)
+            assert below, "the class grader never started grading"
+        finally:
+            run.kill()
+            run.wait()
+    for name, text in previous.items():
+        assert (out / name).read_text() == text
+    assert sorted(p.name for p in out.iterdir()) == ["feedback", "gradebook.csv", "gradebook.json"]
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{pid}").exists() for pid in below) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in below if _alive(pid)], "grading outlived the class grader"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().split(b") ")[1][:1] != b"Z"
+    except (OSError, IndexError):
+        return False

@@ -48,6 +48,13 @@ class CellTimeLimit(BaseException):
     """A student cell used up its CPU time (a BaseException: ``except Exception`` won't hide it)."""
 
 
+class OutputLimit(BaseException):
+    """A cell (or an answer) printed more than the grader reads; stopped where it was."""
+
+
+_printed = {"bytes": 0, "limit": 0}
+
+
 def _reply(payload: dict[str, Any]) -> None:
     from IPython.display import display
 
@@ -60,14 +67,21 @@ def _namespace() -> dict[str, Any]:
     return get_ipython().user_ns
 
 
-def install(cell_cpu_s: float) -> None:
-    """Limit every student cell to ``cell_cpu_s`` CPU seconds (the grader's cells are exempt)."""
+def install(cell_cpu_s: float, output_bytes: int) -> None:
+    """Limit every student cell to ``cell_cpu_s`` CPU seconds (the grader's cells are exempt)
+    and every cell to ``output_bytes`` of printed or displayed output.
+
+    The output limit acts where the output is made, before it is sent: a notebook that
+    prints in an endless loop is stopped after a few MB instead of flooding the connection.
+    """
     from IPython import get_ipython
 
     def on_limit(signum: int, frame: Any) -> None:
         raise CellTimeLimit(f"the cell used more than {cell_cpu_s:g} s of CPU time")
 
     def before(info: Any) -> None:
+        _printed["bytes"] = 0
+        _count_streams()
         if not (info.raw_cell or "").startswith(MARK):
             signal.signal(signal.SIGPROF, on_limit)
             signal.setitimer(signal.ITIMER_PROF, cell_cpu_s)
@@ -75,10 +89,52 @@ def install(cell_cpu_s: float) -> None:
     def after(result: Any) -> None:
         signal.setitimer(signal.ITIMER_PROF, 0)
 
-    events = get_ipython().events
-    events.register("pre_run_cell", before)
-    events.register("post_run_cell", after)
+    shell = get_ipython()
+    shell.events.register("pre_run_cell", before)
+    shell.events.register("post_run_cell", after)
+    _printed["limit"] = int(output_bytes)
+    _count_display(shell)
     _reply({"installed": True})
+
+
+def _counted(size: int) -> None:
+    _printed["bytes"] += size
+    if _printed["limit"] and _printed["bytes"] > _printed["limit"]:
+        _printed["bytes"] = 0  # the error's own traceback must get through
+        raise OutputLimit(f"more than {_printed['limit'] / 2**20:g} MiB of output")
+
+
+def _count_streams() -> None:
+    """Wrap ``sys.stdout.write`` and ``sys.stderr.write`` so that they count.
+
+    Called at the start of every cell: IPython replaces ``write`` on the stream objects
+    for the duration of each cell (to keep output history) and restores it after, so the
+    count has to be wrapped around whatever is there when the cell starts.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        original_write = stream.write
+
+        def write(text: str, *args: Any, _original: Any = original_write, **kwargs: Any) -> Any:
+            _counted(len(text))
+            return _original(text, *args, **kwargs)
+
+        try:
+            stream.write = write
+        except AttributeError:  # a stream that does not allow it: not counted
+            continue
+
+
+def _count_display(shell: Any) -> None:
+    """Count what the display publisher is asked to send (rich outputs, not our replies)."""
+    publisher = shell.display_pub
+    original_publish = publisher.publish
+
+    def publish(data: Any, *args: Any, **kwargs: Any) -> Any:
+        if not (isinstance(data, dict) and REPLY_MIME in data):
+            _counted(sum(len(str(value)) for value in dict(data).values()))
+        return original_publish(data, *args, **kwargs)
+
+    publisher.publish = publish
 
 
 def warm_up(modules: list[str]) -> None:
@@ -149,6 +205,11 @@ def call(request_text: str) -> None:
         return
     except KeyboardInterrupt:
         _reply({"status": "interrupted"})
+        return
+    except OutputLimit as error:
+        _reply({"status": "raised", "error": {"type_name": "OutputLimit", "message": str(error),
+                                              "where": "", "type_names": ["OutputLimit"]},
+                "called": [], "args_after": None, "kwargs_after": None})  # fmt: skip
         return
     finally:
         signal.setitimer(signal.ITIMER_PROF, 0)

@@ -182,8 +182,7 @@ def apply_limits(policy: Policy) -> None:
     if policy.cpu_seconds is not None:
         # SIGXCPU at the soft limit (the kernel dies of it), SIGKILL a little later.
         resource.setrlimit(resource.RLIMIT_CPU, (policy.cpu_seconds, policy.cpu_seconds + 5))
-    if sys.platform.startswith("linux"):
-        _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    die_with_parent()
 
 
 def main(argv: list[str]) -> None:
@@ -200,6 +199,13 @@ def main(argv: list[str]) -> None:
 
 
 # --- process trees (used by the grader, not inside the sandbox) ----------------------------
+
+
+def die_with_parent() -> bool:
+    """Have this process killed when its parent dies (Linux); True if it worked."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
 
 
 def become_subreaper() -> bool:

@@ -71,6 +71,8 @@ _SYSTEM_READ = (
 # computing for CPU_GRACE_S more, or is silent for INTERRUPT_GRACE_S, ignored the interrupt.
 CPU_GRACE_S = 2.0
 INTERRUPT_GRACE_S = 30.0
+# Seconds to wait, after a cell's reply, for the rest of its output and its "idle" status.
+IDLE_GRACE_S = 10.0
 
 
 def wall_backstop_s(cpu_s: float) -> float:
@@ -105,7 +107,7 @@ class KernelLost(BaseException):
 
     def __init__(self, how: str) -> None:
         super().__init__(how)
-        self.how = how  # "died" | "hung" | "broken" | "out of time"
+        self.how = how  # "died" | "hung" | "broken" | "flooded" | "out of time"
 
 
 @dataclass
@@ -232,7 +234,7 @@ class KernelSession:
             self.kc.wait_for_ready(timeout=self._internal_wall())
         except RuntimeError as error:
             raise KernelLost("died") from error
-        self.internal("install", self.limits.cell_cpu_s)
+        self.internal("install", self.limits.cell_cpu_s, self.limits.output_bytes)
         self.warm = list(warm_modules)
         self.internal("warm_up", self.warm)
 
@@ -285,8 +287,9 @@ class KernelSession:
             source, wall, self.limits.output_bytes, cpu_s=self.limits.cell_cpu_s
         )
         ename, evalue = str(reply.get("ename", ""))[:200], str(reply.get("evalue", ""))[:2000]
-        if too_much:
-            self._after_interrupt()
+        if too_much or ename == "OutputLimit":
+            if too_much:
+                self._after_interrupt()
             return CellRun("too much output")
         if interrupted or ename == "CellTimeLimit":
             self._after_interrupt()
@@ -351,9 +354,13 @@ class KernelSession:
         reply: dict[str, Any] | None = None
         idle, printed, capped, interrupted = False, 0, False, False
         payloads: list[Any] = []
-        last_check = time.monotonic()
+        last_check = idle_by = time.monotonic()
         while reply is None or not idle:
             now = time.monotonic()
+            if reply is not None and now > idle_by:
+                # The reply came but the output stream's end did not: the kernel can no
+                # longer send output (a flood of it broke the connection).
+                raise KernelLost("flooded")
             over_cpu = False
             if now - last_check > 0.25:
                 last_check = now
@@ -391,6 +398,7 @@ class KernelSession:
                 for msg in self._drain(self.kc.shell_channel):
                     if msg["parent_header"].get("msg_id") == msg_id:
                         reply = msg["content"]
+                        idle_by = time.monotonic() + IDLE_GRACE_S
         return reply, payloads, capped, interrupted
 
     @staticmethod
@@ -439,7 +447,7 @@ class RemoteAnswer(Answer):
         outcome = _outcome(reply, self.forbidden)
         if outcome is None or self.cpu_s < -1.0:
             raise TimeLimitReached  # the kernel said so, or it ran over without saying so
-        _reflect(args, reply.get("args_after"))
+        _reflect(list(args), reply.get("args_after"))
         _reflect(kwargs, reply.get("kwargs_after"))
         return raise_or_return(outcome, self.forbidden)
 
