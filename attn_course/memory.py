@@ -29,8 +29,9 @@ On the course's machine (2 cores), for float32, one head, head_dim 64, the alloc
 equals :func:`~attn_course.scores.naive_attention_peak_bytes` to the byte (n = 256 to 8192,
 causal or not), and the RSS peak is above it by 11 % at n = 1024, 4 % at n = 2048, 2 % at
 n = 4096 and 0.2 % at n = 16384; ``tests/test_memory.py`` holds both to that. One
-dtype-specific exception: in bfloat16 the CPU matmul allocates a scratch buffer of a few
-hundred kB inside the call, which the allocator peak sees.
+exception depends on the dtype and the CPU: in half precision the CPU matmul may allocate a
+scratch buffer inside the call, which the allocator peak sees (a few hundred kB in bfloat16;
+1.4 MB for P V in float16 at n = 512 on a CPU with AMX and AVX512-FP16, none on others).
 """
 
 from __future__ import annotations
