@@ -438,9 +438,12 @@ def warm_modules(nb: NotebookNode) -> list[str]:
         except (SyntaxError, ValueError):
             continue
         for node in ast.walk(tree):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module and
-                not node.level else [])  # fmt: skip
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            else:
+                continue
             for name in names:
                 if name.split(".")[0] in WARM_MODULES and name not in found:
                     found.append(name)

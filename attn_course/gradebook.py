@@ -237,17 +237,20 @@ class _Children:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pids: set[int] = set()
+        self._started: dict[int, int] = {}  # pid -> clock ticks when it started
 
-    def add(self, pid: int) -> None:
+    def start(self, *args: Any, **kwargs: Any) -> subprocess.Popen:
+        """``subprocess.Popen(*args, **kwargs)``, registered before any cleanup can run."""
         with self._lock:
-            self._pids.add(pid)
+            process = subprocess.Popen(*args, **kwargs)
+            self._started[process.pid] = sandbox.start_ticks(process.pid)
+        return process
 
     def done(self, pid: int) -> None:
         with self._lock:
-            self._pids.discard(pid)
+            since = self._started.pop(pid)
             # Orphans of a finished grading process were re-parented to this subreaper.
-            sandbox.kill_descendants(keep=frozenset(self._pids))
+            sandbox.kill_orphans(since, keep=frozenset(self._started))
 
 
 _CHILDREN = _Children()
@@ -258,15 +261,14 @@ def _run_grader(command: list[str], limit_s: float, folder: Path) -> int | None:
     for running past ``limit_s`` seconds. Every process it left behind is killed."""
     env = dict(os.environ, **{PARENT_ENV: str(os.getpid())})
     with (folder / "stdout").open("wb") as out, (folder / "stderr").open("wb") as err:
-        process = subprocess.Popen(
+        process = _CHILDREN.start(
             command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=folder,
             start_new_session=True, env=env,
         )  # fmt: skip
-    _CHILDREN.add(process.pid)
     try:
         return process.wait(timeout=limit_s)
     except subprocess.TimeoutExpired:
-        sandbox.kill_descendants(process.pid)
+        sandbox.kill_tree(process.pid)
         process.kill()
         process.wait()
         return None
@@ -417,9 +419,7 @@ def grade_class(
         graded = pool.map(grade_student, students)
         if progress:
             graded = tqdm(graded, total=len(students), desc="grading", unit="student")
-        grades = list(graded)
-    sandbox.kill_descendants()
-    return grades
+        return list(graded)
 
 
 # --- writing the gradebook -----------------------------------------------------------------

@@ -249,6 +249,11 @@ class GradedClass:
     targets: hostile.Targets
     digests: dict[Path, str]
 
+    def feedback(self) -> dict[str, str]:
+        """Each student's feedback file, by student name (as gradebook.json links them)."""
+        records = json.loads((self.out / "gradebook.json").read_text())
+        return {r["student"]: (self.out / r["feedback"]).read_text() for r in records}
+
 
 @pytest.fixture(scope="module")
 def graded_class(tmp_path_factory):
@@ -286,8 +291,7 @@ def test_the_gradebook_is_exactly_right(graded_class):
 
 @pytest.mark.slow
 def test_feedback_says_what_happened(graded_class):
-    records = json.loads((graded_class.out / "gradebook.json").read_text())
-    feedback = {r["student"]: (graded_class.out / r["feedback"]).read_text() for r in records}
+    feedback = graded_class.feedback()
     assert sorted(feedback, key=str.casefold) == STUDENTS
     assert len(list((graded_class.out / "feedback").glob("*.md"))) == len(STUDENTS)
     assert feedback["alice"].startswith("# Feedback for alice\n\n**Total: 5 / 5 points**\n")
@@ -305,8 +309,7 @@ def test_feedback_says_what_happened(graded_class):
 
 @pytest.mark.slow
 def test_hostile_submissions_get_what_they_earned_and_say_why(graded_class):
-    records = json.loads((graded_class.out / "gradebook.json").read_text())
-    feedback = {r["student"]: (graded_class.out / r["feedback"]).read_text() for r in records}
+    feedback = graded_class.feedback()
     assert "1000" not in feedback["mallory"]
     assert "raised SystemExit: bye" in feedback["oscar"]
     assert "crashed the kernel and was skipped" in feedback["oscar"]
@@ -370,7 +373,7 @@ def test_a_killed_run_leaves_the_previous_gradebook_intact(tmp_path):
         assert (out / name).read_text() == text
     assert sorted(p.name for p in out.iterdir()) == ["feedback", "gradebook.csv", "gradebook.json"]
     deadline = time.monotonic() + 60
-    while any(Path(f"/proc/{pid}").exists() for pid in below) and time.monotonic() < deadline:
+    while any(_alive(pid) for pid in below) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in below if _alive(pid)], "grading outlived the class grader"
 

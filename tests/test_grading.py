@@ -349,21 +349,27 @@ def test_limits_cap_memory_and_files(tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc")
 def test_a_double_forked_setsid_child_is_found_and_killed():
     marker = f"attn-course-orphan-{os.getpid()}"
-    # A subreaper process whose child double-forks a setsid sleeper, then cleans up.
+    # A subreaper whose grading (everything after `since`) leaves a double-forked, setsid
+    # sleeper behind; a child it started before then (like a test's CPU hog) must survive.
     program = textwrap.dedent(f"""
         import os, subprocess, sys, time
         from attn_course.grading import sandbox
         sandbox.become_subreaper()
+        older = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        time.sleep(0.2)
+        since = sandbox.now_ticks()
         if os.fork() == 0:
             subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", {marker!r}],
                              start_new_session=True)
             os._exit(0)
         time.sleep(2)
-        print(sandbox.kill_descendants())
+        print(sandbox.kill_orphans(since), older.poll() is None)
+        older.kill()
     """)
     helper = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
     out, _ = helper.communicate(timeout=60)
-    assert int(out.strip()) >= 1
+    killed, older_alive = out.split()
+    assert int(killed) >= 1 and older_alive == "True"
     alive = [p for p in os.listdir("/proc") if p.isdigit() and _has(p, marker)]
     assert alive == []
 

@@ -24,7 +24,7 @@ This file must run before anything else is imported (``-I -S``: no site, no user
 so it uses the standard library only. The process-tree helpers at the bottom are used by
 the grader itself: it becomes a *child subreaper*, so that a process the student starts
 with a double fork and ``setsid`` is re-parented to the grader, not to init, and
-:func:`kill_descendants` finds and kills it after the kernel is gone.
+:func:`kill_orphans` finds and kills it after the kernel is gone.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import os
 import signal
 import struct
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 # Landlock system calls: the same numbers on every architecture.
@@ -174,14 +175,20 @@ def apply_limits(policy: Policy) -> None:
 
     def cap(which: int, value: int | None) -> None:
         if value is not None:
-            resource.setrlimit(which, (value, value))
+            try:
+                resource.setrlimit(which, (value, value))
+            except (ValueError, OSError):  # a limit this system does not support
+                pass
 
     cap(resource.RLIMIT_AS, policy.memory_bytes)
     cap(resource.RLIMIT_FSIZE, policy.file_bytes)
     cap(resource.RLIMIT_CORE, 0)
     if policy.cpu_seconds is not None:
         # SIGXCPU at the soft limit (the kernel dies of it), SIGKILL a little later.
-        resource.setrlimit(resource.RLIMIT_CPU, (policy.cpu_seconds, policy.cpu_seconds + 5))
+        try:
+            resource.setrlimit(resource.RLIMIT_CPU, (policy.cpu_seconds, policy.cpu_seconds + 5))
+        except (ValueError, OSError):
+            pass
     die_with_parent()
 
 
@@ -215,20 +222,48 @@ def become_subreaper() -> bool:
     return _libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
-def _processes() -> dict[int, tuple[int, bool]]:
-    """pid -> (parent pid, is a zombie) for every process in /proc."""
+@dataclass(frozen=True)
+class _Process:
+    parent: int
+    zombie: bool
+    started: int  # clock ticks since boot
+
+
+def _stat_fields(pid: int) -> list[bytes]:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces)."""
+    with open(f"/proc/{pid}/stat", "rb") as stream:
+        stat = stream.read()
+    return stat[stat.rfind(b")") + 2 :].split()
+
+
+def _processes() -> dict[int, _Process]:
     found = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stream:
-                stat = stream.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        found[int(entry)] = (int(fields[1]), fields[0] == b"Z")
+        if entry.isdigit():
+            try:
+                fields = _stat_fields(int(entry))
+            except OSError:
+                continue
+            # fields[0] is stat(5)'s field 3 (state); ppid is 4, starttime 22.
+            found[int(entry)] = _Process(int(fields[1]), fields[0] == b"Z", int(fields[19]))
     return found
+
+
+def now_ticks() -> int:
+    """The time now, in the clock ticks since boot that :func:`start_ticks` counts."""
+    try:
+        with open("/proc/uptime") as stream:
+            return int(float(stream.read().split()[0]) * os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError):
+        return 0
+
+
+def start_ticks(pid: int) -> int:
+    """When process ``pid`` started, in clock ticks since boot (Linux; 0 elsewhere)."""
+    try:
+        return int(_stat_fields(pid)[19])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def descendants(pid: int, *, zombies: bool = False) -> list[int]:
@@ -236,29 +271,60 @@ def descendants(pid: int, *, zombies: bool = False) -> list[int]:
     if not os.path.isdir("/proc"):
         return []
     processes = _processes()
+    return _below([pid], processes, zombies)
+
+
+def _below(roots: list[int], processes: dict[int, _Process], zombies: bool) -> list[int]:
     children: dict[int, list[int]] = {}
-    for child, (parent, _) in processes.items():
-        children.setdefault(parent, []).append(child)
-    found, pending = [], list(children.get(pid, []))
+    for child, info in processes.items():
+        children.setdefault(info.parent, []).append(child)
+    found, pending = [], [c for root in roots for c in children.get(root, [])]
     while pending:
         process = pending.pop()
-        if zombies or not processes[process][1]:
+        if zombies or not processes[process].zombie:
             found.append(process)
         pending.extend(children.get(process, []))
     return found
 
 
-def kill_descendants(pid: int | None = None, keep: set[int] | frozenset[int] = frozenset()) -> int:
-    """SIGKILL every descendant of ``pid`` (default: this process) except those in ``keep``
-    and their own descendants; repeated until none is left (a process may fork while it is
-    being killed). Returns how many were killed."""
-    pid = os.getpid() if pid is None else pid
+def kill_tree(pid: int) -> int:
+    """SIGKILL every descendant of ``pid``; returns how many (Linux; 0 elsewhere)."""
+    return _kill_until_gone(lambda: descendants(pid))
+
+
+def kill_orphans(since: int, keep: set[int] | frozenset[int] = frozenset()) -> int:
+    """SIGKILL the processes re-parented to this subreaper that started at or after
+    ``since`` (clock ticks since boot: when the grading that left them behind began), and
+    everything below them; never ``keep`` and what is below it. Zombies among them are
+    reaped. Returns how many were killed.
+
+    A process orphaned by a kernel (a double fork, ``setsid``) is re-parented to the
+    nearest subreaper, and started after that kernel: so these are exactly what a kernel
+    started since ``since``, and nothing this process started before (or is still using).
+    """
+    if not os.path.isdir("/proc"):
+        return 0
+    me = os.getpid()
+
+    def orphans(zombies: bool = False) -> list[int]:
+        processes = _processes()
+        roots = [p for p, info in processes.items()
+                 if info.parent == me and info.started >= since and p not in keep]  # fmt: skip
+        alive = [p for p in roots if zombies or not processes[p].zombie]
+        return alive + _below(roots, processes, zombies)
+
+    killed = _kill_until_gone(orphans)
+    for zombie in orphans(zombies=True):  # the ones that had exited on their own
+        _reap(zombie)
+    return killed
+
+
+def _kill_until_gone(targets_now: Callable[[], list[int]]) -> int:
+    """Kill what ``targets_now()`` lists until it lists nothing (a process may fork while
+    it is being killed)."""
     killed = 0
     for _ in range(50):
-        protected = set(keep)
-        for kept in keep:
-            protected.update(descendants(kept))
-        targets = [p for p in descendants(pid) if p not in protected]
+        targets = targets_now()
         if not targets:
             break
         for target in targets:
@@ -269,10 +335,6 @@ def kill_descendants(pid: int | None = None, keep: set[int] | frozenset[int] = f
                 pass
         for target in targets:
             _reap(target)
-    if pid == os.getpid():  # orphans that died on their own became our zombies
-        protected = set(keep).union(*(descendants(k, zombies=True) for k in keep))
-        for zombie in set(descendants(pid, zombies=True)) - set(descendants(pid)) - protected:
-            _reap(zombie)
     return killed
 
 
@@ -287,11 +349,8 @@ def _reap(pid: int) -> None:
 
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system, waited-for children included) of process ``pid`` (Linux)."""
-    with open(f"/proc/{pid}/stat", "rb") as stream:
-        stat = stream.read()
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    # fields[0] is the state (field 3 of stat(5)); utime, stime, cutime, cstime are 14–17.
-    ticks = sum(int(value) for value in fields[11:15])
+    # utime, stime, cutime, cstime are stat(5)'s fields 14–17.
+    ticks = sum(int(value) for value in _stat_fields(pid)[11:15])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

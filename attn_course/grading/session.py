@@ -169,6 +169,11 @@ def read_paths(site_dir: Path) -> list[str]:
     return paths
 
 
+def _gpu_devices() -> list[str]:
+    """NVIDIA's device files, which CUDA opens read-write (and controls with ioctl)."""
+    return sorted(str(p) for p in Path("/dev").glob("nvidia*")) if Path("/dev").is_dir() else []
+
+
 def _kernel_env(folder: Path, site_dir: Path) -> dict[str, str]:
     """The kernel's whole environment: nothing of the grader's but PATH and a few knobs."""
     keep = ("PATH", "ATTN_COURSE_SIZE", "TRITON_INTERPRET", "CUDA_VISIBLE_DEVICES")
@@ -202,6 +207,7 @@ class KernelSession:
         self.deadline, self.confined = deadline, confined
         self.km: Any = None
         self.kc: Any = None
+        self.started_ticks = 0
 
     # -- starting and stopping
 
@@ -217,6 +223,7 @@ class KernelSession:
                 return session._confined_command(command, self)
 
         self.km = ConfinedKernelManager(kernel_name="python3")
+        self.started_ticks = sandbox.now_ticks()
         self.km.connection_file = str(self.folder / ".jupyter" / "kernel.json")
         (self.folder / ".jupyter").mkdir(exist_ok=True)
         self.km.start_kernel(
@@ -242,7 +249,7 @@ class KernelSession:
         ports = [km.shell_port, km.iopub_port, km.stdin_port, km.control_port, km.hb_port]
         policy = sandbox.Policy(
             read=read_paths(self.site_dir),
-            write=[str(self.folder), "/dev/null"],
+            write=[str(self.folder), "/dev/null", *_gpu_devices()],
             bind_ports=[int(p) for p in ports],
             memory_bytes=self.limits.memory_bytes,
             cpu_seconds=math.ceil(self.limits.notebook_s) + 60,
@@ -253,8 +260,12 @@ class KernelSession:
                 *command]  # fmt: skip
 
     def close(self) -> None:
-        """Stop the kernel and kill every process it left behind."""
+        """Stop the kernel and kill every process it left behind (its tree, and the orphans
+        re-parented to this process since it started)."""
+        pid = getattr(self.km, "provisioner", None) and self.km.provisioner.pid
         try:
+            if pid:
+                sandbox.kill_tree(pid)
             if self.kc is not None:
                 self.kc.stop_channels()
                 self.kc.context.destroy(linger=0)
@@ -262,7 +273,7 @@ class KernelSession:
                 self.km.shutdown_kernel(now=True)
         except Exception:  # noqa: BLE001 - the kernel may already be gone
             pass
-        sandbox.kill_descendants()
+        sandbox.kill_orphans(since=self.started_ticks)
 
     # -- time
 
