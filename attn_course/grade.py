@@ -513,10 +513,10 @@ def _grade_in_kernels(grading: _Grading, root: Path, stem: str, confined: bool) 
             try:
                 session.start(warm)
             except KernelLost as lost:
-                if lost.how == "out of time" or attempt > 0:
-                    _out_of_time(grading) if lost.how == "out of time" else None
-                    continue
-                raise GraderError(f"the grading kernel did not start ({lost.how})") from None
+                if attempt == 0 and lost.how != "out of time":
+                    # Before any student cell ran: the grader's environment, not the student.
+                    raise GraderError(f"the grading kernel did not start ({lost.how})") from None
+                raise
             _grade_in_session(session, grading)
             return
         except KernelLost as lost:
@@ -525,6 +525,9 @@ def _grade_in_kernels(grading: _Grading, root: Path, stem: str, confined: bool) 
                 return
         finally:
             session.close()
+    for exercise in grading.exercises:  # every restart was used up
+        grading.results.setdefault(exercise.id, _failed(
+            exercise, "grading stopped: the kernel was lost too many times", _DEAD_KERNEL_HINT))
 
 
 def _out_of_time(grading: _Grading) -> None:
