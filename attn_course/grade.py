@@ -18,15 +18,16 @@ check cell zero points (nbgrader awards a grade cell's points when it runs
 without an error). Under nbgrader ``check`` prints its result rather than
 returning it, because nbgrader would read a returned value as a partial score.
 
-From a shell, the grader runs a whole notebook in a fresh kernel::
+From a shell, the grader runs a whole notebook in a fresh, confined kernel::
 
     python -m attn_course.grade exercises/01_score_matrix.ipynb [--json]
     attn-grade exercises/01_score_matrix.ipynb
 
 It executes every code cell except the check cells (so editing or deleting a
 check cell changes nothing), then runs the package's own check of each of the
-notebook's exercises inside that kernel and prints the results. See
-:func:`grade_notebook` for the details.
+notebook's exercises *in this process*, calling the student's functions in the
+kernel (:mod:`attn_course.grading`), and prints the results. See
+:func:`grade_notebook` and the comment above :func:`run_notebook` for the details.
 """
 
 from __future__ import annotations
