@@ -18,6 +18,14 @@ region with a stub that raises NotImplementedError (which the grader reports as
     python -m attn_course.build            # (re)write whatever is out of date
     python -m attn_course.build --check    # only report; exit 1 if anything is out of date
     python -m attn_course.build --root DIR # a course checkout other than this one
+    python -m attn_course.build --force    # also overwrite notebooks changed by hand
+
+A generated notebook carries its own fingerprint: it has no outputs and each cell's id
+is a hash of the cell's content, which JupyterLab keeps when it saves. A notebook that
+was run, or had a cell edited or added, no longer matches it
+(:func:`changes_by_hand`), and the build refuses to overwrite it, saying why, unless
+``--force`` is given: answers written into ``exercises/`` or a lesson run in place are
+never lost silently. (Learners work in copies, see :mod:`attn_course.lab`.)
 
 The build also checks every solutions notebook: each solution cell is followed
 by a check cell of a registered exercise of that notebook
@@ -44,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "build",
+    "changes_by_hand",
     "check_call",
     "exercise_notebook",
     "leaked_solution_lines",
@@ -110,6 +119,30 @@ def _stable_id(cell: NotebookNode, seen: set[str]) -> str:
         cell_id, n = f"{digest[:8]}-{n}", n + 1
     seen.add(cell_id)
     return cell_id
+
+
+def changes_by_hand(path: Path) -> list[str]:
+    """How the notebook at ``path`` differs from anything the build writes (empty: it does not).
+
+    Finds outputs (the notebook was run), and cells whose id is not the hash of their
+    content (edited, added or moved by hand). A deleted cell leaves no trace, and loses
+    no work.
+    """
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as error:  # noqa: BLE001 - whatever it is, the build did not write it
+        return [f"it is not a notebook nbformat can read ({type(error).__name__})"]
+    changes = []
+    if any(c.get("outputs") or c.get("execution_count") for c in nb.cells if c.cell_type == "code"):
+        changes.append("it has outputs (it was run)")
+    seen: set[str] = set()
+    edited = [
+        i + 1 for i, cell in enumerate(nb.cells) if cell.get("id") != _stable_id(cell, seen)
+    ]
+    if edited:
+        shown = ", ".join(map(str, edited[:5])) + (" …" if len(edited) > 5 else "")
+        changes.append(f"cell{'s' if len(edited) > 1 else ''} {shown} edited or added")
+    return changes
 
 
 def notebook_from_script(script: Path) -> NotebookNode:
@@ -280,25 +313,40 @@ def _orphans(root: Path, planned: dict[Path, NotebookNode]) -> list[Path]:
     return found
 
 
-def build(root: Path | str | None = None, check_only: bool = False) -> tuple[list[Path], list[str]]:
+def build(
+    root: Path | str | None = None, check_only: bool = False, *, force: bool = False
+) -> tuple[list[Path], list[str]]:
     """Write (or with ``check_only`` just compare) every generated notebook under ``root``.
 
-    Returns the notebooks that were out of date, and a list of problems found
-    (leaked solutions, invalid exercise notebooks, notebooks with no source).
+    Returns the notebooks written (with ``check_only``: out of date), and the problems found
+    (leaked solutions, invalid exercise notebooks, notebooks with no source, and
+    notebooks left as they were because they hold changes made by hand, see
+    :func:`changes_by_hand`; ``force=True`` overwrites those too).
     """
     root = Path(root) if root is not None else default_root()
     planned = planned_notebooks(root)
-    stale = []
+    stale, problems = [], []
     for path, nb in planned.items():
         text = notebook_text(nb)
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            stale.append(path)
-            if not check_only:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text, encoding="utf-8")
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            continue
+        stale.append(path)
+        if check_only:
+            continue
+        by_hand = changes_by_hand(path) if path.exists() and not force else []
+        if by_hand:
+            problems.append(
+                f"{path.relative_to(root)}: NOT overwritten, {'; '.join(by_hand)}. Move it "
+                "elsewhere to keep that work, or discard it with `python -m attn_course.build "
+                "--force`"
+            )
+            stale.pop()  # still out of date, but not written: reported as a problem instead
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
 
     orphans = _orphans(root, planned)
-    problems = [f"{p.relative_to(root)}: no source script builds it" for p in orphans]
+    problems += [f"{p.relative_to(root)}: no source script builds it" for p in orphans]
     for path, nb in planned.items():
         if path.parent.name != "solutions":
             continue
@@ -323,13 +371,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--root", type=Path, default=None, help="course checkout to build (default: this one)"
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite generated notebooks even where they were run or edited by hand",
+    )
     args = parser.parse_args(argv)
     root = args.root if args.root is not None else default_root()
     if not any((root / folder).is_dir() for folder in SOURCE_FOLDERS):
         print(f"error: {root} has no notebooks/ or solutions/ folder", file=sys.stderr)
         return 2
 
-    stale, problems = build(root, check_only=args.check)
+    stale, problems = build(root, check_only=args.check, force=args.force)
     verb = "out of date" if args.check else "wrote"
     for path in stale:
         print(f"{verb}: {path.relative_to(root)}")

@@ -19,6 +19,7 @@ import pytest
 from attn_course.build import (
     CODE_STUB,
     build,
+    changes_by_hand,
     exercise_notebook,
     leaked_solution_lines,
     main,
@@ -155,6 +156,78 @@ def test_a_notebook_without_source_is_a_problem(course, capsys):
         ["exercises/05_gone.ipynb: no source script builds it"],
     )
     assert main(["--root", str(course), "--check"]) == 1
+
+
+# --- a learner's work is never overwritten ------------------------------------------------
+
+
+def answer_in_jupyterlab(path: Path) -> None:
+    """What a learner does to an exercise notebook: write an answer, run it, save."""
+    nb = read(path)
+    cell = fake_course.cell_of(nb, "fake_square")
+    cell.source = 'def square(x):\n    """x squared."""\n    return x * x'
+    cell.outputs, cell.execution_count = [], 3
+    nbformat.write(nb, path)
+
+
+def run_in_place(path: Path) -> None:
+    nb = read(path)
+    code = next(c for c in nb.cells if c.cell_type == "code")
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    nbformat.write(nb, path)
+
+
+def add_a_cell(path: Path) -> None:
+    nb = read(path)
+    nb.cells.append(nbformat.v4.new_code_cell("my_notes = 1"))
+    nbformat.write(nb, path)
+
+
+def change_the_stub(course: Path) -> None:
+    """A course update that changes the exercise notebook (its first markdown cell)."""
+    script = course / "solutions" / "99_fake_grading.py"
+    text = script.read_text().replace("# %% [markdown]\n# ", "# %% [markdown]\n# New: ", 1)
+    script.write_text(text)
+
+
+@pytest.mark.parametrize("by_hand", [answer_in_jupyterlab, run_in_place, add_a_cell])
+def test_build_refuses_to_overwrite_work_done_by_hand(course, capsys, by_hand):
+    build(course)
+    exercise = course / "exercises" / "99_fake_grading.ipynb"
+    by_hand(exercise)
+    worked = exercise.read_bytes()
+    change_the_stub(course)
+
+    assert main(["--root", str(course)]) == 1
+    err = capsys.readouterr().err
+    assert "exercises/99_fake_grading.ipynb: NOT overwritten" in err and "--force" in err
+    assert exercise.read_bytes() == worked  # the learner's work is still there
+    assert "New:" in read(course / "solutions" / "99_fake_grading.ipynb").cells[0].source
+
+    assert main(["--root", str(course), "--force"]) == 0
+    assert "New:" in read(exercise).cells[0].source
+
+
+def test_a_notebook_only_saved_again_is_not_work(course):
+    build(course)
+    exercise = course / "exercises" / "99_fake_grading.ipynb"
+    nbformat.write(read(exercise), exercise)  # JupyterLab reformats, changes nothing
+    change_the_stub(course)
+    written, problems = build(course)
+    assert problems == [] and exercise in written
+    assert changes_by_hand(exercise) == []
+
+
+def test_changes_by_hand_says_what_changed(course, tmp_path):
+    build(course)
+    lesson = course / "notebooks" / "01_lesson.ipynb"
+    assert changes_by_hand(lesson) == []
+    run_in_place(lesson)
+    assert changes_by_hand(lesson) == ["it has outputs (it was run)"]
+    add_a_cell(lesson)
+    assert changes_by_hand(lesson)[1] == "cell 4 edited or added"
+    (tmp_path / "broken.ipynb").write_text("{not json")
+    assert "not a notebook" in changes_by_hand(tmp_path / "broken.ipynb")[0]
 
 
 def test_root_without_course_folders_is_a_usage_error(tmp_path, capsys):
