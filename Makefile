@@ -1,5 +1,6 @@
-# The two commands of the course (see README.md):
-#   make lab   — set everything up and open the course in JupyterLab
+# The commands of the course (see README.md):
+#   make lab   — set everything up and open the course in JupyterLab (your work: workspace/)
+#   make check — grade your exercise notebooks in workspace/exercises/ as the grader does
 #   make test  — set everything up and run the whole test suite, notebooks included
 #
 # Both create .venv with the interpreter named by PYTHON if it is absent and
@@ -17,7 +18,11 @@ CONSTRAINTS := $(if $(filter cpu,$(TORCH_BUILD)),-c constraints/cpu.txt,)
 TEST_SIZE ?= small
 PYTEST_ARGS ?=
 
-.PHONY: lab test lint notebooks release grade site clean
+.PHONY: lab check test lint notebooks release grade site clean
+
+# The course's own files (tests, solutions) are not in a student release: say so.
+need_repository = @test -d tests -a -d solutions || { echo "make $@ needs the course \
+repository (its tests and solutions); this is a student release: use make lab / make check"; exit 2; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +31,19 @@ $(VENV)/.installed: pyproject.toml constraints/cpu.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) -e '.[dev]'
 	touch $@
 
+# LAB_ARGS go to jupyter lab (e.g. LAB_ARGS="--no-browser --port 8890"); --instructor
+# opens the course folder itself with nbgrader's tools instead of the learner's workspace.
 lab: $(VENV)/.installed
 	$(BIN)/python -m attn_course.lab $(LAB_ARGS)
 
+# Grade your own work: make check [NOTEBOOK=workspace/exercises/01_score_matrix.ipynb]
+NOTEBOOK ?= $(wildcard workspace/exercises/[0-9][0-9]_*.ipynb)
+check: $(VENV)/.installed
+	@test -n "$(NOTEBOOK)" || { echo "no exercise notebooks in workspace/exercises/: run make lab first"; exit 2; }
+	$(BIN)/attn-grade $(NOTEBOOK)
+
 test: $(VENV)/.installed
+	$(need_repository)
 	$(BIN)/ruff check .
 	ATTN_COURSE_SIZE=$(TEST_SIZE) $(BIN)/python -m pytest $(PYTEST_ARGS) \
 		tests --nbval-lax --nbval-cell-timeout=300 notebooks solutions exercises
@@ -37,11 +51,13 @@ test: $(VENV)/.installed
 # Regenerate notebooks/*.ipynb and solutions/*.ipynb from their paired scripts
 # and exercises/*.ipynb from solutions/ (tests fail when these are out of date).
 notebooks: $(VENV)/.installed
+	$(need_repository)
 	$(BIN)/python -m attn_course.build
 
 # Instructor commands (docs/instructors.md).
 # The student release: exercises rebuilt from solutions/, copied without them, verified.
 release: $(VENV)/.installed
+	$(need_repository)
 	$(BIN)/python -m attn_course.release --out release
 
 # Grade a class: make grade SUBMISSIONS=path/to/lms-export [GRADE_ARGS="--jobs 2"]
@@ -58,5 +74,6 @@ site: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
+# Never workspace/: it holds the learner's work.
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis release gradebook site test-artifacts

@@ -7,11 +7,13 @@ suite. One command
 
 1. rebuilds every notebook from its source (:func:`attn_course.build.build`), which
    regenerates ``exercises/`` from ``solutions/`` and fails on any problem there;
-2. copies the student files into ``DIR``;
-3. verifies the copy (:func:`verify_release`): no solutions folder, and every
+2. copies the student files into ``DIR``, with the students' own README
+   (``docs/release-README.md``) in place of the course repository's;
+3. verifies the copy (:func:`verify_release`): no solutions folder, every
    exercise notebook holds, for each exercise registered for it, a stub cell that
    raises NotImplementedError followed by its locked check cell, no line of the
-   worked solutions, and no outputs.
+   worked solutions, and no outputs; and every relative link of its README and
+   notebooks resolves to a file inside the release (:func:`broken_links`).
 
 Exit status 0 when the release is ready, 1 when a check found a problem.
 """
@@ -19,8 +21,10 @@ Exit status 0 when the release is ready, 1 when a check found a problem.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
+import urllib.parse
 from pathlib import Path
 
 import nbformat
@@ -35,11 +39,19 @@ from attn_course.build import (
     notebook_from_script,
 )
 
-__all__ = ["RELEASE_FILES", "main", "make_release", "verify_release"]
+__all__ = [
+    "RELEASE_FILES",
+    "broken_links",
+    "local_links",
+    "main",
+    "make_release",
+    "verify_release",
+]
 
 # What students get, relative to the course root (folders copied whole, minus caches).
+# The repository's README is for the people who work on the course; students get theirs.
+STUDENT_README = Path("docs") / "release-README.md"
 RELEASE_FILES = (
-    "README.md",
     "pyproject.toml",
     "environment.yml",
     "Makefile",
@@ -57,6 +69,8 @@ _STUB = CODE_STUB.splitlines()[-1]
 
 
 def _copy(root: Path, out: Path) -> None:
+    out.mkdir(parents=True)
+    shutil.copy2(root / STUDENT_README, out / "README.md")
     for name in RELEASE_FILES:
         source, target = root / name, out / name
         if source.is_dir():
@@ -97,6 +111,40 @@ def _exercise_problems(path: Path) -> list[str]:
     return problems
 
 
+# [text](target) in Markdown, not images; the target up to a space or ")".
+MARKDOWN_LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def local_links(text: str) -> list[str]:
+    """The link targets of Markdown ``text`` that point to files (no URLs, no #anchors only)."""
+    targets = MARKDOWN_LINK.findall(text)
+    return [t for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+
+
+def _markdown_texts(out: Path) -> list[tuple[Path, str]]:
+    texts = [(path, path.read_text(encoding="utf-8")) for path in sorted(out.glob("*.md"))]
+    for folder in ("notebooks", "exercises"):
+        for path in sorted((out / folder).glob("*.ipynb")):
+            nb = nbformat.read(path, as_version=4)
+            cells = [cell.source for cell in nb.cells if cell.cell_type == "markdown"]
+            texts.append((path, "\n".join(cells)))
+    return texts
+
+
+def broken_links(out: Path | str) -> list[str]:
+    """Every relative link in the README and notebooks of ``out`` that does not resolve to
+    a file inside ``out`` (a link to a withheld folder, or out of the release)."""
+    out = Path(out).resolve()
+    problems = []
+    for path, text in _markdown_texts(out):
+        for target in local_links(text):
+            file_part = urllib.parse.unquote(target.split("#", 1)[0])
+            resolved = (path.parent / file_part).resolve()
+            if not (resolved.is_relative_to(out) and resolved.exists()):
+                problems.append(f"{path.relative_to(out)}: link to {target} leads nowhere")
+    return problems
+
+
 def verify_release(out: Path | str, root: Path | str | None = None) -> list[str]:
     """Problems with the release in ``out`` (an empty list: ready to hand out).
 
@@ -118,7 +166,7 @@ def verify_release(out: Path | str, root: Path | str | None = None) -> list[str]
             notebook_from_script(solution_source), nbformat.read(path, as_version=4)
         )
         problems += [f"{path.name}: solution line leaked: {line}" for line in leaks]
-    return problems
+    return problems + broken_links(out)
 
 
 def make_release(out: Path | str, root: Path | str | None = None) -> list[str]:

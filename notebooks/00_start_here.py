@@ -126,10 +126,15 @@ for attempt in (untouched, first_try, second_try):
 # * Every check has a **time limit** (an endless loop fails instead of hanging), and
 #   a check never stops "Run All": an unattempted or wrong exercise shows its box and
 #   the notebook goes on.
-# * The worked answers are in `solutions/`. Try first: the feedback is the point.
-# * Your instructor may grade the whole notebook with `attn-grade` (one notebook) or
-#   `attn-gradebook` (a whole class); you can run `attn-grade exercises/01_score_matrix.ipynb`
-#   in a terminal yourself to see the same report.
+# * **Your work is saved in your workspace**: `make lab` opened copies of the lessons
+#   and exercises, in `workspace/` of the course folder, and no command of the course
+#   overwrites a notebook you changed (an update of the course refreshes only the ones you
+#   have not touched, and says so).
+# * Worked answers come with the course repository; a class release leaves them out, and
+#   your instructor decides when you see them. Try first: the feedback is the point.
+# * Your instructor grades a whole notebook with the same checks. To see the report they
+#   will see, run `make check` in a terminal in the course folder (every notebook in
+#   `workspace/exercises/`, or one: `make check NOTEBOOK=workspace/exercises/01_score_matrix.ipynb`).
 
 # %% [markdown]
 # ## 3 · Is this machine ready?
@@ -159,7 +164,8 @@ display(report)
 # | "Kernel died" while running a cell | the machine ran out of memory | restart the kernel, use `ATTN_COURSE_SIZE=small` |
 #
 # **Instructors**: how to build the student release, grade a class and run a workshop is
-# in the instructor guide, `docs/instructors.md` in the course folder.
+# in the instructor guide of the course repository (its `docs` folder); a class release
+# does not include it.
 #
 # ## Summary
 #

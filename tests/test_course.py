@@ -14,6 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from attn_course.release import local_links
+
 ROOT = Path(__file__).resolve().parent.parent
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 ALL_NOTEBOOKS = [
@@ -21,19 +23,11 @@ ALL_NOTEBOOKS = [
     for folder in ("notebooks", "solutions", "exercises")
     for path in sorted((ROOT / folder).glob("[0-9][0-9]_*.ipynb"))
 ]
-# [text](target) in Markdown, not images; the target up to a space or ")".
-MARKDOWN_LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def markdown_cells(path: Path) -> list[str]:
     nb = nbformat.read(path, as_version=4)
     return [cell.source for cell in nb.cells if cell.cell_type == "markdown"]
-
-
-def local_links(text: str) -> list[str]:
-    """The link targets of ``text`` that point into the course (no URLs, no #anchors only)."""
-    targets = MARKDOWN_LINK.findall(text)
-    return [t for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
 
 
 def test_the_course_starts_at_00_and_has_lessons_in_order():

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from attn_course.release import WITHHELD, main, make_release, verify_release
+from attn_course.release import (
+    STUDENT_README,
+    WITHHELD,
+    broken_links,
+    main,
+    make_release,
+    verify_release,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +40,45 @@ def test_release_has_the_student_files_and_no_solutions(release):
     for name in WITHHELD:
         assert not (release / name).exists()
     assert not list(release.rglob("__pycache__"))
+
+
+def test_students_get_their_own_readme_and_every_link_works(release):
+    readme = (release / "README.md").read_text()
+    assert readme == (ROOT / STUDENT_README).read_text()
+    for withheld in ("solutions/", "tests/", "make test", "docs/"):
+        assert withheld not in readme, f"the student README mentions {withheld}"
+    for command in ("make lab", "make check", "ATTN_COURSE_SIZE=small make lab", "workspace/"):
+        assert command in readme
+    assert broken_links(release) == []
+
+
+def test_a_link_out_of_the_release_is_caught(release, tmp_path):
+    copy = shutil.copytree(release, tmp_path / "copy")
+    with (copy / "README.md").open("a") as readme:
+        readme.write("\n[the guide](docs/instructors.md), [answers](../solutions/x.ipynb)\n")
+    path = copy / "notebooks" / "00_start_here.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].source += "\n[worked answers](../solutions/01_score_matrix.ipynb#Part-1)"
+    nbformat.write(nb, path)
+    assert broken_links(copy) == [
+        "README.md: link to docs/instructors.md leads nowhere",
+        "README.md: link to ../solutions/x.ipynb leads nowhere",
+        "notebooks/00_start_here.ipynb: link to ../solutions/01_score_matrix.ipynb#Part-1 "
+        "leads nowhere",
+    ]
+    assert "README.md: link to docs/instructors.md leads nowhere" in verify_release(copy, ROOT)
+
+
+def test_the_developer_commands_say_what_a_release_is(release):
+    # The release's `make test` needs the test suite it does not have: a clear message,
+    # not a stack of pytest errors. (-o: the environment counts as installed.)
+    venv = Path(sys.prefix)
+    result = subprocess.run(
+        ["make", "-s", "-o", f"{venv}/.installed", f"VENV={venv}", "test"],
+        cwd=release, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "this is a student release: use make lab / make check" in result.stdout
 
 
 def test_a_leaked_solution_is_caught(release, tmp_path):
