@@ -83,3 +83,48 @@ def test_the_map_in_00_links_every_lesson_and_exercise():
 def test_link_finder_finds_only_local_links():
     text = "[a](01_x.ipynb) ![img](p.png) [b](https://x.org) [c](#top) [d](../e/02.ipynb#s)"
     assert local_links(text) == ["01_x.ipynb", "../e/02.ipynb#s"]
+
+
+# --- the commands the documents give -----------------------------------------------------
+
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def make_targets() -> set[str]:
+    makefile = (ROOT / "Makefile").read_text()
+    return set(re.findall(r"^([a-z][\w-]*):", makefile, re.MULTILINE))
+
+
+PROGRAMS_OFF_PATH = r"(?:jupyter lab|attn-grade|attn-gradebook)"
+ENV_PREFIX = r"(?:[A-Z_]+=\S+ )*"
+
+
+def commands_not_working(text: str) -> list[str]:
+    """The commands in ``text`` that do not work as written in the course folder."""
+    given = re.findall(rf"(?:`|^|\$ ){ENV_PREFIX}make ([a-z][\w-]*)", text, re.MULTILINE)
+    problems = [f"make {target}" for target in sorted(set(given) - make_targets())]
+    # jupyter and the course's scripts are in .venv/bin, not on PATH: `make lab`,
+    # `python -m ...` or `.venv/bin/...` work as written, a bare name does not.
+    in_text = rf"`{ENV_PREFIX}({PROGRAMS_OFF_PATH} [^`\n]*)`"
+    in_block = rf"^(?:\$ )?{ENV_PREFIX}({PROGRAMS_OFF_PATH}\b.*)$"
+    bare = f"{in_text}|{in_block}"
+    problems += ["".join(found) for found in re.findall(bare, text, re.MULTILINE)]
+    return problems
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "```bash\nATTN_COURSE_SIZE=small jupyter lab   # quick pass\n```",
+        "run `attn-grade exercises/01_score_matrix.ipynb` yourself",
+        "then `make grades SUBMISSIONS=x`",
+    ],
+)
+def test_a_command_that_does_not_work_is_caught(text):
+    assert commands_not_working(text)
+
+
+@pytest.mark.parametrize("path", DOCUMENTS + LESSONS, ids=lambda p: p.name)
+def test_every_command_a_document_gives_works_as_written(path):
+    problems = commands_not_working(path.read_text(encoding="utf-8"))
+    assert not problems, f"{path.name} gives commands that do not work as written: {problems}"
