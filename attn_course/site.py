@@ -49,6 +49,7 @@ import posixpath
 import re
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ from jinja2 import DictLoader
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
+from traitlets.config import Config
 
 from attn_course.config import SIZE_ENV, SIZES, STATIC_ENV, course_size
 from attn_course.widgets import static_note_html
@@ -260,8 +262,17 @@ async def execute_notebook(
 ) -> nbformat.NotebookNode:
     """Run every cell in a fresh kernel started in ``cwd`` (a cell error fails the build,
     except in cells tagged ``raises-exception``, which are meant to fail)."""
+    # The kernel listens on Unix sockets in a private folder (IPC) rather than on TCP ports
+    # of localhost, which any local user could connect to, and about which every kernel
+    # would log a warning ("Kernel is running over TCP without encryption").
+    sockets = tempfile.mkdtemp(prefix="attn-site-")
+    ipc = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
     client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(cwd)}},
+        config=ipc,
     )
     # nbclient plays the part of a frontend for ipywidgets' Output widget, sending comm
     # messages on the shell socket while it waits there for the cell's reply; under load
@@ -269,7 +280,10 @@ async def execute_notebook(
     # 01's explorer: 40 s of a 40 s timeout in 2 runs of 10). A static page needs no live
     # Output widget: without the handler, what the widget displays lands in the cell itself.
     client.comm_open_handlers = {}
-    await client.async_execute(env=kernel_env(size))
+    try:
+        await client.async_execute(env=kernel_env(size))
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     return nb
 
 

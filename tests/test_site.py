@@ -8,6 +8,7 @@ script resolving, nothing loaded from the network, figures drawable, no unexpect
 
 from __future__ import annotations
 
+import asyncio
 import html
 import os
 import re
@@ -423,3 +424,12 @@ def test_site_has_no_unexpected_errors_and_no_local_paths(
         text = page.read_text(encoding="utf-8")
         for path in {str(COURSE_ROOT), str(out), os.path.expanduser("~") + "/"}:
             assert path not in text, f"{page.name} contains the local path {path}"
+
+
+def test_the_build_talks_to_its_kernels_over_private_sockets(tmp_path, capfd):
+    # TCP ports on localhost are open to every local user, and each kernel says so in a
+    # warning the build printed once per notebook; IPC sockets live in a private folder.
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+    asyncio.run(site.execute_notebook(nb, tmp_path, "small", timeout=120))
+    assert nb.cells[0].outputs[0]["text"] == "42\n"
+    assert "without encryption" not in capfd.readouterr().err
