@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from attn_course.checks import CheckFailed, Exercise, exercises_for, get_exercise
+from attn_course.checks import CheckFailed, Exercise, all_exercises, exercises_for, get_exercise
 from attn_course.grading import sandbox
 from attn_course.grading.answers import (
     Answer,
@@ -62,7 +62,7 @@ from attn_course.grading.answers import (
     TimeLimitReached,
     short,
 )
-from attn_course.grading.intake import Rejected, read_notebook
+from attn_course.grading.intake import Rejected, course_notebook_in, read_notebook
 from attn_course.grading.session import (
     WARM_MODULES,
     CellRun,
@@ -705,9 +705,25 @@ def _usage_error(path: Path, stem: str) -> str | None:
         return f"{path}: {rejected.message}"
     try:
         exercises_for(stem)
-    except ValueError as error:
-        return f"{path}: {error} (name the course notebook with --notebook STEM)"
+    except ValueError:
+        known = ", ".join(course_notebooks())
+        return (
+            f"{path}: its name names none of the course notebooks ({known}); "
+            "say which it is with --notebook STEM"
+        )
     return None
+
+
+def course_notebooks() -> list[str]:
+    """The stems of the notebooks that have exercises, in course order."""
+    return sorted({exercise.notebook for exercise in all_exercises()})
+
+
+def notebook_of(path: Path) -> str:
+    """The course notebook a file is, read from its name (``Copy of 01-Score-Matrix (2)``
+    is ``01_score_matrix``); the file's stem when its name names none."""
+    found = course_notebook_in(path.stem, course_notebooks())
+    return found[0] if found else path.stem
 
 
 def _positive_seconds(text: str) -> float:
@@ -745,8 +761,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--notebook",
         metavar="STEM",
-        help="the course notebook these files are, e.g. 01_score_matrix (default: each "
-        "file's name without .ipynb)",
+        help="the course notebook these files are, e.g. 01_score_matrix (default: the one "
+        "each file's name names, as in 'Copy of 01-Score-Matrix (2).ipynb')",
     )
     parser.add_argument(
         "--timeout",
@@ -786,7 +802,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _die_with_the_class_grader()
 
     load_extra_checks(args.checks)
-    stems = [args.notebook or p.stem for p in args.notebooks]
+    stems = [args.notebook or notebook_of(p) for p in args.notebooks]
     usage_errors = [e for p, s in zip(args.notebooks, stems, strict=True)
                     if (e := _usage_error(p, s))]  # fmt: skip
     if usage_errors:

@@ -8,8 +8,9 @@ one sub-folder per student or one file per student (or a mix)::
     submissions/bob/Copy of 01_score_matrix (2).ipynb student "bob"
 
 A file belongs to the course notebook whose name (``01_score_matrix``) occurs in
-its file name, in any case and with ``_``, ``-``, ``.`` or spaces between the words; the
-student is the sub-folder's name, or the file name without the notebook's name. Folders
+its file name, in any case and with ``_``, ``-``, ``.``, spaces or nothing between the words;
+the student is the sub-folder's name, or the rest of the file name with what learning-
+management systems add removed (:func:`attn_course.grading.intake.course_notebook_in`). Folders
 are walked without following symbolic links; a symbolic link, FIFO or device named like a
 submission counts as that student's submission and scores 0 with the reason, unopened.
 
@@ -57,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attn_course.checks import Exercise, all_exercises, exercises_for
+from attn_course.checks import Exercise, exercises_for
 from attn_course.grade import (
     DEFAULT_CELL_TIMEOUT_S,
     DEFAULT_MEMORY_LIMIT_BYTES,
@@ -67,11 +68,12 @@ from attn_course.grade import (
     PASSED,
     CheckResult,
     Scored,
+    course_notebooks,
     load_extra_checks,
     memory_limit_arg,
 )
 from attn_course.grading import sandbox
-from attn_course.grading.intake import Rejected, read_notebook
+from attn_course.grading.intake import Rejected, course_notebook_in, read_notebook
 from attn_course.grading.session import Limits
 
 __all__ = [
@@ -136,27 +138,6 @@ class StudentGrade(Scored):
 # --- finding the submissions -------------------------------------------------------------
 
 
-def _name_pattern(stem: str) -> re.Pattern[str]:
-    """A notebook stem as it may appear in a file name: any case, ``_`` as space, dash or dot."""
-    words = (re.escape(word) for word in stem.split("_"))
-    return re.compile(r"[\s\-._]*".join(words), re.IGNORECASE)
-
-
-def _notebook_in(file_name: str, notebooks: Sequence[str]) -> tuple[str, str] | None:
-    """(the longest course notebook stem found in ``file_name``, the text before it)."""
-    found = [(stem, m) for stem in notebooks if (m := _name_pattern(stem).search(file_name))]
-    if not found:
-        return None
-    stem, match = max(found, key=lambda pair: len(pair[0]))
-    return stem, _clean_prefix(file_name[: match.start()])
-
-
-def _clean_prefix(prefix: str) -> str:
-    """The student part of a file name: LMS decorations such as "Copy of" removed."""
-    prefix = re.sub(r"(?i)\bcopy( \(\d+\))? of\b", " ", prefix)
-    return prefix.strip(" _-.")
-
-
 def display_name(name: str) -> str:
     """A student name fit to show: control characters removed, at most 80 characters."""
     cleaned = "".join(c if unicodedata.category(c)[0] != "C" else "?" for c in name)
@@ -190,7 +171,7 @@ def find_submissions(
             continue
         relative = path.relative_to(folder)
         shown = display_name(str(relative))
-        found = _notebook_in(path.stem, notebooks)
+        found = course_notebook_in(path.stem, notebooks)
         if found is None:
             warnings.append(f"{shown}: ignored, its name names none of {', '.join(notebooks)}")
             continue
@@ -312,8 +293,8 @@ def grade_submission(
             if status is None:
                 problem = f"grading did not finish within {limit_s:g} s and was stopped"
             else:
-                lines = stderr.read_bytes()[-4000:].decode("utf-8", "replace").strip()
-                last = (lines.splitlines() or ["no output"])[-1]
+                lines = stderr.read_bytes()[-16000:].decode("utf-8", "replace").strip()
+                last = shorten((lines.splitlines() or ["no output"])[-1])
                 problem = f"grading failed (exit status {status}: {last})"
             hint = "run the notebook top to bottom yourself; ask your instructor if it works there"
             return NotebookGrade(
@@ -335,8 +316,17 @@ def _read_result(path: Path) -> dict[str, Any] | None:
     return runs[0]
 
 
+def shorten(text: str, limit: int = _MAX_TEXT) -> str:
+    """``text`` whole if it fits in ``limit`` characters, else cut at a word and marked so:
+    feedback never ends mid-word without saying that something was left out."""
+    if len(text) <= limit:
+        return text
+    kept = text[: limit - 40].rsplit(" ", 1)[0]
+    return f"{kept} … [{len(text) - len(kept)} more characters]"
+
+
 def _text(value: Any) -> str:
-    return str(value)[:_MAX_TEXT] if isinstance(value, str | int | float) else ""
+    return shorten(str(value)) if isinstance(value, str | int | float) else ""
 
 
 def _verified(
@@ -561,10 +551,6 @@ def _write_into(grades: Sequence[StudentGrade], notebooks: Sequence[str], folder
 # --- command line ----------------------------------------------------------------------------
 
 
-def _course_notebooks() -> list[str]:
-    return sorted({e.notebook for e in all_exercises()})
-
-
 def _inside(path: Path, folder: Path) -> bool:
     return path.resolve().is_relative_to(folder.resolve())
 
@@ -625,7 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     load_extra_checks(args.checks)
-    known = _course_notebooks()
+    known = course_notebooks()
     unknown = [n for n in args.notebook if n not in known]
     problem = None
     if not args.submissions.is_dir():

@@ -358,10 +358,27 @@ def test_cli_usage_errors_exit_2(fake, tmp_path, capsys):
         ("missing.ipynb", "no such file"),
         ("notes.txt", "not a notebook"),
         ("99_fake_grading.ipynb", "not a notebook Jupyter can read"),
-        ("no_exercises_here.ipynb", "'no_exercises_here' has no exercises"),
-    ]:
+        ("no_exercises_here.ipynb", "no_exercises_here.ipynb: its name names none of the "
+         "course notebooks (01_score_matrix, "),
+    ]:  # fmt: skip
         assert main([str(tmp_path / argument)]) == 2
         assert expected in capsys.readouterr().err
+    # The whole list, never cut: it ends with the last notebook and what to do.
+    assert main([str(tmp_path / "no_exercises_here.ipynb")]) == 2
+    assert "99_fake_grading); say which it is with --notebook STEM\n" in capsys.readouterr().err
+
+
+def test_the_cli_reads_the_notebook_from_a_renamed_file(fake, tmp_path, monkeypatch, capsys):
+    graded = []
+    monkeypatch.setattr(
+        "attn_course.grade.run_notebook",
+        lambda p, notebook, **k: graded.append(notebook) or GradingRun(Path(p), []),
+    )
+    for name in ("Copy of 99-Fake-Grading (2).ipynb", "alice_99_fake_grading-1.ipynb"):
+        path = tmp_path / name
+        path.write_text(json.dumps(fake_course.solution_notebook()))
+        assert main([str(path)]) == 0
+    assert graded == ["99_fake_grading", "99_fake_grading"]
 
 
 @pytest.mark.slow

@@ -27,8 +27,10 @@ from attn_course.gradebook import (
     Submission,
     find_submissions,
     main,
+    shorten,
 )
 from attn_course.grading import sandbox
+from attn_course.grading.intake import course_notebook_in
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "grading"
 sys.path.insert(0, str(FIXTURES))
@@ -69,6 +71,53 @@ def test_folders_and_files_per_student(tmp_path):
         Submission("smith_4711", "01_score_matrix", tmp_path / "smith_4711_01_score_matrix.ipynb"),
     ]
     assert warnings == []
+
+
+@pytest.mark.parametrize(
+    ("file_name", "notebook", "student"),
+    [
+        ("01_score_matrix", "01_score_matrix", ""),
+        ("Copy of 01-score-matrix (2)", "01_score_matrix", ""),
+        ("Copy (3) of 01 Score Matrix", "01_score_matrix", ""),
+        ("01-Score-Matrix(1)", "01_score_matrix", ""),
+        ("01_score_matrix 2", "01_score_matrix", ""),
+        ("smith_4711_01_score_matrix", "01_score_matrix", "smith_4711"),
+        ("alice01_score_matrix", "01_score_matrix", "alice"),
+        ("01_score_matrix_alice", "01_score_matrix", "alice"),
+        ("01 score matrix - Alice Wu", "01_score_matrix", "Alice Wu"),
+        ("Lee Ann - 02_cost_arithmetic", "02_cost_arithmetic", "Lee Ann"),
+        ("Carol Jo_123_assignsubmission_file_01_score_matrix", "01_score_matrix", "Carol Jo_123"),
+        ("jonesdave_12345_678901_01_score_matrix", "01_score_matrix", "jonesdave_12345"),
+        ("jonesdave_LATE_123_678_02_Cost_Arithmetic-1", "02_cost_arithmetic", "jonesdave_123"),
+        ("Copy of smith_4711_01_score_matrix (2)", "01_score_matrix", "smith_4711"),
+        ("scratch", None, None),
+        ("01_score", None, None),
+    ],
+)
+def test_names_students_and_systems_give_files(file_name, notebook, student):
+    found = course_notebook_in(file_name, NOTEBOOKS)
+    assert found == (None if notebook is None else (notebook, student))
+
+
+def test_a_canvas_student_is_one_student_across_notebooks(tmp_path):
+    touch(tmp_path / "jonesdave_12345_678901_01_score_matrix.ipynb")
+    touch(tmp_path / "jonesdave_LATE_12345_678902_02_cost_arithmetic.ipynb")
+    found, warnings = find_submissions(tmp_path, NOTEBOOKS)
+    assert [(s.student, s.notebook) for s in found] == [
+        ("jonesdave_12345", "01_score_matrix"),
+        ("jonesdave_12345", "02_cost_arithmetic"),
+    ]
+    assert warnings == []
+
+
+def test_a_long_message_is_cut_at_a_word_and_says_so():
+    assert shorten("short message") == "short message"
+    message = "error: " + " ".join(f"word{i}" for i in range(400))
+    cut = shorten(message, 200)
+    assert len(cut) <= 200 and cut.startswith("error: word0 word1")
+    kept = cut.split(" … [")[0]
+    assert message.startswith(kept + " ")  # whole words only
+    assert cut.endswith(f"[{len(message) - len(kept)} more characters]")
 
 
 def test_unmatched_hidden_and_nameless_files(tmp_path):
@@ -146,8 +195,23 @@ def greedy(nb):
     )
 
 
+# How students and learning-management systems really name a notebook they hand in
+# (the course notebook is STEM = 99_fake_grading), and the student the gradebook names.
+REAL_NAMES = {
+    # a Drive/Colab copy, downloaded twice
+    "bob": ("bob/Copy of 99-Fake-Grading (2).ipynb", "bob"),
+    # the name glued to the notebook's, or after it
+    "dave": ("dave99_fake_grading.ipynb", "dave"),
+    "frank": ("99_FAKE_GRADING_frank.ipynb", "frank"),
+    # Moodle; Canvas, handed in late
+    "erin": ("Erin Ng_31415_assignsubmission_file_99 Fake Grading.ipynb", "Erin Ng_31415"),
+    "heidi": ("heidi_LATE_1008_55501_99_fake_grading-1.ipynb", "heidi_1008"),
+}
+GRADEBOOK_NAME = {student: name for student, (_, name) in REAL_NAMES.items()}
+
+
 def write_fake_class(folder: Path) -> None:
-    """One student per kind of submission, half as folders and half as LMS-named files."""
+    """One student per kind of submission, named the ways students and LMSs name files."""
     solved, untouched = fake_course.solution_notebook, fake_course.exercise_version
     fake_course.save(solved(), folder / "alice")
     for student, make, edit in [
@@ -159,7 +223,11 @@ def write_fake_class(folder: Path) -> None:
     ]:
         nb = make()
         edit(nb)
-        fake_course.save(nb, folder / student)
+        saved = fake_course.save(nb, folder / f"_{student}")
+        target = folder / REAL_NAMES[student][0]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        saved.rename(target)
+        (folder / f"_{student}").rmdir()
     fake_course.save(untouched(), folder / "carol")
     # Exported as files by an LMS: "<student>_<ids>_<notebook>.ipynb".
     (folder / "carol" / f"{STEM}.ipynb").rename(folder / f"carol_1002_{STEM}.ipynb")
@@ -208,12 +276,12 @@ EXPECTED_GRADEBOOK = [
     ["bob", "0", "1", "1", "1", "3"],
     ["carol_1002", "0", "0", "0", "0", "0"],
     ["dave", "2", "0", "0", "1", "3"],
-    ["erin", "2", "0", "0", "0", "2"],
+    ["Erin Ng_31415", "2", "0", "0", "0", "2"],
     ["fifi", "0", "0", "0", "0", "0"],
     ["forker", "2", "1", "1", "1", "5"],
     ["frank", "0", "0", "0", "0", "0"],
     ["grace_1007", "0", "0", "0", "0", "0"],
-    ["heidi", "2", "1", "1", "0", "4"],
+    ["heidi_1008", "2", "1", "1", "0", "4"],
     ["lena", "0", "0", "0", "0", "0"],
     ["mallory", "0", "0", "0", "0", "0"],
     ["nina", "0", "0", "0", "0", "0"],
@@ -299,12 +367,12 @@ def test_feedback_says_what_happened(graded_class):
     assert "  - square(3): expected 9, got 6\n  - hint: multiply x by itself\n" in feedback["bob"]
     assert "crashed the kernel and was skipped" in feedback["dave"]
     assert "your code raised ZeroDivisionError: division by zero" in feedback["dave"]
-    assert "ran past the 1 s time limit" in feedback["erin"]
-    assert "ran past the 4 s time limit and was interrupted" in feedback["erin"]
-    assert "the kernel hung while checking fake_largest" in feedback["erin"]
+    assert "ran past the 1 s time limit" in feedback[GRADEBOOK_NAME["erin"]]
+    assert "ran past the 4 s time limit and was interrupted" in feedback[GRADEBOOK_NAME["erin"]]
+    assert "the kernel hung while checking fake_largest" in feedback[GRADEBOOK_NAME["erin"]]
     assert feedback["frank"].count("not attempted, 0 /") == 4
     assert "not a notebook Jupyter can read (NotJSONError)" in feedback["grace_1007"]
-    assert "your code raised MemoryError" in feedback["heidi"]
+    assert "your code raised MemoryError" in feedback[GRADEBOOK_NAME["heidi"]]
 
 
 @pytest.mark.slow

@@ -7,12 +7,19 @@ blocks every reader, a link to ``/dev/zero``, a 4 GB file, a notebook of 10,000 
 on a special file), caps its size, its number of code cells and the size of its sources,
 and returns the parsed notebook with every output removed. Its error messages say what was
 wrong with the file and never echo the file's contents.
+
+:func:`course_notebook_in` reads a submitted file's *name* the same way for both graders:
+which course notebook it is and whose it is, whatever a student or a learning-management
+system made of the name (``Copy of 01-Score-Matrix (2)``, ``smith_4711_01_score_matrix``,
+Moodle's ``Carol Jones_12345_assignsubmission_file_…``, Canvas's ``jonesdave_LATE_12_34_…``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +27,54 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
-__all__ = ["IntakeLimits", "Rejected", "read_notebook"]
+__all__ = ["IntakeLimits", "Rejected", "course_notebook_in", "read_notebook"]
+
+
+# --- what a file's name says -------------------------------------------------------------
+
+# Decorations that say nothing about the student, removed from the rest of a file's name.
+_NAME_NOISE = (
+    r"(?i)\bcopy(\s*\(\d+\))?\s+of\b",  # "Copy of", "Copy (2) of" (Google Drive, Colab)
+    r"(?i)[\s_-]*\(\d+\)",  # " (2)": a browser's second download
+    r"(?i)_assignsubmission_file_?$",  # Moodle: "Full Name_ID_assignsubmission_file_"
+    r"(?i)(?<=[a-z])_late(?=_\d)",  # Canvas marks late work in the name
+)
+# Canvas: "lastnamefirstname_userid_fileid_"; the file id differs from file to file.
+_CANVAS = re.compile(r"([a-z]+_\d+)_\d+")
+
+
+def _name_pattern(stem: str) -> re.Pattern[str]:
+    """A notebook stem as it may appear in a file name: any case, ``_`` as space, dash or dot."""
+    words = (re.escape(word) for word in stem.split("_"))
+    return re.compile(r"[\s\-._]*".join(words), re.IGNORECASE)
+
+
+def _student_part(text: str) -> str:
+    for noise in _NAME_NOISE:
+        text = re.sub(noise, "", text)
+    text = text.strip(" _-.")
+    canvas = _CANVAS.fullmatch(text)
+    return canvas.group(1) if canvas else text
+
+
+def course_notebook_in(file_stem: str, notebooks: Sequence[str]) -> tuple[str, str] | None:
+    """(the course notebook named in ``file_stem``, the student part of the name), or None.
+
+    The notebook is the longest of ``notebooks`` whose words occur in the name in any case,
+    joined by ``_``, ``-``, ``.``, spaces or nothing. The student part is the text before it
+    with the decorations of :data:`_NAME_NOISE` removed, or, when nothing is left there, the
+    text after it (``01_score_matrix_alice``); a bare number after it is a download counter,
+    not a name. It may be empty: a file in a student's own folder needs no name.
+    """
+    found = [(stem, m) for stem in notebooks if (m := _name_pattern(stem).search(file_stem))]
+    if not found:
+        return None
+    stem, match = max(found, key=lambda pair: len(pair[0]))
+    student = _student_part(file_stem[: match.start()])
+    if not student:
+        after = _student_part(file_stem[match.end() :])
+        student = "" if after.isdigit() else after
+    return stem, student
 
 
 @dataclass(frozen=True)
