@@ -11,9 +11,9 @@ or even falling curve. The rule the course follows:
    one thread for small models, since a multi-threaded call waits for its slowest thread);
 2. fit the exponent p of ``y ∝ x^p`` by least squares in log-log (:func:`fit_trend`), with
    a 95 % confidence interval from the scatter of the points about the line;
-3. let the fit decide the sentence (:meth:`Trend.sentence`): "grows" only when the whole
-   interval is above 0 and the line explains most of the variation; "flat" when the whole
-   interval is close to 0; otherwise "too noisy on this machine", with the reasons, which
+3. let the fit decide the sentence (:meth:`Trend.sentence`): "flat" when the whole
+   interval is close to 0; "grows" only when the whole interval is above 0 and the line
+   explains most of the variation; otherwise "too noisy on this machine", with the reasons, which
    are numbers from the measurement itself.
 
 Everything here is pure arithmetic on numbers passed in, so the tests feed it synthetic
@@ -140,7 +140,7 @@ class Trend:
                 )
             return text + "."
         if self.verdict == "flat":
-            return f"{_capital(quantity)} stays flat with {variable} at this size: {fit}."
+            return f"{_capital(quantity)} stays nearly flat with {variable} at this size: {fit}."
         reasons = self.reasons(variable)
         if load is not None:
             reasons.append(f"the load average was {load[0]:.1f} on {load[1]} cores")
@@ -179,8 +179,10 @@ def fit_trend(
     ``ys[i]`` is one timing at ``xs[i]`` or a sequence of repeats; the fit uses the fastest
     repeat. The verdict is
 
-    * ``"grows"`` when the 95 % interval of p lies above 0 and r² ≥ ``min_r2``;
-    * ``"flat"`` when the interval lies inside [−``flat_within``, ``flat_within``];
+    * ``"flat"`` when the interval lies inside [−``flat_within``, ``flat_within``] (a
+      precise measurement of a curve that barely moves: x ten times larger changes the
+      time by less than 10^0.25 ≈ 1.8×);
+    * ``"grows"`` when the interval lies above 0 and r² ≥ ``min_r2``;
     * ``"noisy"`` otherwise: the interval straddles 0 without being narrow, the time falls
       as x grows (no work shrinks with x here, so something else dominated), or the line
       explains too little. :meth:`Trend.reasons` says which, with the numbers.
@@ -207,10 +209,10 @@ def fit_trend(
     half = t_quantile_975(n - 2) * math.sqrt(residual / (n - 2) / sxx)
     low, high = slope - half, slope + half
 
-    if low > 0 and r2 >= min_r2:
-        verdict: Verdict = "grows"
-    elif -flat_within <= low and high <= flat_within:
-        verdict = "flat"
+    if -flat_within <= low and high <= flat_within:
+        verdict: Verdict = "flat"
+    elif low > 0 and r2 >= min_r2:
+        verdict = "grows"
     else:
         verdict = "noisy"
     return Trend(slope, low, high, r2, n, spread, verdict, min_r2)

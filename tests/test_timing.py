@@ -87,7 +87,9 @@ def test_a_trend_hidden_under_noise_is_not_asserted():
 def test_a_clean_flat_curve_is_flat_not_noisy():
     trend = fit_trend(POSITIONS, power_law(POSITIONS, 0.0, noise=0.01, repeats=3))
     assert trend.verdict == "flat"
-    assert "stays flat with position" in trend.sentence("the cached step", "position")
+    # A precise, tiny exponent (a cached decode step dominated by overheads) is "flat" too.
+    assert fit_trend(POSITIONS, power_law(POSITIONS, 0.07, noise=0.01)).verdict == "flat"
+    assert "stays nearly flat with position" in trend.sentence("the cached step", "position")
 
 
 def test_fastest_repeat_is_what_gets_fitted():
