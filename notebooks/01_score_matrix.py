@@ -59,6 +59,7 @@ from attn_course.scores import (
     stable_softmax,
     toy_sentence_qkv,
 )
+from attn_course.timing import fit_trend, machine_load
 from attn_course.viz import ScoreExplorer, memory_scaling_figure, time_scaling_figure
 
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=110)
@@ -309,9 +310,9 @@ memory_scaling_figure(rows, head_dim=HEAD_DIM, dtype="float32")
 # %%
 ns = [row.n for row in rows]
 print(f"fitted exponent of the allocator peak: {loglog_slope(ns, [r.peak_bytes for r in rows]):.3f}")
-upper = rows[len(rows) // 2 :]
-print(f"fitted exponent of the time, n >= {upper[0].n}: "
-      f"{loglog_slope([r.n for r in upper], [r.seconds for r in upper]):.2f}")  # fmt: skip
+upper = rows[-4:]  # the largest sizes, where the n² work should dominate
+time_trend = fit_trend([r.n for r in upper], [r.seconds for r in upper])
+print(time_trend.sentence(f"the time for n >= {upper[0].n}", "n", expected=2, load=machine_load()))
 for before, after in pairwise(rows):
     print(f"n {before.n:>6} -> {after.n:>6}: peak ×{after.peak_bytes / before.peak_bytes:.2f}, "
           f"time ×{after.seconds / before.seconds:.2f}")  # fmt: skip
@@ -327,8 +328,12 @@ for before, after in pairwise(rows):
 # * if other programs compete for the cores, single points can be far off: the table
 #   reports the fastest of several runs, which removes most but not all of that.
 #
-# Expect the fitted exponent for the larger sizes to land near 2; rerun the cell if a
-# point looks odd.
+# So the work predicts an exponent near 2 for the larger sizes. The sentence printed for
+# the time is decided by the fit, not written in advance: it says "climbs" only when the
+# whole 95 % confidence interval of the fitted exponent is above 0 and the line explains
+# most of the variation, says whether that interval contains 2, and otherwise prints "too
+# noisy on this machine" with the reasons (`attn_course/timing.py`). Rerun the cell if it
+# does.
 
 # %%
 time_scaling_figure(rows)

@@ -67,6 +67,7 @@ from attn_course.sparse import (
     window_error_figure,
     window_scaling_figure,
 )
+from attn_course.timing import fit_trend, machine_load
 
 torch.set_printoptions(precision=4, sci_mode=False, linewidth=110)
 print(f"size: {course_size()}, torch {torch.__version__}, kernels: {kernel_mode()}")
@@ -204,7 +205,7 @@ for n, w, b in [(1024, 128, 64), (1024, 100, 64), (4096, 512, 128), (4096, 4096,
 ns = pick(full=[1024, 2048, 4096, 8192, 16384], small=[128, 256, 512])
 window, block = pick(full=256, small=32), pick(full=64, small=16)
 rows = measure_window_scaling(ns, window, block, head_dim=64,
-                              dense_max_n=pick(full=8192, small=256), progress=True)  # fmt: skip
+                              dense_max_n=pick(full=8192, small=512), progress=True)  # fmt: skip
 print(f"{'n':>6} | {'tiles':>6} {'formula':>7} | {'window FLOPs':>13} {'dense FLOPs':>13} | "
       f"{'window ms':>9} {'dense ms':>9}")
 for r in rows:
@@ -213,20 +214,26 @@ for r in rows:
           f" | {r.seconds * 1e3:>9.2f} {dense_ms:>9}")
 dense_rows = [r for r in rows if r.dense_seconds is not None]
 print(f"fitted exponents p in y ∝ n^p: window FLOPs {loglog_slope(ns, [r.flops for r in rows]):.2f}, "
-      f"window time {loglog_slope(ns, [r.seconds for r in rows]):.2f}, "
-      f"dense FLOPs {loglog_slope(ns, [r.dense_flops for r in rows]):.2f}, "
-      f"dense time {loglog_slope([r.n for r in dense_rows], [r.dense_seconds for r in dense_rows]):.2f}")
+      f"dense FLOPs {loglog_slope(ns, [r.dense_flops for r in rows]):.2f}")
+print(fit_trend(ns, [r.seconds for r in rows]).sentence(
+    "the window's time", "n", expected=1, load=machine_load()))  # fmt: skip
+print(fit_trend([r.n for r in dense_rows], [r.dense_seconds for r in dense_rows]).sentence(
+    "dense attention's time", "n", expected=2, load=machine_load()))  # fmt: skip
 window_scaling_figure(rows, window)
 
 # %% [markdown]
 # The window's FLOPs grow with exponent ≈ 1 (they are proportional to the tile count, which
 # the formula predicts; 1.04 rather than 1 because the first query blocks see fewer tiles),
-# dense attention's with exactly 2. The times follow. In two quiet runs on the VM named
-# above the fitted time exponents were 1.07 and 1.17 for the window, 2.37 and 2.30 for
-# dense attention (above 2: the larger n × n matrices no longer fit in the CPU caches). A
-# busy machine disturbs timings: if your exponents look odd, rerun the cell. At n = 1024
-# the window is no faster: its Python loop over query blocks costs as much as the work it
-# saves. Sparse attention pays off when n is several times the window.
+# dense attention's with exactly 2. Whether the times follow on this machine, the two
+# sentences about time say: each comes from a fit of log(time) against log(n), asserts a
+# climb only when the exponent's 95 % confidence interval lies above 0, says whether the
+# interval contains the FLOP count's exponent, and prints "too noisy on this machine" with
+# the reasons otherwise (`attn_course/timing.py`); rerun the cell if it does. In two quiet
+# runs on the VM named above the fitted time exponents were 1.07 and 1.17 for the window,
+# 2.37 and 2.30 for dense attention (above 2: the larger n × n matrices no longer fit in
+# the CPU caches). Compare the window's and dense attention's times at the smallest n in
+# the table: where the window is no faster, its Python loop over query blocks costs as
+# much as the work it saves. Sparse attention pays off when n is several times the window.
 
 # %% [markdown]
 # ## 6 · A Triton kernel that skips tiles
