@@ -28,11 +28,15 @@
 # **Prerequisites:** matrix multiplication, what softmax does, basic PyTorch tensors.
 # No GPU needed: everything runs on a CPU.
 #
-# **Run time at full size:** CPU ≈ 45 s (43–51 s in three runs of `nbconvert --execute`
-# on a 2-core AMD EPYC cloud VM with 24 GiB RAM, torch 2.13 CPU, 2026-11-23);
-# needs about 3 GB of free RAM. GPU: not measured yet
-# (no GPU run has been recorded for this course). The test suite runs it with `ATTN_COURSE_SIZE=small`
-# in about 15 s.
+# **Run time at full size:** CPU 45 s–3 min: ≈ 45 s on a quiet 2-core machine (2026-11-23,
+# 43–51 s in three runs), up to 4× as long when other programs share its cores. Needs
+# about 3 GB of free RAM. GPU: not measured yet (no GPU run has been recorded for this
+# course).
+#
+# **Size knob.** The run time depends on the number of cores, on what else the machine is
+# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start JupyterLab with
+# `ATTN_COURSE_SIZE=small`, or run `%env ATTN_COURSE_SIZE=small` before the first code
+# cell) every cell runs on tiny inputs, in about 15 s; the text describes the full size.
 #
 # The exercises for this notebook are in [`exercises/01_score_matrix.ipynb`](../exercises/01_score_matrix.ipynb).
 
@@ -280,11 +284,11 @@ del q, k, v, S
 #   workspaces, so it may come out a little higher.
 #
 # Together with the storage of the returned S tensor, that gives three measurements to
-# set against the formula. (The run below takes about a minute at full size; the
-# largest n needs about 2 GiB.)
+# set against the formula. (At full size the run below takes ≈ 30 s on a quiet 2-core
+# CPU, up to 2 min on a busy one; the largest n needs about 2 GiB.)
 
 # %%
-# Run time: ≈ 31 s on a 2-core CPU at full size (measured 2026-11-23); GPU: not measured.
+# Run time at full size: ≈ 30 s on a quiet 2-core CPU, up to 2 min on a busy one (2026-11-23); GPU: not measured.
 sizes = pick(full=[256, 512, 1024, 2048, 4096, 8192, 16384], small=[128, 256, 512])
 HEAD_DIM = 64
 rows = measure_naive_attention(sizes, head_dim=HEAD_DIM, dtype="float32", progress=True)

@@ -32,10 +32,15 @@
 # **Prerequisites:** notebooks 01 (S, P, softmax, the causal mask), 02 (FLOPs, bytes, the
 # KV cache), 03 (tiling) and 04 (Triton kernels). No GPU needed.
 #
-# **Run time at full size:** CPU ≈ 45 s (43–48 s in three runs of `nbconvert --execute`
-# on a 2-core AMD EPYC cloud VM with 24 GiB RAM, torch 2.13 CPU, 2026-11-23); needs about
-# 1.1 GB of free RAM (naive attention's measured peak at n = 4,096, 8 heads). GPU: not measured yet (no GPU run has been recorded for this course). The test
-# suite runs it with `ATTN_COURSE_SIZE=small` in about 10 s.
+# **Run time at full size:** CPU 45 s–3 min: ≈ 45 s on a quiet 2-core machine (2026-11-23,
+# 43–48 s in three runs), up to 4× as long when other programs share its cores. Needs
+# about 1.1 GB of free RAM (naive attention's measured peak at n = 4,096, 8 heads). GPU:
+# not measured yet (no GPU run has been recorded for this course).
+#
+# **Size knob.** The run time depends on the number of cores, on what else the machine is
+# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start JupyterLab with
+# `ATTN_COURSE_SIZE=small`, or run `%env ATTN_COURSE_SIZE=small` before the first code
+# cell) every cell runs on tiny inputs, in about 10 s; the text describes the full size.
 #
 # The exercises for this notebook are in [`exercises/05_linear_attention.ipynb`](../exercises/05_linear_attention.ipynb).
 
@@ -343,7 +348,7 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
 # allocator.
 
 # %%
-# Run time: ≈ 29 s on a 2-core CPU at full size (measured 2026-11-23); GPU: not measured.
+# Run time at full size: ≈ 30 s on a quiet 2-core CPU, up to 2 min on a busy one (2026-11-23); GPU: not measured.
 cross_ns = pick(full=[64, 128, 256, 512, 1024, 2048, 4096], small=[32, 64, 128])
 cross_rows = measure_crossover(cross_ns, head_dim=64, heads=8, min_total_s=pick(full=0.1, small=0.0),
                                rounds=pick(full=3, small=1), threads=1)

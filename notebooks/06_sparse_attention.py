@@ -32,10 +32,15 @@
 # **Prerequisites:** notebooks 01 (S, P, masks), 02 (FLOPs), 03 (tiles, online softmax)
 # and 04 (the Triton FlashAttention kernel). No GPU needed.
 #
-# **Run time at full size:** CPU ≈ 30 s (20–55 s in three runs of `nbconvert --execute` on
-# a 2-core AMD EPYC cloud VM with 24 GiB RAM, torch 2.13 CPU, 2026-11-23, with other jobs
-# on the machine); needs about 1 GB of free RAM (dense attention at n = 8192). GPU: not measured yet (no GPU run has been recorded for this course). The test
-# suite runs it with `ATTN_COURSE_SIZE=small` in about 30 s.
+# **Run time at full size:** CPU 30 s–2 min: ≈ 30 s on a quiet 2-core machine (2026-11-23,
+# 20–55 s in three runs, some with other jobs running), up to 4× as long when other
+# programs share its cores. Needs about 1 GB of free RAM (dense attention at n = 8192).
+# GPU: not measured yet (no GPU run has been recorded for this course).
+#
+# **Size knob.** The run time depends on the number of cores, on what else the machine is
+# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start JupyterLab with
+# `ATTN_COURSE_SIZE=small`, or run `%env ATTN_COURSE_SIZE=small` before the first code
+# cell) every cell runs on tiny inputs, in about 30 s; the text describes the full size.
 #
 # The exercises for this notebook are in [`exercises/06_sparse_attention.ipynb`](../exercises/06_sparse_attention.ipynb).
 
@@ -201,7 +206,7 @@ for n, w, b in [(1024, 128, 64), (1024, 100, 64), (4096, 512, 128), (4096, 4096,
 # One head, head_dim 64, float32, window 256, tiles of 64.
 
 # %%
-# Run time: ≈ 8 s on a 2-core CPU at full size (measured 2026-11-23); GPU: not measured.
+# Run time at full size: ≈ 8 s on a quiet 2-core CPU, up to 30 s on a busy one (2026-11-23); GPU: not measured.
 ns = pick(full=[1024, 2048, 4096, 8192, 16384], small=[128, 256, 512])
 window, block = pick(full=256, small=32), pick(full=64, small=16)
 rows = measure_window_scaling(ns, window, block, head_dim=64,

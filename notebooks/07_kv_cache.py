@@ -27,10 +27,14 @@
 # **Prerequisites:** notebooks 01 (scores, softmax, the causal mask), 02 (FLOPs, bytes,
 # the KV-cache formula) and 04 (Triton kernels, for the paged kernel). No GPU needed.
 #
-# **Run time at full size:** CPU ≈ 37 s (one run of `nbconvert --execute` on a
-# 2-core cloud VM with 24 GiB RAM, torch 2.13 CPU, 2026-11-23), under 0.5 GB of RAM. GPU: not measured yet
-# (no GPU run has been recorded for this course). The test suite runs it with
-# `ATTN_COURSE_SIZE=small` in a few seconds.
+# **Run time at full size:** CPU 35 s–2.5 min: ≈ 35 s on a quiet 2-core machine
+# (2026-11-23), up to 4× as long when other programs share its cores. Needs under 0.5 GB
+# of RAM. GPU: not measured yet (no GPU run has been recorded for this course).
+#
+# **Size knob.** The run time depends on the number of cores, on what else the machine is
+# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start JupyterLab with
+# `ATTN_COURSE_SIZE=small`, or run `%env ATTN_COURSE_SIZE=small` before the first code
+# cell) every cell runs on tiny inputs, in about 10 s; the text describes the full size.
 #
 # The exercises for this notebook are in [`exercises/07_kv_cache.ipynb`](../exercises/07_kv_cache.ipynb).
 
@@ -94,7 +98,7 @@ print(f"size: {course_size()}, torch {torch.__version__}, {torch.get_num_threads
 # embeddings: the timings below go further, but the sample text stays within 64.
 
 # %%
-# Run time: ≈ 11 s on a 2-core CPU at full size (measured 2026-11-23); GPU: not measured.
+# Run time at full size: ≈ 11 s on a quiet 2-core CPU, up to 45 s on a busy one (2026-11-23); GPU: not measured.
 text = corpus_text()
 tok = CharTokenizer(text)
 data = tok.encode(text)
@@ -274,7 +278,7 @@ for kv in (32, 8, 1):
 # did not break training, not the small quality cost that GQA papers measure on real models.
 
 # %%
-# Run time: ≈ 11 s on a 2-core CPU at full size (measured 2026-11-23); GPU: not measured.
+# Run time at full size: ≈ 11 s on a quiet 2-core CPU, up to 45 s on a busy one (2026-11-23); GPU: not measured.
 split = int(0.9 * len(data))
 train_data, held_out = data[:split], data[split:]
 for kv in (8, 2, 1):
