@@ -345,9 +345,10 @@ time_scaling_figure(rows)
 # %% [markdown]
 # ## 6 · Scaling up to real context lengths
 #
-# The formula needs no measurement to extrapolate. Here are the numbers quoted in the
-# textbook section and the interview answer this course responds to, **per head and per
-# layer**, computed:
+# The formula needs no measurement to extrapolate. Here are the sizes quoted by the two
+# texts this course responds to, a textbook section on attention's quadratic cost and a
+# model answer to an interview question about it (notebook 02, section 8, describes both
+# and checks every claim they make), **per head and per layer**, computed:
 
 # %%
 print(f"{'n':>9} | {'scores (one head)':>18} | {'S in float32':>22} | {'S in float16':>22}")

@@ -454,11 +454,18 @@ display(kv_calculator.widget)
 # %% [markdown]
 # ## 8 · Check the claims
 #
-# Two texts this course answers to, a textbook section on "the quadratic wall" and an
-# interview question with a model answer, make many numeric claims. Here each one is
-# recomputed with the functions above (`attn_course.claims`). A verdict of *holds* means
-# within 10 %, *roughly holds* within 2× (or true under one reading only), *wrong* more
-# than 2× off or false; measured speed-ups and product facts *cannot be checked by
+# This course answers two texts that make many numeric claims about attention's cost.
+# Neither ships with the course, so here is what they are (the table's `source` column
+# names them this way):
+
+# %%
+display(Markdown(claims.sources_markdown()))
+
+# %% [markdown]
+# Each claim is stated below in the course's own words with the figure its text gives,
+# and recomputed with the functions above (`attn_course.claims`). A verdict of *holds*
+# means within 10 %, *roughly holds* within 2× (or true under one reading only), *wrong*
+# more than 2× off or false; measured speed-ups and product facts *cannot be checked by
 # arithmetic*.
 
 # %%
