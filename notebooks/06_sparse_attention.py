@@ -24,7 +24,7 @@
 # 2. turn a mask into a *block layout*: which tiles a kernel must visit, which of them
 #    need an element mask, and what fraction of the dense work that is;
 # 3. derive the number of tiles a sliding window visits, and check it against a count;
-# 4. measure that the work and the time of window attention grow linearly in n;
+# 4. measure how the work and the time of window attention grow with n;
 # 5. read a block-sparse Triton kernel, and express the same patterns in PyTorch's
 #    FlexAttention;
 # 6. measure what a window misses: the softmax mass outside it and the output error.
@@ -197,7 +197,7 @@ for n, w, b in [(1024, 128, 64), (1024, 100, 64), (4096, 512, 128), (4096, 4096,
 # attention: the formula then gives T(T + 1)/2.
 
 # %% [markdown]
-# ## 5 · Measured: work and time grow as n · w, not n²
+# ## 5 · Measured: do work and time grow as n · w or as n²?
 #
 # Now a real computation. `blocked_sparse_attention` is plain PyTorch that follows the
 # layout: for each query block it gathers only its visited key blocks, computes that short
@@ -354,7 +354,8 @@ for name, curve in toy_curves.items():
 # matrix to O(n log n) entries. With what we measured:
 #
 # * **O(n · w)** is the honest statement for a window: the tile count is ≈ (n / b)(1 + w / b)
-#   (section 4) and the measured FLOPs and time grow with exponent ≈ 1 in n (section 5).
+#   (section 4), the measured FLOPs grow with exponent ≈ 1 in n, and section 5 prints
+#   whether this machine's timings were clean enough to show the time doing the same.
 # * **O(n)** holds when w, the number of global tokens and the number of random blocks
 #   stay fixed as n grows. If a task needs the window to grow with n (section 8: the
 #   window must reach the distance that matters), the cost grows with it; at w = n it is
@@ -371,8 +372,9 @@ for name, curve in toy_curves.items():
 # * A sparse pattern is a mask; a kernel sees it as a block layout: empty tiles are
 #   skipped, full tiles need no mask, partial tiles need one.
 # * A sliding window of w keys visits c · T − c(c − 1)/2 tiles, c = 1 + ⌈(w − 1)/b⌉,
-#   T = ⌈n/b⌉: linear in n. Measured here: FLOPs and time exponents ≈ 1 against ≈ 2 for
-#   dense attention.
+#   T = ⌈n/b⌉: linear in n. Measured here: FLOP exponents ≈ 1 against 2 for dense
+#   attention; the time exponents follow on a quiet machine, and section 5 says whether
+#   they did on yours.
 # * The block-sparse Triton kernel is FlashAttention with a loop over a list of key blocks;
 #   FlexAttention builds the same layout from a `mask_mod`.
 # * What the mask drops is lost: a head that needs a key beyond the window gets the wrong
