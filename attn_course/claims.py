@@ -1,10 +1,10 @@
 """Check the claims: every number in the two source texts, recomputed with :mod:`attn_course.cost`.
 
-The course answers two texts (see ``/work/shared/seeds``): a textbook section on "the
-quadratic wall" and an interview question with a model answer. For each numeric claim
-this module builds a :class:`Claim`: a paraphrase, the figure the text states, our figure
-(computed by a function here, never typed in), the assumption behind it, a verdict and,
-when the text is off, the right figure with the arithmetic.
+The course answers two texts that do not ship with it; :data:`SOURCES` describes them
+(``sources_markdown()`` for the notebook). For each numeric claim this module builds a
+:class:`Claim`: the claim stated in the course's own words, the figure the text gives, our
+figure (computed by a function here, never typed in), the assumption behind it, a verdict
+and, when the text is off, the right figure with the arithmetic.
 
 Verdicts:
 
@@ -33,6 +33,7 @@ __all__ = [
     "INTERVIEW",
     "NOT_ARITHMETIC",
     "ROUGHLY",
+    "SOURCES",
     "TEXTBOOK",
     "VERDICTS",
     "WRONG",
@@ -42,11 +43,30 @@ __all__ = [
     "claims_markdown",
     "claims_table",
     "get_claim",
+    "sources_markdown",
     "verdict_from_ratio",
 ]
 
-TEXTBOOK = "textbook §13.13 (quadratic wall)"
-INTERVIEW = "interview answer (attention cost)"
+TEXTBOOK = "textbook section"
+INTERVIEW = "interview answer"
+
+# What each source is, for a reader who has neither text at hand.
+SOURCES = {
+    TEXTBOOK: (
+        'a section of a deep-learning textbook, titled "The quadratic wall: attention '
+        'complexity", that motivates the chapters on FlashAttention, linear and sparse '
+        "attention: it puts figures on the score matrix (per head, per layer, in training), "
+        "on memory traffic on an A100, on the attention/FFN crossover, on the KV cache and "
+        "prefill time, and lists production context lengths of 2020-2026"
+    ),
+    INTERVIEW: (
+        "a model answer to an interview question on why standard self-attention costs O(n²) "
+        "in the sequence length and how that cost is addressed, from an online collection "
+        "of deep-learning interview questions: it sizes the score matrix at n = 4096 and "
+        "n = 32,000 in fp32, says how the KV cache grows, and tabulates the ways around the "
+        "quadratic cost (sparse, FlashAttention, linear, sliding window, ALiBi/RoPE)"
+    ),
+}
 
 HOLDS = "holds"
 ROUGHLY = "roughly holds"
@@ -198,7 +218,10 @@ def _double_context() -> Claim:
     return Claim(
         id="double_context_4x",
         source=TEXTBOOK,
-        claim="Doubling the context quadruples the cost.",
+        claim=(
+            "Doubling the context length multiplies the cost by 4: said of self-attention, "
+            "and from it of what a model costs to run."
+        ),
         stated="4x",
         recomputed=(
             f"attention matmuls: {attention_ratio:.2f}x; whole {model} forward, "
@@ -453,7 +476,10 @@ def _kv_vs_weights() -> Claim:
     return Claim(
         id="kv_cache_vs_weights",
         source=TEXTBOOK,
-        claim="At long context the KV cache outgrows the weights themselves.",
+        claim=(
+            "At long context (the text's example: 100,000 tokens) the KV cache is the largest "
+            "inference memory cost, larger than the model's weights."
+        ),
         stated="cache > weights",
         recomputed=f"cache {_bytes(cache)} vs weights {_bytes(weights)}: {cache / weights:.1f}x",
         assumption="Llama-2-7B, fp16 weights and cache, 100,000 tokens, batch 1",
@@ -478,7 +504,10 @@ def _ttft_200k() -> Claim:
     return Claim(
         id="ttft_200k_h100",
         source=TEXTBOOK,
-        claim="Prefilling a 200K-token prompt on one H100 can take tens of seconds.",
+        claim=(
+            "Prefilling a 200,000-token prompt (the text's example is a Claude prompt) on one "
+            "H100 can take tens of seconds before the first token appears."
+        ),
         stated="tens of seconds",
         recomputed=(
             f"Llama-3-8B: {cost.format_seconds(small.time_s)} "
@@ -511,7 +540,10 @@ def _mla_order_of_magnitude() -> Claim:
     return Claim(
         id="mla_10x",
         source=TEXTBOOK,
-        claim="DeepSeek-V3's multi-head latent attention shrinks the KV cache by about 10x.",
+        claim=(
+            "DeepSeek-V3's multi-head latent attention shrinks the KV cache by an order of "
+            "magnitude."
+        ),
         stated="an order of magnitude",
         recomputed=(
             f"{vs_mha:.0f}x smaller than multi-head K/V of the same 128 heads x 128 dims; "
@@ -530,7 +562,10 @@ def _flash_2_4x() -> Claim:
     return Claim(
         id="flash_2_4x",
         source=TEXTBOOK,
-        claim="FlashAttention cuts wall-clock time by 2-4x on real GPUs.",
+        claim=(
+            "FlashAttention, exact attention computed in tiles, cuts wall-clock time by 2-4x "
+            "on real GPUs."
+        ),
         stated="2-4x",
         recomputed="—",
         assumption="a measured speed-up; depends on GPU, n, head_dim and the baseline",
@@ -566,8 +601,13 @@ def _context_lengths() -> Claim:
     return Claim(
         id="context_lengths",
         source=TEXTBOOK,
-        claim="Production context lengths: GPT-3 2K, GPT-4 8K/32K/128K, Claude 100K-1M, ...",
-        stated="2K ... 2M tokens",
+        claim=(
+            "Context lengths of production models: GPT-3 2K tokens; GPT-4 8K and 32K, 128K as "
+            "GPT-4 Turbo; Claude 2 100K, later Claude models 200K to 1M; Gemini 1.5 and 2.5 "
+            "Pro 1M (2M in preview); open-weight models 8K-32K, 128K when extended; "
+            "DeepSeek-V3 128K."
+        ),
+        stated="2K to 2M tokens",
         recomputed=f"GPT-3's preset context: {gpt3.context} tokens (Brown et al. 2020)",
         assumption="product facts; only GPT-3's is in our presets",
         verdict=NOT_ARITHMETIC,
@@ -648,7 +688,10 @@ def _n32000_4gb() -> Claim:
     return Claim(
         id="n32000_fp32_4gb",
         source=INTERVIEW,
-        claim="At n = 32,000 in fp32 the score matrix is about 4 GB per head.",
+        claim=(
+            "At n = 32,000 in fp32 the score matrix is about 4 GB per head, too much to use "
+            "without approximating attention."
+        ),
         stated="~4 GB",
         recomputed=_bytes(n_bytes),
         assumption="4 bytes per fp32 score",
@@ -723,7 +766,9 @@ def _flash_3_5x() -> Claim:
     return Claim(
         id="flash_3_5x",
         source=INTERVIEW,
-        claim="FlashAttention is about 3-5x faster than naive attention at equal complexity.",
+        claim=(
+            "FlashAttention is about 3-5x faster than naive attention, with the same O(n²) compute."
+        ),
         stated="3-5x",
         recomputed="—",
         assumption="a measured speed-up",
@@ -778,6 +823,11 @@ def get_claim(claim_id: str) -> Claim:
         return claims[claim_id]
     except KeyError:
         raise ValueError(f"claim_id must be one of {sorted(claims)}, got {claim_id!r}") from None
+
+
+def sources_markdown() -> str:
+    """One Markdown bullet per source text: its label in the table and what it is."""
+    return "\n".join(f"* **{label}**: {text}." for label, text in SOURCES.items())
 
 
 _COLUMNS = ("source", "claim", "stated", "recomputed", "verdict", "assumption", "correction")

@@ -385,6 +385,15 @@ def is_check_cell(cell: NotebookNode) -> bool:
     return bool(meta.get("grade")) or _CHECK_CALL.search(cell.source) is not None
 
 
+def not_attempted_hint(answer: str) -> str:
+    """The hint of an exercise not attempted yet. The student reads it under the check cell,
+    right below the stub, so it points at the cell above (and reads the same in feedback)."""
+    return (
+        f"write your code for {answer} in the cell above, in place of its "
+        "`raise NotImplementedError()` line, and run it"
+    )
+
+
 def _not_attempted(exercise: Exercise, message: str = "not attempted yet") -> CheckResult:
     return CheckResult(
         exercise.id,
@@ -393,7 +402,7 @@ def _not_attempted(exercise: Exercise, message: str = "not attempted yet") -> Ch
         0.0,
         exercise.points,
         message,
-        f"open the notebook and replace the NotImplementedError in {exercise.answer}",
+        not_attempted_hint(exercise.answer),
     )
 
 

@@ -16,6 +16,7 @@ import torch
 
 from attn_course.cost import kv_cache_bytes
 from attn_course.model import GPT, LayerCache
+from attn_course.timing import Trend, fit_trend, torch_threads
 
 
 @dataclass
@@ -117,17 +118,123 @@ def cached_attention_step(
     return weights @ values, keys, values
 
 
-def time_per_token(
-    generate: Callable[[GPT, torch.Tensor, int], Generation],
+@dataclass(frozen=True)
+class StepTimes:
+    """Seconds per generation step, with and without a cache, at every position.
+
+    ``uncached_runs[i]`` and ``cached_runs[i]`` hold one timing per repeat for the token
+    generated at ``positions[i]``; ``cached_runs[0]`` is the prefill (time to first token).
+    """
+
+    positions: list[int]
+    uncached_runs: list[list[float]]
+    cached_runs: list[list[float]]
+    threads: int | None
+
+    @property
+    def repeats(self) -> int:
+        return len(self.uncached_runs[0])
+
+    @property
+    def uncached(self) -> list[float]:
+        """The fastest repeat at each position, no cache (load only ever adds time)."""
+        return [min(r) for r in self.uncached_runs]
+
+    @property
+    def cached(self) -> list[float]:
+        """The fastest repeat at each position, KV cache (entry 0: the prefill)."""
+        return [min(r) for r in self.cached_runs]
+
+    def uncached_trend(self) -> Trend:
+        """How the uncached step time depends on the position (every position fitted)."""
+        return fit_trend(self.positions, self.uncached_runs)
+
+    def cached_trend(self) -> Trend:
+        """How the cached decode step depends on the position (the prefill left out)."""
+        return fit_trend(self.positions[1:], self.cached_runs[1:])
+
+
+def measure_step_times(
     model: GPT,
     prompt: torch.Tensor,
     new_tokens: int,
     *,
-    repeats: int = 3,
-) -> list[float]:
-    """Median over ``repeats`` runs of the seconds for each generation step."""
-    runs = [generate(model, prompt, new_tokens).step_seconds for _ in range(repeats)]
-    return torch.tensor(runs).median(dim=0).values.tolist()
+    repeats: int = 5,
+    threads: int | None = 1,
+) -> StepTimes:
+    """Time every step of :func:`generate_uncached` and :func:`generate_cached`.
+
+    Measured so that a busy machine blurs the result as little as possible: the two
+    generations alternate (uncached, cached, cached, uncached, ...) ``repeats`` times, so a
+    burst of load from another program spoils one repeat of each rather than all repeats of
+    one; the step times are kept per repeat, and :class:`StepTimes` reports the fastest.
+    ``threads``: torch CPU threads during the measurement (restored after); one thread
+    suits a small model, whose calls are too short to gain from a second thread and which
+    a multi-threaded call would make wait for its slowest thread on a shared machine.
+    """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
+    _check_prompt(model, prompt, new_tokens)
+    uncached: list[list[float]] = [[] for _ in range(new_tokens)]
+    cached: list[list[float]] = [[] for _ in range(new_tokens)]
+    with torch_threads(threads):
+        for r in range(repeats):
+            order = [(generate_uncached, uncached), (generate_cached, cached)]
+            for generate, runs in order if r % 2 == 0 else order[::-1]:
+                for step, seconds in enumerate(generate(model, prompt, new_tokens).step_seconds):
+                    runs[step].append(seconds)
+    start = prompt.shape[1]
+    return StepTimes(list(range(start, start + new_tokens)), uncached, cached, threads)
+
+
+@dataclass(frozen=True)
+class PrefillTimes:
+    """Seconds of one prefill forward pass at each prompt length, one timing per round."""
+
+    lengths: list[int]
+    runs: list[list[float]]
+    threads: int | None
+
+    @property
+    def seconds(self) -> list[float]:
+        """The fastest round at each length."""
+        return [min(r) for r in self.runs]
+
+    def trend(self) -> Trend:
+        return fit_trend(self.lengths, self.runs)
+
+
+@torch.no_grad()
+def measure_prefill(
+    model: GPT,
+    tokens: torch.Tensor,
+    lengths: list[int],
+    *,
+    rounds: int = 5,
+    min_total_s: float = 0.02,
+    threads: int | None = 1,
+) -> PrefillTimes:
+    """Time ``model(tokens[:n][None])`` (a prefill of n tokens) for every n in ``lengths``.
+
+    ``rounds`` sweeps over all lengths, alternately up and down, each timing the fastest of
+    :func:`attn_course.memory.time_call` (at least 3 calls and ``min_total_s`` seconds), so
+    that load during one sweep spoils one timing per length, not the whole curve.
+    """
+    from attn_course.memory import time_call
+
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    if not lengths or min(lengths) < 1 or max(lengths) > min(tokens.numel(), model.cfg.context):
+        raise ValueError(
+            f"lengths must be in [1, {min(tokens.numel(), model.cfg.context)}], got {lengths}"
+        )
+    runs: list[list[float]] = [[] for _ in lengths]
+    with torch_threads(threads):
+        for r in range(rounds):
+            order = list(enumerate(lengths))
+            for i, n in order if r % 2 == 0 else order[::-1]:
+                runs[i].append(time_call(lambda n=n: model(tokens[:n][None]), 3, min_total_s))
+    return PrefillTimes(list(lengths), runs, threads)
 
 
 # --- quantised caches -------------------------------------------------------------------

@@ -24,8 +24,9 @@
 #
 # **Prerequisites:** none. Python and a little linear algebra help for the rest.
 #
-# **Run time:** CPU ≈ 5 s (the environment report runs one Triton kernel in the
-# interpreter). GPU: not measured.
+# **Run time:** CPU 5 s–20 s: ≈ 5 s on a quiet 2-core machine (2026-11-23), up to 4× as
+# long when other programs share its cores. The environment report runs one Triton kernel
+# in the interpreter. GPU: not measured.
 
 # %%
 from IPython.display import display
@@ -61,7 +62,8 @@ from attn_course.start_here import environment_report
 # **Size of the experiments.** Heavy cells (large n, training, benchmarks) take their
 # sizes from one knob, the environment variable `ATTN_COURSE_SIZE`: `full` (the default,
 # what the text talks about) or `small` (tiny inputs, every code path still runs; the
-# test suite uses it). Each notebook states its run time at full size at its top.
+# test suite uses it). Each notebook states at its top its run time at full size, from a
+# quiet 2-core machine to a busy one, and how to switch it to `small`.
 
 # %% [markdown]
 # ## 2 · How the exercises work

@@ -28,11 +28,15 @@
 # **Prerequisites:** matrix multiplication, what softmax does, basic PyTorch tensors.
 # No GPU needed: everything runs on a CPU.
 #
-# **Run time at full size:** CPU ≈ 45 s (43–51 s in three runs of `nbconvert --execute`
-# on a 2-core AMD EPYC cloud VM with 24 GiB RAM, torch 2.13 CPU, 2026-11-23);
-# needs about 3 GB of free RAM. GPU: not measured yet
-# (no GPU run has been recorded for this course). The test suite runs it with `ATTN_COURSE_SIZE=small`
-# in about 15 s.
+# **Run time at full size:** CPU 45 s–3 min: ≈ 45 s on a quiet 2-core machine (2026-11-23,
+# 43–51 s in three runs), up to 4× as long when other programs share its cores. Needs
+# about 3 GB of free RAM. GPU: not measured yet (no GPU run has been recorded for this
+# course).
+#
+# **Size knob.** The run time depends on the number of cores, on what else the machine is
+# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start JupyterLab with
+# `ATTN_COURSE_SIZE=small`, or run `%env ATTN_COURSE_SIZE=small` before the first code
+# cell) every cell runs on tiny inputs, in about 15 s; the text describes the full size.
 #
 # The exercises for this notebook are in [`exercises/01_score_matrix.ipynb`](../exercises/01_score_matrix.ipynb).
 
@@ -59,6 +63,7 @@ from attn_course.scores import (
     stable_softmax,
     toy_sentence_qkv,
 )
+from attn_course.timing import fit_trend, machine_load
 from attn_course.viz import ScoreExplorer, memory_scaling_figure, time_scaling_figure
 
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=110)
@@ -279,11 +284,11 @@ del q, k, v, S
 #   workspaces, so it may come out a little higher.
 #
 # Together with the storage of the returned S tensor, that gives three measurements to
-# set against the formula. (The run below takes about a minute at full size; the
-# largest n needs about 2 GiB.)
+# set against the formula. (At full size the run below takes ≈ 30 s on a quiet 2-core
+# CPU, up to 2 min on a busy one; the largest n needs about 2 GiB.)
 
 # %%
-# Run time: ≈ 31 s on a 2-core CPU at full size (measured 2026-11-23); GPU: not measured.
+# Run time at full size: ≈ 30 s on a quiet 2-core CPU, up to 2 min on a busy one (2026-11-23); GPU: not measured.
 sizes = pick(full=[256, 512, 1024, 2048, 4096, 8192, 16384], small=[128, 256, 512])
 HEAD_DIM = 64
 rows = measure_naive_attention(sizes, head_dim=HEAD_DIM, dtype="float32", progress=True)
@@ -309,9 +314,9 @@ memory_scaling_figure(rows, head_dim=HEAD_DIM, dtype="float32")
 # %%
 ns = [row.n for row in rows]
 print(f"fitted exponent of the allocator peak: {loglog_slope(ns, [r.peak_bytes for r in rows]):.3f}")
-upper = rows[len(rows) // 2 :]
-print(f"fitted exponent of the time, n >= {upper[0].n}: "
-      f"{loglog_slope([r.n for r in upper], [r.seconds for r in upper]):.2f}")  # fmt: skip
+upper = rows[-4:]  # the largest sizes, where the n² work should dominate
+time_trend = fit_trend([r.n for r in upper], [r.seconds for r in upper])
+print(time_trend.sentence(f"the time for n >= {upper[0].n}", "n", expected=2, load=machine_load()))
 for before, after in pairwise(rows):
     print(f"n {before.n:>6} -> {after.n:>6}: peak ×{after.peak_bytes / before.peak_bytes:.2f}, "
           f"time ×{after.seconds / before.seconds:.2f}")  # fmt: skip
@@ -327,8 +332,12 @@ for before, after in pairwise(rows):
 # * if other programs compete for the cores, single points can be far off: the table
 #   reports the fastest of several runs, which removes most but not all of that.
 #
-# Expect the fitted exponent for the larger sizes to land near 2; rerun the cell if a
-# point looks odd.
+# So the work predicts an exponent near 2 for the larger sizes. The sentence printed for
+# the time is decided by the fit, not written in advance: it says "climbs" only when the
+# whole 95 % confidence interval of the fitted exponent is above 0 and the line explains
+# most of the variation, says whether that interval contains 2, and otherwise prints "too
+# noisy on this machine" with the reasons (`attn_course/timing.py`). Rerun the cell if it
+# does.
 
 # %%
 time_scaling_figure(rows)
@@ -336,9 +345,10 @@ time_scaling_figure(rows)
 # %% [markdown]
 # ## 6 · Scaling up to real context lengths
 #
-# The formula needs no measurement to extrapolate. Here are the numbers quoted in the
-# textbook section and the interview answer this course responds to, **per head and per
-# layer**, computed:
+# The formula needs no measurement to extrapolate. Here are the sizes quoted by the two
+# texts this course responds to, a textbook section on attention's quadratic cost and a
+# model answer to an interview question about it (notebook 02, section 8, describes both
+# and checks every claim they make), **per head and per layer**, computed:
 
 # %%
 print(f"{'n':>9} | {'scores (one head)':>18} | {'S in float32':>22} | {'S in float16':>22}")

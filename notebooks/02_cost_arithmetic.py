@@ -32,10 +32,15 @@
 # a little algebra. No GPU needed: the GPU figures come from datasheets, and the few
 # measurements run on your CPU.
 #
-# **Run time at full size:** CPU ≈ 13 s (nbconvert, 2-core cloud CPU, 24 GiB RAM); most
-# cells are arithmetic and finish at once; the timing measurements in section 4 take the
-# rest. GPU: not measured yet
-# (no GPU run has been recorded for this course). The test suite runs it with `ATTN_COURSE_SIZE=small`.
+# **Run time at full size:** CPU 13 s–50 s: ≈ 13 s on a quiet 2-core machine (2026-11-23),
+# up to 4× as long when other programs share its cores. Most cells are arithmetic and
+# finish at once; the timing measurements in section 4 take the rest. GPU: not measured
+# yet (no GPU run has been recorded for this course).
+#
+# **Size knob.** The run time depends on the number of cores, on what else the machine is
+# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start JupyterLab with
+# `ATTN_COURSE_SIZE=small`, or run `%env ATTN_COURSE_SIZE=small` before the first code
+# cell) every cell runs on tiny inputs, in seconds; the text describes the full size.
 #
 # The exercises for this notebook are in [`exercises/02_cost_arithmetic.ipynb`](../exercises/02_cost_arithmetic.ipynb).
 
@@ -449,11 +454,18 @@ display(kv_calculator.widget)
 # %% [markdown]
 # ## 8 · Check the claims
 #
-# Two texts this course answers to, a textbook section on "the quadratic wall" and an
-# interview question with a model answer, make many numeric claims. Here each one is
-# recomputed with the functions above (`attn_course.claims`). A verdict of *holds* means
-# within 10 %, *roughly holds* within 2× (or true under one reading only), *wrong* more
-# than 2× off or false; measured speed-ups and product facts *cannot be checked by
+# This course answers two texts that make many numeric claims about attention's cost.
+# Neither ships with the course, so here is what they are (the table's `source` column
+# names them this way):
+
+# %%
+display(Markdown(claims.sources_markdown()))
+
+# %% [markdown]
+# Each claim is stated below in the course's own words with the figure its text gives,
+# and recomputed with the functions above (`attn_course.claims`). A verdict of *holds*
+# means within 10 %, *roughly holds* within 2× (or true under one reading only), *wrong*
+# more than 2× off or false; measured speed-ups and product facts *cannot be checked by
 # arithmetic*.
 
 # %%

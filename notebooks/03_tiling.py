@@ -31,11 +31,15 @@
 # **Prerequisites:** notebook 01 (S, P, the stable softmax, the causal mask) and
 # notebook 02 (bytes and bandwidth). No GPU needed: everything runs on a CPU.
 #
-# **Run time at full size:** CPU ≈ 30 s (25–50 s in three runs of `nbconvert --execute`
-# on a 2-core AMD EPYC cloud VM with 24 GiB RAM, torch 2.13 CPU, 2026-11-23); needs about
-# 2.5 GB of free RAM (naive attention at n = 16,384). GPU: not measured yet
-# (no GPU run has been recorded for this course). The test suite runs it with
-# `ATTN_COURSE_SIZE=small` in about 25 s.
+# **Run time at full size:** CPU 30 s–2 min: ≈ 30 s on a quiet 2-core machine (2026-11-23,
+# 25–50 s in three runs), up to 4× as long when other programs share its cores. Needs
+# about 2.5 GB of free RAM (naive attention at n = 16,384). GPU: not measured yet (no GPU
+# run has been recorded for this course).
+#
+# **Size knob.** The run time depends on the number of cores, on what else the machine is
+# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start JupyterLab with
+# `ATTN_COURSE_SIZE=small`, or run `%env ATTN_COURSE_SIZE=small` before the first code
+# cell) every cell runs on tiny inputs, in about 25 s; the text describes the full size.
 #
 # The exercises for this notebook are in [`exercises/03_tiling.ipynb`](../exercises/03_tiling.ipynb).
 
@@ -343,7 +347,7 @@ for n in (16_384, 32_768, 65_536):
           f"   tiled: {format_bytes_both(tiled_attention_peak_bytes(n, HEAD_DIM, 'float32', BLOCK_K)):>22}")  # fmt: skip
 
 # %%
-# Run time: ≈ 10 s on a 2-core CPU at full size (measured 2026-11-23); GPU: not measured.
+# Run time at full size: ≈ 10 s on a quiet 2-core CPU, up to 40 s on a busy one (2026-11-23); GPU: not measured.
 sizes = pick(full=[512, 1024, 2048, 4096, 8192, 16_384, 32_768], small=[256, 512, 1024, 2048])
 memory_rows = measure_tiled_memory(sizes, head_dim=HEAD_DIM, dtype="float32", block_k=BLOCK_K,
                                    naive_budget_bytes=NAIVE_BUDGET, progress=True)  # fmt: skip

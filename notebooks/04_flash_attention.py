@@ -30,12 +30,15 @@
 # **Prerequisites:** notebooks 01 (the score matrix), 02 (cost arithmetic) and 03 (tiling
 # and the online softmax). No Triton experience needed.
 #
-# **Run time at full size:** CPU ≈ 80 s (81 s measured with `nbconvert --execute` on a
-# 2-core AMD EPYC cloud VM, 24 GiB RAM, torch 2.13 CPU, triton 3.9 interpreter, 2026-11-23;
-# 111 s while other jobs shared the two cores); peak memory of the kernel process 1.8 GB,
-# so have about 2 GB free. GPU: not measured yet
-# (no GPU run has been recorded for this course). The test suite runs it with
-# `ATTN_COURSE_SIZE=small`.
+# **Run time at full size:** CPU 80 s–5.5 min: ≈ 80 s on a quiet 2-core machine
+# (2026-11-23), up to 4× as long when other programs share its cores. One run with other
+# jobs sharing the two cores took 111 s. Peak memory of the kernel process 1.8 GB, so have
+# about 2 GB free. GPU: not measured yet (no GPU run has been recorded for this course).
+#
+# **Size knob.** The run time depends on the number of cores, on what else the machine is
+# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start JupyterLab with
+# `ATTN_COURSE_SIZE=small`, or run `%env ATTN_COURSE_SIZE=small` before the first code
+# cell) every cell runs on tiny inputs, in seconds; the text describes the full size.
 #
 # The exercises for this notebook are in [`exercises/04_flash_attention.ipynb`](../exercises/04_flash_attention.ipynb).
 
@@ -176,7 +179,7 @@ show_source(flash_kernels._forward_key_blocks)
 # they can be larger.
 
 # %%
-# Run time: ≈ 23 s on a 2-core CPU at full size (measured 2026-11-23); GPU: not measured.
+# Run time at full size: ≈ 25 s on a quiet 2-core CPU, up to 1.5 min on a busy one (2026-11-23); GPU: not measured.
 def random_inputs(batch, heads, kv_heads, n, head_dim, dtype, seed=0):
     generator = torch.Generator().manual_seed(seed)
     q = torch.randn(batch, heads, n, head_dim, generator=generator, dtype=torch.float64)
@@ -306,7 +309,7 @@ for causal in (False, True):
 # ### 5a · Live, on this machine
 
 # %%
-# Run time: ≈ 20 s on a 2-core CPU at full size (measured 2026-11-23); GPU: not measured.
+# Run time at full size: ≈ 20 s on a quiet 2-core CPU, up to 80 s on a busy one (2026-11-23); GPU: not measured.
 live_ns = pick(full=[256, 512, 1024, 2048, 4096], small=[64, 128])
 if MODE == "gpu":
     live_ns = pick(full=[1024, 2048, 4096, 8192, 16384], small=[256, 512])

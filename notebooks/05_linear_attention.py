@@ -32,10 +32,15 @@
 # **Prerequisites:** notebooks 01 (S, P, softmax, the causal mask), 02 (FLOPs, bytes, the
 # KV cache), 03 (tiling) and 04 (Triton kernels). No GPU needed.
 #
-# **Run time at full size:** CPU ≈ 45 s (43–48 s in three runs of `nbconvert --execute`
-# on a 2-core AMD EPYC cloud VM with 24 GiB RAM, torch 2.13 CPU, 2026-11-23); needs about
-# 1.1 GB of free RAM (naive attention's measured peak at n = 4,096, 8 heads). GPU: not measured yet (no GPU run has been recorded for this course). The test
-# suite runs it with `ATTN_COURSE_SIZE=small` in about 10 s.
+# **Run time at full size:** CPU 45 s–3 min: ≈ 45 s on a quiet 2-core machine (2026-11-23,
+# 43–48 s in three runs), up to 4× as long when other programs share its cores. Needs
+# about 1.1 GB of free RAM (naive attention's measured peak at n = 4,096, 8 heads). GPU:
+# not measured yet (no GPU run has been recorded for this course).
+#
+# **Size knob.** The run time depends on the number of cores, on what else the machine is
+# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start JupyterLab with
+# `ATTN_COURSE_SIZE=small`, or run `%env ATTN_COURSE_SIZE=small` before the first code
+# cell) every cell runs on tiny inputs, in about 10 s; the text describes the full size.
 #
 # The exercises for this notebook are in [`exercises/05_linear_attention.ipynb`](../exercises/05_linear_attention.ipynb).
 
@@ -75,6 +80,7 @@ from attn_course.linear import (
 )
 from attn_course.memory import loglog_slope
 from attn_course.scores import naive_attention
+from attn_course.timing import fit_trend, machine_load
 
 torch.set_printoptions(precision=4, sci_mode=False, linewidth=110)
 print(f"size: {course_size()}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
@@ -342,7 +348,7 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
 # allocator.
 
 # %%
-# Run time: ≈ 29 s on a 2-core CPU at full size (measured 2026-11-23); GPU: not measured.
+# Run time at full size: ≈ 30 s on a quiet 2-core CPU, up to 2 min on a busy one (2026-11-23); GPU: not measured.
 cross_ns = pick(full=[64, 128, 256, 512, 1024, 2048, 4096], small=[32, 64, 128])
 cross_rows = measure_crossover(cross_ns, head_dim=64, heads=8, min_total_s=pick(full=0.1, small=0.0),
                                rounds=pick(full=3, small=1), threads=1)
@@ -357,10 +363,14 @@ for r in cross_rows:
     print(f"{r.n:>6,} | {r.naive_s * 1e3:>9.3f} {r.sdpa_s * 1e3:>8.3f} {r.linear_s * 1e3:>9.3f} | "
           f"{r.naive_bytes / 2**20:>9.2f} {r.sdpa_bytes / 2**20:>8.2f} {r.linear_bytes / 2**20:>10.2f}")
 ns_ = [r.n for r in cross_rows]
-print(f"\nslopes (log-log): naive time {loglog_slope(ns_, [r.naive_s for r in cross_rows]):.2f}, "
-      f"linear time {loglog_slope(ns_, [r.linear_s for r in cross_rows]):.2f}; "
-      f"naive memory {loglog_slope(ns_, [r.naive_bytes for r in cross_rows]):.2f}, "
-      f"linear memory {loglog_slope(ns_, [r.linear_bytes for r in cross_rows]):.2f}")
+print(f"\nslopes (log-log) of the memory: naive {loglog_slope(ns_, [r.naive_bytes for r in cross_rows]):.2f}, "
+      f"linear {loglog_slope(ns_, [r.linear_bytes for r in cross_rows]):.2f}")
+above = cross_rows[-4:]  # the largest sizes, beyond the crossover
+for name, times, expected in (("naive", [r.naive_s for r in above], 2),
+                              ("linear", [r.linear_s for r in above], 1)):  # fmt: skip
+    trend = fit_trend([r.n for r in above], times)
+    print(trend.sentence(f"{name} attention's time for n >= {above[0].n}", "n",
+                         expected=expected, load=machine_load()))  # fmt: skip
 for name, measured in (("SDPA", measured_sdpa), ("naive", measured_naive)):
     if measured is None:
         print(f"vs {name}: linear attention never became faster in the measured range")
@@ -375,10 +385,14 @@ for name, measured in (("SDPA", measured_sdpa), ("naive", measured_naive)):
 # holds to within a factor of about 4, and the reasons for the gap are concrete: linear
 # attention pays for the two feature maps, the normaliser and a division, none of which
 # the FLOP count includes, and its matmuls are badly shaped (a d × d result summed over
-# n rows), while SDPA is one fused kernel. Beyond the crossover the slopes tell the story:
-# linear attention's time and memory grow about like n¹, naive attention's like n². (SDPA's
-# memory is linear too, a fused FlashAttention-style kernel as in notebook 04, but its time
-# stays quadratic.)
+# n rows), while SDPA is one fused kernel. Beyond the crossover the FLOP counts predict
+# that linear attention's time and memory grow like n¹ and naive attention's like n².
+# The memory slopes are printed as measured (the allocator does not care about load);
+# the time sentences are decided by a fit of the four largest sizes:
+# they say "climbs" only when the exponent's 95 % confidence interval is above 0, say
+# whether it contains the predicted 1 or 2, and print "too noisy on this machine" with
+# the reasons otherwise. (SDPA's memory is linear too, a fused FlashAttention-style kernel
+# as in notebook 04, but its time stays quadratic.)
 
 # %% [markdown]
 # ## 7 · What is lost: exact retrieval from a fixed-size state

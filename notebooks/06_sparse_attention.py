@@ -24,7 +24,7 @@
 # 2. turn a mask into a *block layout*: which tiles a kernel must visit, which of them
 #    need an element mask, and what fraction of the dense work that is;
 # 3. derive the number of tiles a sliding window visits, and check it against a count;
-# 4. measure that the work and the time of window attention grow linearly in n;
+# 4. measure how the work and the time of window attention grow with n;
 # 5. read a block-sparse Triton kernel, and express the same patterns in PyTorch's
 #    FlexAttention;
 # 6. measure what a window misses: the softmax mass outside it and the output error.
@@ -32,10 +32,15 @@
 # **Prerequisites:** notebooks 01 (S, P, masks), 02 (FLOPs), 03 (tiles, online softmax)
 # and 04 (the Triton FlashAttention kernel). No GPU needed.
 #
-# **Run time at full size:** CPU ≈ 30 s (20–55 s in three runs of `nbconvert --execute` on
-# a 2-core AMD EPYC cloud VM with 24 GiB RAM, torch 2.13 CPU, 2026-11-23, with other jobs
-# on the machine); needs about 1 GB of free RAM (dense attention at n = 8192). GPU: not measured yet (no GPU run has been recorded for this course). The test
-# suite runs it with `ATTN_COURSE_SIZE=small` in about 30 s.
+# **Run time at full size:** CPU 30 s–2 min: ≈ 30 s on a quiet 2-core machine (2026-11-23,
+# 20–55 s in three runs, some with other jobs running), up to 4× as long when other
+# programs share its cores. Needs about 1 GB of free RAM (dense attention at n = 8192).
+# GPU: not measured yet (no GPU run has been recorded for this course).
+#
+# **Size knob.** The run time depends on the number of cores, on what else the machine is
+# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start JupyterLab with
+# `ATTN_COURSE_SIZE=small`, or run `%env ATTN_COURSE_SIZE=small` before the first code
+# cell) every cell runs on tiny inputs, in about 30 s; the text describes the full size.
 #
 # The exercises for this notebook are in [`exercises/06_sparse_attention.ipynb`](../exercises/06_sparse_attention.ipynb).
 
@@ -67,6 +72,7 @@ from attn_course.sparse import (
     window_error_figure,
     window_scaling_figure,
 )
+from attn_course.timing import fit_trend, machine_load
 
 torch.set_printoptions(precision=4, sci_mode=False, linewidth=110)
 print(f"size: {course_size()}, torch {torch.__version__}, kernels: {kernel_mode()}")
@@ -191,7 +197,7 @@ for n, w, b in [(1024, 128, 64), (1024, 100, 64), (4096, 512, 128), (4096, 4096,
 # attention: the formula then gives T(T + 1)/2.
 
 # %% [markdown]
-# ## 5 · Measured: work and time grow as n · w, not n²
+# ## 5 · Measured: do work and time grow as n · w or as n²?
 #
 # Now a real computation. `blocked_sparse_attention` is plain PyTorch that follows the
 # layout: for each query block it gathers only its visited key blocks, computes that short
@@ -200,11 +206,11 @@ for n, w, b in [(1024, 128, 64), (1024, 100, 64), (4096, 512, 128), (4096, 4096,
 # One head, head_dim 64, float32, window 256, tiles of 64.
 
 # %%
-# Run time: ≈ 8 s on a 2-core CPU at full size (measured 2026-11-23); GPU: not measured.
+# Run time at full size: ≈ 8 s on a quiet 2-core CPU, up to 30 s on a busy one (2026-11-23); GPU: not measured.
 ns = pick(full=[1024, 2048, 4096, 8192, 16384], small=[128, 256, 512])
 window, block = pick(full=256, small=32), pick(full=64, small=16)
 rows = measure_window_scaling(ns, window, block, head_dim=64,
-                              dense_max_n=pick(full=8192, small=256), progress=True)  # fmt: skip
+                              dense_max_n=pick(full=8192, small=512), progress=True)  # fmt: skip
 print(f"{'n':>6} | {'tiles':>6} {'formula':>7} | {'window FLOPs':>13} {'dense FLOPs':>13} | "
       f"{'window ms':>9} {'dense ms':>9}")
 for r in rows:
@@ -213,20 +219,26 @@ for r in rows:
           f" | {r.seconds * 1e3:>9.2f} {dense_ms:>9}")
 dense_rows = [r for r in rows if r.dense_seconds is not None]
 print(f"fitted exponents p in y ∝ n^p: window FLOPs {loglog_slope(ns, [r.flops for r in rows]):.2f}, "
-      f"window time {loglog_slope(ns, [r.seconds for r in rows]):.2f}, "
-      f"dense FLOPs {loglog_slope(ns, [r.dense_flops for r in rows]):.2f}, "
-      f"dense time {loglog_slope([r.n for r in dense_rows], [r.dense_seconds for r in dense_rows]):.2f}")
+      f"dense FLOPs {loglog_slope(ns, [r.dense_flops for r in rows]):.2f}")
+print(fit_trend(ns, [r.seconds for r in rows]).sentence(
+    "the window's time", "n", expected=1, load=machine_load()))  # fmt: skip
+print(fit_trend([r.n for r in dense_rows], [r.dense_seconds for r in dense_rows]).sentence(
+    "dense attention's time", "n", expected=2, load=machine_load()))  # fmt: skip
 window_scaling_figure(rows, window)
 
 # %% [markdown]
 # The window's FLOPs grow with exponent ≈ 1 (they are proportional to the tile count, which
 # the formula predicts; 1.04 rather than 1 because the first query blocks see fewer tiles),
-# dense attention's with exactly 2. The times follow. In two quiet runs on the VM named
-# above the fitted time exponents were 1.07 and 1.17 for the window, 2.37 and 2.30 for
-# dense attention (above 2: the larger n × n matrices no longer fit in the CPU caches). A
-# busy machine disturbs timings: if your exponents look odd, rerun the cell. At n = 1024
-# the window is no faster: its Python loop over query blocks costs as much as the work it
-# saves. Sparse attention pays off when n is several times the window.
+# dense attention's with exactly 2. Whether the times follow on this machine, the two
+# sentences about time say: each comes from a fit of log(time) against log(n), asserts a
+# climb only when the exponent's 95 % confidence interval lies above 0, says whether the
+# interval contains the FLOP count's exponent, and prints "too noisy on this machine" with
+# the reasons otherwise (`attn_course/timing.py`); rerun the cell if it does. In two quiet
+# runs on the VM named above the fitted time exponents were 1.07 and 1.17 for the window,
+# 2.37 and 2.30 for dense attention (above 2: the larger n × n matrices no longer fit in
+# the CPU caches). Compare the window's and dense attention's times at the smallest n in
+# the table: where the window is no faster, its Python loop over query blocks costs as
+# much as the work it saves. Sparse attention pays off when n is several times the window.
 
 # %% [markdown]
 # ## 6 · A Triton kernel that skips tiles
@@ -342,7 +354,8 @@ for name, curve in toy_curves.items():
 # matrix to O(n log n) entries. With what we measured:
 #
 # * **O(n · w)** is the honest statement for a window: the tile count is ≈ (n / b)(1 + w / b)
-#   (section 4) and the measured FLOPs and time grow with exponent ≈ 1 in n (section 5).
+#   (section 4), the measured FLOPs grow with exponent ≈ 1 in n, and section 5 prints
+#   whether this machine's timings were clean enough to show the time doing the same.
 # * **O(n)** holds when w, the number of global tokens and the number of random blocks
 #   stay fixed as n grows. If a task needs the window to grow with n (section 8: the
 #   window must reach the distance that matters), the cost grows with it; at w = n it is
@@ -359,8 +372,9 @@ for name, curve in toy_curves.items():
 # * A sparse pattern is a mask; a kernel sees it as a block layout: empty tiles are
 #   skipped, full tiles need no mask, partial tiles need one.
 # * A sliding window of w keys visits c · T − c(c − 1)/2 tiles, c = 1 + ⌈(w − 1)/b⌉,
-#   T = ⌈n/b⌉: linear in n. Measured here: FLOPs and time exponents ≈ 1 against ≈ 2 for
-#   dense attention.
+#   T = ⌈n/b⌉: linear in n. Measured here: FLOP exponents ≈ 1 against 2 for dense
+#   attention; the time exponents follow on a quiet machine, and section 5 says whether
+#   they did on yours.
 # * The block-sparse Triton kernel is FlashAttention with a loop over a list of key blocks;
 #   FlexAttention builds the same layout from a `mask_mod`.
 # * What the mask drops is lost: a head that needs a key beyond the window gets the wrong

@@ -27,10 +27,14 @@
 # **Prerequisites:** notebooks 01 (scores, softmax, the causal mask), 02 (FLOPs, bytes,
 # the KV-cache formula) and 04 (Triton kernels, for the paged kernel). No GPU needed.
 #
-# **Run time at full size:** CPU ≈ 37 s (one run of `nbconvert --execute` on a
-# 2-core cloud VM with 24 GiB RAM, torch 2.13 CPU, 2026-11-23), under 0.5 GB of RAM. GPU: not measured yet
-# (no GPU run has been recorded for this course). The test suite runs it with
-# `ATTN_COURSE_SIZE=small` in a few seconds.
+# **Run time at full size:** CPU 35 s–2.5 min: ≈ 35 s on a quiet 2-core machine
+# (2026-11-23), up to 4× as long when other programs share its cores. Needs under 0.5 GB
+# of RAM. GPU: not measured yet (no GPU run has been recorded for this course).
+#
+# **Size knob.** The run time depends on the number of cores, on what else the machine is
+# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start JupyterLab with
+# `ATTN_COURSE_SIZE=small`, or run `%env ATTN_COURSE_SIZE=small` before the first code
+# cell) every cell runs on tiny inputs, in about 10 s; the text describes the full size.
 #
 # The exercises for this notebook are in [`exercises/07_kv_cache.ipynb`](../exercises/07_kv_cache.ipynb).
 
@@ -56,19 +60,24 @@ from attn_course.kvcache import (
     float8_available,
     generate_cached,
     generate_uncached,
+    measure_prefill,
+    measure_step_times,
     next_logits_error,
     predicted_cache_bytes,
     quantize,
     quantized_bytes,
     step_time_figure,
-    time_per_token,
     to_float8,
 )
-from attn_course.memory import loglog_slope, time_call
 from attn_course.model import GPT, CharTokenizer, GPTConfig, corpus_text, evaluate_loss, train
+from attn_course.timing import machine_load
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
-print(f"size: {course_size()}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+# One thread: this model is small, its calls last microseconds to milliseconds, and on a
+# shared machine a two-thread call waits for its slower thread (in a learner's run on a
+# busy 2-core machine two threads were several times slower than one). The timing
+# functions below also run with one thread.
+torch.set_num_threads(1)
+print(f"size: {course_size()}, torch {torch.__version__}, {torch.get_num_threads()} CPU thread")
 
 # %% [markdown]
 # ## 1 · A small GPT that we can read
@@ -89,7 +98,7 @@ print(f"size: {course_size()}, torch {torch.__version__}, {torch.get_num_threads
 # embeddings: the timings below go further, but the sample text stays within 64.
 
 # %%
-# Run time: ≈ 11 s on a 2-core CPU at full size (measured 2026-11-23); GPU: not measured.
+# Run time at full size: ≈ 11 s on a quiet 2-core CPU, up to 45 s on a busy one (2026-11-23); GPU: not measured.
 text = corpus_text()
 tok = CharTokenizer(text)
 data = tok.encode(text)
@@ -138,28 +147,43 @@ for kv_heads in (8, 2, 1):
 # %% [markdown]
 # The differences are float32 rounding (the same sums in a different order), and the
 # generated tokens are identical. Now the measurement: seconds per generated token against
-# the position it is generated at (median of three runs).
+# the position it is generated at. A busy machine can hide any trend in a single run, so
+# `measure_step_times` generates both ways several times, alternating the two so that a
+# burst of load from another program spoils one repeat of each, and keeps the fastest
+# repeat of every step (load only ever adds time).
+#
+# The sentences it prints are not written in advance: a least-squares fit of log(time)
+# against log(position) gives an exponent and its 95 % confidence interval, and the fit
+# decides. "Climbs" needs the whole interval above 0 and a line that explains most of
+# the variation; an interval close to 0 is "nearly flat"; anything else prints "too noisy
+# on this machine", with the numbers that made it so (`attn_course/timing.py`).
 
 # %%
-new = pick(full=cfg.context - prompt.shape[1], small=30)
-slow = time_per_token(generate_uncached, model, prompt, new)
-fast = time_per_token(generate_cached, model, prompt, new)
-positions = list(range(prompt.shape[1], prompt.shape[1] + new))
+new = pick(full=cfg.context - prompt.shape[1], small=40)
+steps = measure_step_times(model, prompt, new, repeats=pick(full=5, small=3))
+slow, fast, positions = steps.uncached, steps.cached, steps.positions
 half = new // 2
+print(f"fastest of {steps.repeats} runs, {steps.threads} thread:")
 print(f"no cache: step at position {positions[half]} {format_seconds(slow[half])}, "
-      f"at {positions[-1]} {format_seconds(slow[-1])} "
-      f"(slope {loglog_slope(positions[half:], slow[half:]):.2f} in log-log)")  # fmt: skip
+      f"at {positions[-1]} {format_seconds(slow[-1])}")  # fmt: skip
 print(f"KV cache: step at position {positions[half]} {format_seconds(fast[half])}, "
       f"at {positions[-1]} {format_seconds(fast[-1])}")  # fmt: skip
 print(f"total for {new} tokens: no cache {format_seconds(sum(slow))}, "
       f"KV cache {format_seconds(sum(fast))} (prefill included)")  # fmt: skip
+print(steps.uncached_trend().sentence("without a cache, the step time", "position",
+                                      load=machine_load()))  # fmt: skip
+print(steps.cached_trend().sentence("with the KV cache, the decode step time", "position",
+                                    load=machine_load()))  # fmt: skip
 step_time_figure(slow, fast, prompt.shape[1])
 
 # %% [markdown]
-# Without a cache the step time climbs with the position (the whole prefix is re-run);
-# with it the step time grows only slowly at this size, because a tiny model on a CPU is
-# dominated by fixed per-call overheads and the t-long dot products are cheap. On a real
-# model the cached step does grow with t, linearly: it reads t cached keys and values.
+# What the work predicts: without a cache step t re-runs the whole prefix, so its time
+# should climb with t (exponent near 1 while the projections and the MLP, linear in t,
+# dominate; towards 2 once the t² scores do). With a cache step t projects one token and
+# reads t cached keys and values; on this tiny model that read is cheap next to the fixed
+# per-call overheads, so expect a nearly flat curve. On a real model the cached step does
+# grow with t, linearly. If the cell printed "too noisy", the machine was too busy to
+# tell: rerun it when it is quieter.
 #
 # ## 3 · How big is the cache? Bytes from real tensors
 #
@@ -189,19 +213,21 @@ for name, context in [("Llama-3-8B", 8192), ("Llama-3-8B", 131072), ("Llama-3-70
 # Generation has two phases. **Prefill** runs the whole prompt in one pass: n tokens at
 # once, big matrix multiplications, the n² attention. Its time is the *time to first
 # token*. **Decode** then produces one token per step. We measure prefill time against
-# prompt length on this CPU.
+# prompt length on this CPU: nine lengths, five sweeps over all of them (alternately up
+# and down), the fastest of each; the same fit as above decides the sentence.
 
 # %%
-lengths = pick(full=[16, 32, 64, 128, 256], small=[8, 16, 32])
-with torch.no_grad():
-    ttft = [time_call(lambda n=n: model(data[:n][None])) for n in lengths]
-for n, s in zip(lengths, ttft, strict=True):
+lengths = pick(full=[16, 24, 32, 48, 64, 96, 128, 192, 256], small=[8, 12, 16, 24, 32])
+prefill = measure_prefill(model, data, lengths, rounds=pick(full=5, small=3))
+for n, s in zip(lengths, prefill.seconds, strict=True):
     print(f"prompt {n:4} tokens: time to first token {format_seconds(s)}")
-print(f"log-log slope {loglog_slope(lengths, ttft):.2f} (1 = linear, 2 = quadratic)")
+print(prefill.trend().sentence("the time to first token", "prompt length", load=machine_load()))
+print("(exponent 1 = linear in the prompt, 2 = quadratic)")
 
 # %% [markdown]
-# On this small model the projections and MLP (linear in n) dominate; the n² term takes
-# over only at longer prompts or larger models. For real models we use the roofline
+# What the work predicts for this small model: the projections and the MLP, linear in n,
+# dominate, so the exponent should come out near 1 rather than 2; the n² term takes over
+# only at longer prompts or larger models. For real models we use the roofline
 # estimates of notebook 02, `cost.time_to_first_token` and `cost.decode_step_cost`:
 
 # %%
@@ -252,7 +278,7 @@ for kv in (32, 8, 1):
 # did not break training, not the small quality cost that GQA papers measure on real models.
 
 # %%
-# Run time: ≈ 11 s on a 2-core CPU at full size (measured 2026-11-23); GPU: not measured.
+# Run time at full size: ≈ 11 s on a quiet 2-core CPU, up to 45 s on a busy one (2026-11-23); GPU: not measured.
 split = int(0.9 * len(data))
 train_data, held_out = data[:split], data[split:]
 for kv in (8, 2, 1):

@@ -139,3 +139,13 @@ def test_tables(all_claims):
     assert page.count("<tr>") == 1 + len(all_claims)
     assert "<b style='color:#c62828'>wrong</b>" in page
     assert "Q Kᵀ" in page and "<script" not in page
+
+
+def test_sources_are_described_for_a_reader_without_them(all_claims):
+    # The table names each source by a label a learner can look up in SOURCES, not by a
+    # section number of a book they do not have.
+    assert set(claims.SOURCES) == {claims.TEXTBOOK, claims.INTERVIEW}
+    for label, description in claims.SOURCES.items():
+        assert "§" not in label and len(description) > 100
+        assert f"**{label}**: {description}." in claims.sources_markdown()
+    assert {c.source for c in all_claims} <= set(claims.SOURCES)

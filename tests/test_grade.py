@@ -22,7 +22,15 @@ import pytest
 
 from attn_course import checks
 from attn_course.checks import exercise, expect_equal
-from attn_course.grade import CheckResult, GradingRun, check, grade_notebook, main, run_notebook
+from attn_course.grade import (
+    CheckResult,
+    GradingRun,
+    check,
+    grade_notebook,
+    main,
+    not_attempted_hint,
+    run_notebook,
+)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "grading"
 sys.path.insert(0, str(FIXTURES))
@@ -76,7 +84,8 @@ def test_wrong_answer_fails_with_message_and_hint(unit_exercises):
 def test_untouched_stub_is_not_attempted(unit_exercises, answer):
     result = check("_test_double", answer)
     assert (result.status, result.points) == ("not attempted", 0)
-    assert "replace the NotImplementedError in double" in result.hint
+    assert result.hint == not_attempted_hint("double")
+    assert result.hint.startswith("write your code for double in the cell above")
 
 
 def test_not_implemented_deeper_in_students_code_is_not_attempted(unit_exercises):
@@ -189,7 +198,8 @@ def test_solutions_notebook_passes_everything(fake, tmp_path):
 def test_untouched_exercise_notebook_is_not_attempted(untouched_exercise):
     _, run = untouched_exercise
     assert set(statuses(run.results).values()) == {"not attempted"}
-    assert run.results[0].hint == "open the notebook and replace the NotImplementedError in square"
+    assert run.results[0].hint == not_attempted_hint("square")
+    assert "open the notebook" not in run.results[0].hint
     assert run.cell_problems == [] and (run.points, run.max_points) == (0, 5)
 
 

@@ -21,6 +21,8 @@ from attn_course.kvcache import (
     float8_available,
     generate_cached,
     generate_uncached,
+    measure_prefill,
+    measure_step_times,
     next_logits_error,
     predicted_cache_bytes,
     quantize,
@@ -153,3 +155,24 @@ def test_exercises_registered():
     ids = [e.id for e in exercises_for("07_kv_cache")]
     assert ids == ["kv_cached_attention_step", "kv_model_cache_bytes", "kv_quantize_int8",
                    "kv_block_table_lookup"]  # fmt: skip
+
+
+def test_step_and_prefill_timings_have_one_entry_per_repeat_and_restore_threads():
+    # Shapes and bookkeeping only: how fast the machine is never enters the test.
+    model = model_with(2)
+    prompt = torch.zeros(1, 3, dtype=torch.long)
+    threads = torch.get_num_threads()
+    steps = measure_step_times(model, prompt, 6, repeats=3, threads=1)
+    assert torch.get_num_threads() == threads
+    assert steps.positions == [3, 4, 5, 6, 7, 8] and steps.repeats == 3
+    assert [len(r) for r in steps.uncached_runs + steps.cached_runs] == [3] * 12
+    assert steps.uncached == [min(r) for r in steps.uncached_runs]
+    assert steps.uncached_trend().points == 6 and steps.cached_trend().points == 5
+    prefill = measure_prefill(model, torch.zeros(40, dtype=torch.long), [4, 8, 16],
+                              rounds=2, min_total_s=0.0)  # fmt: skip
+    assert [len(r) for r in prefill.runs] == [2, 2, 2] and len(prefill.seconds) == 3
+    assert prefill.trend().points == 3
+    with pytest.raises(ValueError, match="repeats"):
+        measure_step_times(model, prompt, 6, repeats=0)
+    with pytest.raises(ValueError, match="lengths"):
+        measure_prefill(model, torch.zeros(40, dtype=torch.long), [4, 41])
