@@ -120,9 +120,10 @@ def size_knob(stem: str) -> str:
     quick = f"in about {format_duration(rt.small_s)}" if rt.small_s is not None else "in seconds"
     return (
         "The run time depends on the number of cores, on what else the machine is doing, and "
-        "on the size knob `ATTN_COURSE_SIZE`: with `small` (start JupyterLab with "
-        "`ATTN_COURSE_SIZE=small`, or run `%env ATTN_COURSE_SIZE=small` before the first code "
-        f"cell) every cell runs on tiny inputs, {quick}; the text describes the full size."
+        "on the size knob `ATTN_COURSE_SIZE`: with `small` (start the course with "
+        "`ATTN_COURSE_SIZE=small make lab`, or run `%env ATTN_COURSE_SIZE=small` before the "
+        f"first code cell) every cell runs on tiny inputs, {quick}; the text describes the "
+        "full size."
     )
 
 

@@ -37,9 +37,10 @@
 # run has been recorded for this course).
 #
 # **Size knob.** The run time depends on the number of cores, on what else the machine is
-# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start JupyterLab with
-# `ATTN_COURSE_SIZE=small`, or run `%env ATTN_COURSE_SIZE=small` before the first code
-# cell) every cell runs on tiny inputs, in about 25 s; the text describes the full size.
+# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start the course with
+# `ATTN_COURSE_SIZE=small make lab`, or run `%env ATTN_COURSE_SIZE=small` before the first
+# code cell) every cell runs on tiny inputs, in about 25 s; the text describes the full
+# size.
 #
 # The exercises for this notebook are in [`exercises/03_tiling.ipynb`](../exercises/03_tiling.ipynb).
 

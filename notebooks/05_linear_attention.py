@@ -38,9 +38,10 @@
 # not measured yet (no GPU run has been recorded for this course).
 #
 # **Size knob.** The run time depends on the number of cores, on what else the machine is
-# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start JupyterLab with
-# `ATTN_COURSE_SIZE=small`, or run `%env ATTN_COURSE_SIZE=small` before the first code
-# cell) every cell runs on tiny inputs, in about 10 s; the text describes the full size.
+# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start the course with
+# `ATTN_COURSE_SIZE=small make lab`, or run `%env ATTN_COURSE_SIZE=small` before the first
+# code cell) every cell runs on tiny inputs, in about 10 s; the text describes the full
+# size.
 #
 # The exercises for this notebook are in [`exercises/05_linear_attention.ipynb`](../exercises/05_linear_attention.ipynb).
 

@@ -32,9 +32,10 @@
 # of RAM. GPU: not measured yet (no GPU run has been recorded for this course).
 #
 # **Size knob.** The run time depends on the number of cores, on what else the machine is
-# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start JupyterLab with
-# `ATTN_COURSE_SIZE=small`, or run `%env ATTN_COURSE_SIZE=small` before the first code
-# cell) every cell runs on tiny inputs, in about 10 s; the text describes the full size.
+# doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start the course with
+# `ATTN_COURSE_SIZE=small make lab`, or run `%env ATTN_COURSE_SIZE=small` before the first
+# code cell) every cell runs on tiny inputs, in about 10 s; the text describes the full
+# size.
 #
 # The exercises for this notebook are in [`exercises/07_kv_cache.ipynb`](../exercises/07_kv_cache.ipynb).
 
