@@ -723,7 +723,7 @@ def crossover_figure(
         vline(figure, value, f"{text} n≈{value:.0f}", row=1, col=1, dash=dash,
               label_y=1.0 - 0.09 * index)  # fmt: skip
     return style(figure, "Softmax vs linear attention on this CPU (float32, non-causal)",
-                 width=1000, height=460)  # fmt: skip
+                 width=960, height=460)  # fmt: skip
 
 
 # --- what is lost: exact retrieval -------------------------------------------------------

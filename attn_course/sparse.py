@@ -705,7 +705,7 @@ def _draw(figure: go.Figure, pattern: SparsePattern, layout: BlockLayout) -> Non
     title = (f"{pattern.name}, n = {pattern.n}: {pattern.density():.1%} of pairs allowed<br>"
              f"{layout.visited_tiles} of {layout.blocks ** 2} tiles visited "
              f"({layout.computed_fraction():.1%} of the n² scores computed)")  # fmt: skip
-    style(figure, title, width=1000, height=520, title_lines_reserved=2)
+    style(figure, title, width=960, height=520, title_lines_reserved=2)
 
 
 class SparsityExplorer:
@@ -864,7 +864,7 @@ def window_scaling_figure(rows: Sequence[WindowScalingRow], window: int) -> go.F
         figure.update_xaxes(type="log", title_text="sequence length n (tokens)", row=1, col=col)
         figure.update_yaxes(type="log", title_text=title, row=1, col=col)
     title = f"Sliding window ({window} keys) vs dense attention"
-    return style(figure, title, width=1000, height=460)
+    return style(figure, title, width=960, height=460)
 
 
 def window_error_figure(curves: dict[str, Sequence[WindowErrorRow]]) -> go.Figure:
@@ -889,4 +889,4 @@ def window_error_figure(curves: dict[str, Sequence[WindowErrorRow]]) -> go.Figur
         figure.update_xaxes(type="log", title_text="window w (keys per query)", row=1, col=col)
     figure.update_yaxes(title_text="mean mass outside (fraction of 1)", row=1, col=1)
     figure.update_yaxes(title_text="‖O_w − O‖ / ‖O‖ (no unit)", row=1, col=2)
-    return style(figure, "What a sliding window misses", width=1000, height=440)
+    return style(figure, "What a sliding window misses", width=960, height=440)

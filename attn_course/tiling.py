@@ -990,10 +990,11 @@ class TilingExplorer:
                 "title": {"text": "query i (token index)"},
                 "autorange": "reversed",
                 "scaleanchor": "x",
+                "constrain": "domain",  # else the square grid pads y far past the matrix
             },
         )
         # Both titles change at every step (update()): two lines each, room kept for two.
-        style(self.grid_figure, "Score matrix S,<br>tile by tile", width=620, height=520,
+        style(self.grid_figure, "Score matrix S,<br>tile by tile", width=560, height=520,
               title_lines_reserved=2)  # fmt: skip
         rf = self.row_figure
         rf.add_scatter(
@@ -1009,7 +1010,7 @@ class TilingExplorer:
         rf.add_scatter(
             row=2, col=1, mode="lines+markers", name="running sum ℓ", line={"color": "#3182bd"}
         )
-        style(rf, "One row's<br>running statistics", width=460, height=520,
+        style(rf, "One row's<br>running statistics", width=400, height=520,
               title_lines_reserved=2)  # fmt: skip
         rf.update_yaxes(title_text="m (score units)", row=1, col=1)
         rf.update_yaxes(title_text="ℓ = Σ exp(s − m) (no unit)", row=2, col=1)
