@@ -344,9 +344,9 @@ def screenshot(page: Page, artifacts: Path, name: str) -> None:
     page.screenshot(path=artifacts / f"{name}.png", full_page=True)
 
 
-def open_notebook(page: Page, lab: Lab, notebook: str) -> None:
+def open_notebook(page: Page, lab: Lab, notebook: str, workspace: str | None = None) -> None:
     """Open ``notebook`` in JupyterLab and wait until its kernel is started and idle."""
-    page.goto(lab.notebook_url(notebook, workspace=Path(notebook).stem))
+    page.goto(lab.notebook_url(notebook, workspace=workspace or Path(notebook).stem))
     page.wait_for_function(KERNEL_READY_JS, timeout=NOTEBOOK_OPEN_S * 1000)
 
 
@@ -356,7 +356,7 @@ def click_run_all(page: Page) -> None:
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
 
 
-def run_notebook(page: Page, lab: Lab, name: str) -> RunAll:
+def run_notebook(page: Page, lab: Lab, name: str, workspace: str | None = None) -> RunAll:
     """Open ``notebooks/<name>``, Run All Cells, and wait until the run is over.
 
     The run is over when every code cell has an execution count, or as soon as a cell
@@ -364,7 +364,7 @@ def run_notebook(page: Page, lab: Lab, name: str) -> RunAll:
     caller asserts on the result.
     """
     notebook = nbformat.read(COURSE_ROOT / "notebooks" / name, as_version=4)
-    open_notebook(page, lab, f"notebooks/{name}")
+    open_notebook(page, lab, f"notebooks/{name}", workspace)
     run = RunAll(page=page, notebook=notebook, cells=[])
 
     def over() -> bool:
@@ -636,7 +636,8 @@ def test_lesson_runs_and_its_figures_and_equations_fit(
     else:
         with browser_page(browser, artifacts, label) as page:
             try:
-                run = run_notebook(page, lab, lesson)
+                # Its own workspace: another test's may have opened a linked notebook.
+                run = run_notebook(page, lab, lesson, workspace=label)
                 assert_ran_cleanly(run)
                 cells = settled_layout(page)
                 screenshot_figures(page, cells, artifacts, label)
