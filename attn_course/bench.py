@@ -60,6 +60,7 @@ import torch
 import torch.nn.functional as F
 
 from attn_course.cost import attention_matmul_flops, canonical_dtype
+from attn_course.figures import style
 from attn_course.memory import loglog_slope, measure_peak_bytes
 from attn_course.scores import naive_attention, resolve_dtype
 
@@ -808,17 +809,32 @@ def benchmark_figure(
               if key in first}  # fmt: skip
     y_title, what = _METRICS[metric]
     figure = go.Figure()
+    drawn: list[tuple[list[tuple[int, float]], str]] = []  # points and name of each line
     for record in records:
         suffix = f" — {record['device']['name']}" if len(records) > 1 else ""
         labels = {r["implementation"]: r.get("label", r["implementation"])
                   for r in record["results"]}  # fmt: skip
         for name in implementations or labels:
             points = _points(record, name, metric, wanted)
-            if points:
-                figure.add_scatter(
-                    x=[n for n, _ in points], y=[y for _, y in points],
-                    mode="lines+markers", name=labels.get(name, name) + suffix,
-                )  # fmt: skip
+            if not points:
+                continue
+            label = labels.get(name, name) + suffix
+            index = len(drawn)
+            symbol, dash = _SYMBOLS[index % len(_SYMBOLS)], _DASHES[index % len(_DASHES)]
+            marker: dict[str, Any] = {"symbol": symbol, "size": 8}
+            same = next((other for seen, other in drawn if _coincide(seen, points)), None)
+            if same is not None:
+                # Drawn exactly over an earlier line (SDPA's default is often its flash
+                # backend): say so, and draw it as large open markers and a dashed line
+                # around the other, so that both stay visible.
+                label += f" (same as {same})"
+                marker = {"symbol": f"{symbol}-open", "size": 14, "line": {"width": 2}}
+                dash = "dash"
+            figure.add_scatter(
+                x=[n for n, _ in points], y=[y for _, y in points], mode="lines+markers",
+                name=label, marker=marker, line={"dash": dash},
+            )  # fmt: skip
+            drawn.append((points, labels.get(name, name) + suffix))
     describe = {
         "dtype": str,
         "head_dim": lambda value: f"head_dim {value}",
@@ -828,14 +844,23 @@ def benchmark_figure(
     setting = ", ".join(describe[key](value) for key, value in wanted.items())
     where = "; ".join(record_label(r) for r in records)
     figure.update_layout(
-        title={"text": f"{what} of attention vs sequence length ({setting})<br><sub>{where}</sub>"},
         xaxis={"title": {"text": "sequence length n (tokens)"}, "type": "log"},
         yaxis={"title": {"text": y_title}, "type": "log"},
-        legend={"x": 0.01, "y": 0.99},
-        width=820,
-        height=540,
     )
-    return figure
+    title = f"{what} of attention vs sequence length ({setting})<br><sub>{where}</sub>"
+    return style(figure, title, width=900, height=520)
+
+
+_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "star")
+_DASHES = ("solid", "dot", "dashdot", "longdash", "solid", "dot", "dashdot")
+
+
+def _coincide(a: Sequence[tuple[int, float]], b: Sequence[tuple[int, float]]) -> bool:
+    """Same n and values within 0.5 %: on a log axis the two lines would draw as one."""
+    return len(a) == len(b) and all(
+        na == nb and math.isclose(ya, yb, rel_tol=5e-3)
+        for (na, ya), (nb, yb) in zip(a, b, strict=True)
+    )
 
 
 # --- command line ------------------------------------------------------------------------

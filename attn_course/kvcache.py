@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import torch
 
 from attn_course.cost import kv_cache_bytes
+from attn_course.figures import style
 from attn_course.model import GPT, LayerCache
 from attn_course.timing import Trend, fit_trend, torch_threads
 
@@ -352,12 +353,11 @@ def step_time_figure(uncached_s: list[float], cached_s: list[float], prompt: int
     fig.add_scatter(x=positions, y=[s * 1e3 for s in uncached_s], name="no cache (recompute)")
     fig.add_scatter(x=positions[1:], y=[s * 1e3 for s in cached_s[1:]], name="KV cache (decode)")
     fig.update_layout(
-        title="Time per generated token (measured on this CPU)",
         xaxis_title="position of the generated token (tokens)",
         yaxis_title="time per step (ms)",
         yaxis_type="log",
     )
-    return fig
+    return style(fig, "Time per generated token (measured on this CPU)", width=900, height=460)
 
 
 def decode_roofline_figure(
@@ -390,8 +390,7 @@ def decode_roofline_figure(
                     mode="markers+lines", name="prefill (batch 1)",
                     text=[f"prompt {c}" for c in contexts])  # fmt: skip
     fig.update_layout(
-        title=f"Roofline: {model} on {hw.name} (bf16)",
         xaxis={"title": "arithmetic intensity (FLOP / byte)", "type": "log"},
         yaxis={"title": "attainable compute (FLOP/s)", "type": "log"},
     )
-    return fig
+    return style(fig, f"Roofline: {model} on {hw.name} (bf16)", width=900, height=480)

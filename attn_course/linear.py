@@ -44,11 +44,13 @@ from plotly.subplots import make_subplots
 
 from attn_course.cost import _count, _positive, attention_matmul_flops, bytes_per_element
 from attn_course.cost import kv_cache_bytes as _kv_cache_bytes
+from attn_course.figures import style, vline
 from attn_course.memory import measure_peak_bytes, time_call
 from attn_course.scores import describe_value, naive_attention, resolve_scale, validate_qkv
 
 __all__ = [
     "CrossoverRow",
+    "RETRIEVAL_METHODS",
     "causal_linear_attention_chunked",
     "causal_linear_attention_parallel",
     "causal_linear_attention_recurrent",
@@ -71,8 +73,10 @@ __all__ = [
     "predicted_crossover_n",
     "random_feature_attention",
     "random_feature_error",
+    "random_feature_error_figure",
     "recurrent_step",
     "retrieval_accuracy",
+    "retrieval_figure",
     "retrieval_task",
     "softmax_attention_flops",
 ]
@@ -378,6 +382,33 @@ def random_feature_error(
     return rows
 
 
+def random_feature_error_figure(
+    rows: Sequence[dict[str, float]], *, n: int = 256, head_dim: int = 32
+) -> go.Figure:
+    """Log-log plot of :func:`random_feature_error` rows: relative error against the number
+    of features m, one line per σ, and a 1/√m guide through the first point. ``n`` and
+    ``head_dim`` are those the rows were measured at (for the title)."""
+    if not rows:
+        raise ValueError("rows must hold at least one measurement")
+    figure = go.Figure()
+    for sigma in dict.fromkeys(r["qk_std"] for r in rows):
+        curve = [r for r in rows if r["qk_std"] == sigma]
+        figure.add_scatter(x=[r["features"] for r in curve], y=[r["rel_error"] for r in curve],
+                           mode="lines+markers",
+                           name=f"σ = {sigma}: std of q·k/√d ≈ {curve[0]['qk_scaled_std']:.2f}")
+    features = sorted({r["features"] for r in rows})
+    first = rows[0]
+    figure.add_scatter(
+        x=features, y=[first["rel_error"] * math.sqrt(first["features"] / m) for m in features],
+        mode="lines", line={"dash": "dot", "color": "grey"}, name="∝ 1/√m guide",
+    )  # fmt: skip
+    figure.update_xaxes(title_text="random features m", type="log")
+    figure.update_yaxes(title_text="relative error ‖RF − softmax‖ / ‖softmax‖ (no unit)",
+                        type="log")  # fmt: skip
+    title = f"Performer attention vs exact softmax attention (float64, n = {n}, d = {head_dim})"
+    return style(figure, title, width=900, height=480)
+
+
 # --- Linformer: low rank along the sequence, and why it cannot be causal -----------------
 
 
@@ -668,7 +699,8 @@ def crossover_figure(
 ) -> go.Figure:  # fmt: skip
     """Two log-log panels against n: time (ms) and peak extra memory (MiB), with the
     measured and the predicted crossover as vertical lines."""
-    figure = make_subplots(rows=1, cols=2, subplot_titles=("time per call", "peak extra memory"))
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("time per call", "peak extra memory"),
+                           horizontal_spacing=0.12)  # fmt: skip
     ns = [row.n for row in rows]
     styles = {"naive": "naive softmax (S, P stored)", "sdpa": "torch SDPA (softmax)",
               "linear": "linear attention (elu+1)"}  # fmt: skip
@@ -681,19 +713,17 @@ def crossover_figure(
                            legendgroup=name, row=1, col=1)  # fmt: skip
         figure.add_scatter(x=ns, y=peaks, name=label, mode="lines+markers", line=line,
                            legendgroup=name, showlegend=False, row=1, col=2)  # fmt: skip
-    for value, text, dash in ((measured_n, "measured", "solid"), (predicted_n, "FLOP count",
-                                                                   "dot")):
-        if value is not None:
-            figure.add_vline(x=value, line_dash=dash, line_color="grey", row=1, col=1,
-                             annotation_text=f"{text} n≈{value:.0f}")  # fmt: skip
+    # Axis types first: vline() places a label in log10 units on a log axis.
     figure.update_xaxes(type="log", title_text="sequence length n (tokens)")
     figure.update_yaxes(type="log", title_text="time per call (ms)", row=1, col=1)
     figure.update_yaxes(type="log", title_text="peak extra memory (MiB)", row=1, col=2)
-    figure.update_layout(
-        title="Softmax vs linear attention on this CPU (float32, non-causal)",
-        width=980, height=460,
-    )
-    return figure
+    lines = [(measured_n, "measured", "solid"), (predicted_n, "FLOP count", "dot")]
+    for index, (value, text, dash) in enumerate((v, t, d) for v, t, d in lines if v is not None):
+        # Staggered labels, so that two lines close together stay readable.
+        vline(figure, value, f"{text} n≈{value:.0f}", row=1, col=1, dash=dash,
+              label_y=1.0 - 0.09 * index)  # fmt: skip
+    return style(figure, "Softmax vs linear attention on this CPU (float32, non-causal)",
+                 width=960, height=460)  # fmt: skip
 
 
 # --- what is lost: exact retrieval -------------------------------------------------------
@@ -743,3 +773,30 @@ def retrieval_accuracy(
         )
     similarity = F.normalize(out, dim=-1) @ F.normalize(v, dim=-1).T
     return float((similarity.argmax(-1) == targets).double().mean())
+
+
+RETRIEVAL_METHODS = {
+    "softmax": "softmax attention",
+    "linear_elu": "linear attention, elu + 1",
+    "linear_identity": "outer-product memory (φ = identity)",
+}
+
+
+def retrieval_figure(
+    ns: Sequence[int], accuracy: dict[str, Sequence[float]], *, head_dim: int = 64
+) -> go.Figure:
+    """Retrieval accuracy (%) against the number of stored pairs n, one line per method of
+    :func:`retrieval_accuracy` (``accuracy`` maps a method to its fractions, one per n), and
+    the chance level 1/n."""
+    if not ns or not accuracy:
+        raise ValueError("ns and accuracy must not be empty")
+    figure = go.Figure()
+    for method, values in accuracy.items():
+        figure.add_scatter(x=list(ns), y=[100 * a for a in values], mode="lines+markers",
+                           name=RETRIEVAL_METHODS.get(method, method))  # fmt: skip
+    figure.add_scatter(x=list(ns), y=[100 / n for n in ns], mode="lines",
+                       line={"dash": "dot", "color": "grey"}, name="chance (1 / n)")  # fmt: skip
+    figure.update_xaxes(title_text="stored key–value pairs n", type="log")
+    figure.update_yaxes(title_text="retrieval accuracy (%)")
+    title = f"Recalling the value of one exact key among n (d = {head_dim}, no training)"
+    return style(figure, title, width=900, height=460)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 import torch
 
+from attn_course.figures import style
 from attn_course.scores import describe_value, resolve_scale
 
 __all__ = [
@@ -463,13 +464,12 @@ def fragmentation_figure(
         ]
     )
     figure.update_layout(
-        title=f"KV memory reserved but never written, {len(requests)} requests",
         xaxis=dict(title="block size (tokens per block)", type="log"),
         yaxis=dict(title="wasted share of reserved KV memory (%)", range=[0, 100]),
         template="plotly_white",
-        height=420,
     )
-    return figure
+    title = f"KV memory reserved but never written, {len(requests)} requests"
+    return style(figure, title, width=900, height=420)
 
 
 # --- simulation: prefix sharing ---------------------------------------------------------
@@ -515,10 +515,9 @@ def prefix_sharing_figure(
     savings = [100 * prefix_sharing(prefix, suffixes, b).saving for b in block_sizes]
     figure = go.Figure(go.Bar(x=[str(b) for b in block_sizes], y=savings, name="saving"))
     figure.update_layout(
-        title=f"Sharing a {prefix}-token system prompt across {len(suffixes)} requests",
         xaxis=dict(title="block size (tokens per block)"),
         yaxis=dict(title="KV blocks saved (%)", range=[0, 100]),
         template="plotly_white",
-        height=400,
     )
-    return figure
+    title = f"Sharing a {prefix}-token system prompt across {len(suffixes)} requests"
+    return style(figure, title, width=900, height=400)

@@ -46,6 +46,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from attn_course.figures import style
 from attn_course.scores import (
     check_count,
     describe_value,
@@ -697,15 +698,14 @@ def _draw(figure: go.Figure, pattern: SparsePattern, layout: BlockLayout) -> Non
             figure.update_xaxes(title_text="key j (token index)", row=1, col=col)
             figure.update_yaxes(title_text="query i (token index)", autorange="reversed",
                                 row=1, col=col)  # fmt: skip
-        figure.update_layout(width=980, height=520, legend={"orientation": "h", "y": -0.2})
     else:
         figure.data[0].z = mask
         figure.data[1].z = _layout_cells(layout)
-    figure.update_layout(
-        title={"text": f"{pattern.name}, n = {pattern.n}: {pattern.density():.1%} of pairs "
-                       f"allowed, {layout.visited_tiles} of {layout.blocks ** 2} tiles visited "
-                       f"({layout.computed_fraction():.1%} of the n² scores computed)"}
-    )  # fmt: skip
+    # Two lines, always: the title changes with the explorer's controls, its margin does not.
+    title = (f"{pattern.name}, n = {pattern.n}: {pattern.density():.1%} of pairs allowed<br>"
+             f"{layout.visited_tiles} of {layout.blocks ** 2} tiles visited "
+             f"({layout.computed_fraction():.1%} of the n² scores computed)")  # fmt: skip
+    style(figure, title, width=960, height=520, title_lines_reserved=2)
 
 
 class SparsityExplorer:
@@ -863,9 +863,8 @@ def window_scaling_figure(rows: Sequence[WindowScalingRow], window: int) -> go.F
     for col, title in ((1, "FLOPs (floating-point operations)"), (2, "time per call (s)")):
         figure.update_xaxes(type="log", title_text="sequence length n (tokens)", row=1, col=col)
         figure.update_yaxes(type="log", title_text=title, row=1, col=col)
-    figure.update_layout(title={"text": f"Sliding window ({window} keys) vs dense attention"},
-                         width=980, height=460)  # fmt: skip
-    return figure
+    title = f"Sliding window ({window} keys) vs dense attention"
+    return style(figure, title, width=960, height=460)
 
 
 def window_error_figure(curves: dict[str, Sequence[WindowErrorRow]]) -> go.Figure:
@@ -890,5 +889,4 @@ def window_error_figure(curves: dict[str, Sequence[WindowErrorRow]]) -> go.Figur
         figure.update_xaxes(type="log", title_text="window w (keys per query)", row=1, col=col)
     figure.update_yaxes(title_text="mean mass outside (fraction of 1)", row=1, col=1)
     figure.update_yaxes(title_text="‖O_w − O‖ / ‖O‖ (no unit)", row=1, col=2)
-    figure.update_layout(title={"text": "What a sliding window misses"}, width=980, height=440)
-    return figure
+    return style(figure, "What a sliding window misses", width=960, height=440)

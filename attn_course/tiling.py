@@ -54,6 +54,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from attn_course.cost import bytes_per_element, naive_attention_traffic_bytes
+from attn_course.figures import style
 from attn_course.memory import measure_peak_bytes, random_qkv
 from attn_course.scores import (
     check_count,
@@ -760,15 +761,14 @@ def tiling_memory_figure(
         name="inputs q, k, v (for scale, ∝ n)", line={"color": "grey", "dash": "dot"},
     )  # fmt: skip
     figure.update_layout(
-        title={"text": f"Peak extra memory of one attention call on this CPU "
-                       f"({dtype}, 1 head, head_dim {head_dim})"},
         xaxis={"title": {"text": "sequence length n (tokens)"}, "type": "log"},
         yaxis={"title": {"text": "peak extra memory (bytes)"}, "type": "log"},
-        legend={"x": 0.01, "y": 0.99},
-        width=820,
-        height=560,
-    )  # fmt: skip
-    return figure
+    )
+    title = (
+        f"Peak extra memory of one attention call on this CPU "
+        f"({dtype}, 1 head, head_dim {head_dim})"
+    )
+    return style(figure, title, width=900, height=540)
 
 
 def hbm_traffic_figure(
@@ -793,14 +793,11 @@ def hbm_traffic_figure(
             mode="lines", name=f"tiled, M = {sram // KiB} KiB (block_q = {blocks.block_q})",
         )  # fmt: skip
     figure.update_layout(
-        title={"text": f"Main-memory traffic of one attention head ({dtype}, head_dim {head_dim})"},
         xaxis={"title": {"text": "sequence length n (tokens)"}, "type": "log"},
         yaxis={"title": {"text": "bytes read + written (bytes)"}, "type": "log"},
-        legend={"x": 0.01, "y": 0.99},
-        width=820,
-        height=520,
     )
-    return figure
+    title = f"Main-memory traffic of one attention head ({dtype}, head_dim {head_dim})"
+    return style(figure, title, width=900, height=520)
 
 
 class ExactnessRow(NamedTuple):
@@ -988,18 +985,17 @@ class TilingExplorer:
                 },
             )
         self.grid_figure.update_layout(
-            title={"text": "Score matrix S, tile by tile"},
             xaxis={"title": {"text": "key j (token index)"}, "constrain": "domain"},
             yaxis={
                 "title": {"text": "query i (token index)"},
                 "autorange": "reversed",
                 "scaleanchor": "x",
+                "constrain": "domain",  # else the square grid pads y far past the matrix
             },
-            width=520,
-            height=560,
-            legend={"orientation": "h", "y": -0.18},
-            margin={"l": 60, "r": 10, "t": 50, "b": 40},
         )
+        # Both titles change at every step (update()): two lines each, room kept for two.
+        style(self.grid_figure, "Score matrix S,<br>tile by tile", width=560, height=520,
+              title_lines_reserved=2)  # fmt: skip
         rf = self.row_figure
         rf.add_scatter(
             row=1, col=1, mode="lines+markers", name="running max m", line={"color": "#e6550d"}
@@ -1014,13 +1010,8 @@ class TilingExplorer:
         rf.add_scatter(
             row=2, col=1, mode="lines+markers", name="running sum ℓ", line={"color": "#3182bd"}
         )
-        rf.update_layout(
-            title={"text": "One row's running statistics"},
-            width=460,
-            height=560,
-            legend={"orientation": "h", "y": -0.18},
-            margin={"l": 60, "r": 10, "t": 50, "b": 40},
-        )
+        style(rf, "One row's<br>running statistics", width=400, height=520,
+              title_lines_reserved=2)  # fmt: skip
         rf.update_yaxes(title_text="m (score units)", row=1, col=1)
         rf.update_yaxes(title_text="ℓ = Σ exp(s − m) (no unit)", row=2, col=1)
         rf.update_xaxes(title_text="key block j (processed so far)", row=2, col=1, dtick=1)
@@ -1077,7 +1068,7 @@ class TilingExplorer:
             ]
             self.grid_figure.layout.title.text = (
                 f"S, tile ({current.q_block}, {current.k_block}): step {c['step'].value + 1} "
-                f"of {len(self.visited)} computed tiles ({len(self.schedule)} in all)"
+                f"of {len(self.visited)}<br>computed tiles ({len(self.schedule)} in all)"
             )
         self._update_row(current)
         self._update_on_chip(current)
@@ -1103,7 +1094,7 @@ class TilingExplorer:
             )
             self.row_figure.data[2].update(x=xs, y=[s.l for s in shown])
             self.row_figure.layout.title.text = (
-                f"Row {row}: m and ℓ after each key block ({len(shown)} of {len(trace)} done)"
+                f"Row {row}: m and ℓ after each key block<br>({len(shown)} of {len(trace)} done)"
             )
             self.row_figure.update_xaxes(range=[-0.5, max(len(trace), 1) - 0.5])
 

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import torch
 from IPython.display import clear_output, display
 
+from attn_course.figures import style
 from attn_course.memory import MemoryRow
 from attn_course.scores import (
     TOY_HEAD_NAMES,
@@ -66,14 +67,11 @@ def heatmap_figure(
         )
     )
     figure.update_layout(
-        title={"text": title},
         xaxis={"title": {"text": "key j (position, token)"}, "tickangle": -45},
         # Query 0 at the top, like a matrix printed on paper.
         yaxis={"title": {"text": "query i (position, token)"}, "autorange": "reversed"},
-        width=640,
-        height=600,
     )
-    return figure
+    return style(figure, title, width=640, height=600)
 
 
 class ScoreExplorer:
@@ -142,14 +140,10 @@ class ScoreExplorer:
 
 def _loglog_layout(figure: go.Figure, title: str, x_title: str, y_title: str) -> go.Figure:
     figure.update_layout(
-        title={"text": title},
         xaxis={"title": {"text": x_title}, "type": "log"},
         yaxis={"title": {"text": y_title}, "type": "log"},
-        legend={"x": 0.01, "y": 0.99},
-        width=820,
-        height=560,
     )
-    return figure
+    return style(figure, title, width=900, height=540)
 
 
 def _guide(ns: Sequence[int], anchor: float, power: int) -> list[float]:

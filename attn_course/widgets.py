@@ -44,6 +44,7 @@ from IPython.display import HTML, display
 
 from attn_course import cost
 from attn_course.config import static_site
+from attn_course.figures import style
 from attn_course.presets import get_hardware, get_model, hardware_names, model_names
 
 __all__ = [
@@ -214,13 +215,9 @@ class _Calculator(ABC):
         self.error = ""
         self.controls: dict[str, widgets.Widget] = self._make_controls()
         self.figure = go.FigureWidget(data=self._make_traces())
-        self.figure.update_layout(
-            title=self.title,
-            height=460,
-            margin=dict(l=70, r=20, t=60, b=60),
-            legend=dict(orientation="h", yanchor="bottom", y=-0.35),
-            template="plotly_white",
-        )
+        # No width: the figure fills its cell; the legend goes to the right of the plot.
+        self.figure.update_layout(template="plotly_white")
+        style(self.figure, self.title, height=460)
         self._style_axes()
         self.readout = widgets.HTML()
         for name, control in self.controls.items():
@@ -687,11 +684,9 @@ def prefill_time_figure(
         ]
     )
     figure.update_layout(
-        title=f"Prefill of {m.name} on one {hw.name} ({dtype}, {mfu:.0%} of peak FLOP/s)",
         xaxis=dict(title="prompt length n (tokens)", type="log"),
         yaxis=dict(title="time (seconds; m = 10⁻³, µ = 10⁻⁶)", type="log", tickformat="~s"),
         template="plotly_white",
-        height=430,
-        legend=dict(orientation="h", yanchor="bottom", y=-0.35),
     )
-    return figure
+    title = f"Prefill of {m.name} on one {hw.name} ({dtype}, {mfu:.0%} of peak FLOP/s)"
+    return style(figure, title, width=900, height=430)

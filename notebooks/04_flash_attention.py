@@ -236,9 +236,11 @@ print(f"bytes saved for the backward besides q, k, v, out: lse {lse.element_size
 # Training needs dQ, dK, dV. With P = softmax(S), O = PV and the incoming gradient dO:
 #
 # $$
-# dV = P^\top dO, \qquad dP = dO\,V^\top, \qquad
-# dS = P \circ (dP - D), \quad D_i = \sum_j P_{ij}\, dP_{ij} = \sum_c dO_{ic}\, O_{ic},
-# \qquad dQ = \text{scale}\cdot dS\,K, \qquad dK = \text{scale}\cdot dS^\top Q.
+# \begin{aligned}
+# dV &= P^\top dO, & dP &= dO\,V^\top,\\
+# dS &= P \circ (dP - D), & D_i &= \sum_j P_{ij}\, dP_{ij} = \sum_c dO_{ic}\, O_{ic},\\
+# dQ &= \text{scale}\cdot dS\,K, & dK &= \text{scale}\cdot dS^\top Q.
+# \end{aligned}
 # $$
 #
 # Naive autograd keeps P (n × n per head) from the forward pass to evaluate these. The
@@ -341,7 +343,9 @@ benchmark_figure(live, "peak_bytes")
 # %% [markdown]
 # Memory first, because it is the clearest. The naive and math lines climb ×4 per
 # doubling of n: they hold S and P. The flash line climbs ×2: it holds only the output
-# and O(n) bookkeeping. The fitted exponents:
+# and O(n) bookkeeping. Where two lines coincide, the second is drawn with large open
+# markers around the first and its legend entry says "same as": SDPA's default choice
+# *is* its flash backend here, so the two measure the same bytes. The fitted exponents:
 
 # %%
 baseline, tiled = ("naive", "triton") if MODE == "gpu" else ("naive", "sdpa_flash")

@@ -48,7 +48,6 @@
 # %%
 import math
 
-import plotly.graph_objects as go
 import torch
 
 from attn_course.config import course_size, pick
@@ -56,6 +55,7 @@ from attn_course.cost import format_bytes, format_flops, kv_cache_bytes
 from attn_course.kernels import kernel_device, kernel_mode
 from attn_course.kernels.linear import linear_attention_forward
 from attn_course.linear import (
+    RETRIEVAL_METHODS,
     causal_linear_attention_chunked,
     causal_linear_attention_parallel,
     causal_linear_attention_recurrent,
@@ -75,8 +75,10 @@ from attn_course.linear import (
     performer_projection,
     predicted_crossover_n,
     random_feature_error,
+    random_feature_error_figure,
     recurrent_step,
     retrieval_accuracy,
+    retrieval_figure,
     softmax_attention_flops,
 )
 from attn_course.memory import loglog_slope
@@ -211,19 +213,7 @@ for m in (16, 256, 4096):
 rf_features = pick(full=[16, 32, 64, 128, 256, 512, 1024, 2048], small=[16, 64, 256])
 rf_sigmas = pick(full=[0.25, 0.5, 0.75, 1.0, 1.5], small=[0.5, 1.5])
 rf_rows = random_feature_error(rf_features, rf_sigmas, n=256, head_dim=32, draws=pick(full=3, small=1))
-figure = go.Figure()
-for sigma in rf_sigmas:
-    rows = [r for r in rf_rows if r["qk_std"] == sigma]
-    figure.add_scatter(x=[r["features"] for r in rows], y=[r["rel_error"] for r in rows],
-                       mode="lines+markers",
-                       name=f"σ = {sigma}: std of q·k/√d ≈ {rows[0]['qk_scaled_std']:.2f}")
-figure.add_scatter(x=rf_features, y=[rf_rows[0]["rel_error"] * math.sqrt(rf_features[0] / m) for m in rf_features],
-                   mode="lines", line={"dash": "dot", "color": "grey"}, name="∝ 1/√m guide")
-figure.update_layout(title="Performer attention vs exact softmax attention (float64, n = 256, d = 32)",
-                     xaxis={"title": "random features m", "type": "log"},
-                     yaxis={"title": "relative error ‖RF − softmax‖ / ‖softmax‖ (1)", "type": "log"},
-                     width=820, height=480)
-figure.show()
+random_feature_error_figure(rf_rows, n=256, head_dim=32)
 
 # %%
 for sigma in rf_sigmas:
@@ -414,24 +404,14 @@ for name, measured in (("SDPA", measured_sdpa), ("naive", measured_naive)):
 
 # %%
 retrieval_ns = pick(full=[16, 32, 64, 128, 256, 512, 1024, 2048, 4096], small=[16, 64, 256])
-methods = {"softmax": "softmax attention", "linear_elu": "linear attention, elu + 1",
-           "linear_identity": "outer-product memory (φ = identity)"}
 accuracy = {m: [retrieval_accuracy(m, n, queries=pick(full=128, small=32)) for n in retrieval_ns]
-            for m in methods}
-figure = go.Figure()
-for method, label in methods.items():
-    figure.add_scatter(x=retrieval_ns, y=[100 * a for a in accuracy[method]], mode="lines+markers", name=label)
-figure.add_scatter(x=retrieval_ns, y=[100 / n for n in retrieval_ns], mode="lines",
-                   line={"dash": "dot", "color": "grey"}, name="chance (1 / n)")
-figure.update_layout(title="Recalling the value of one exact key among n (d = 64, no training)",
-                     xaxis={"title": "stored key–value pairs n", "type": "log"},
-                     yaxis={"title": "retrieval accuracy (%)"}, width=820, height=460)
-figure.show()
+            for m in RETRIEVAL_METHODS}
+retrieval_figure(retrieval_ns, accuracy)
 
 # %%
-print(f"{'n':>6} | " + " | ".join(f"{label:>36}" for label in methods.values()))
+print(f"{'n':>6} | " + " | ".join(f"{label:>36}" for label in RETRIEVAL_METHODS.values()))
 for i, n_pairs in enumerate(retrieval_ns):
-    print(f"{n_pairs:>6,} | " + " | ".join(f"{100 * accuracy[m][i]:>35.0f}%" for m in methods))
+    print(f"{n_pairs:>6,} | " + " | ".join(f"{100 * accuracy[m][i]:>35.0f}%" for m in RETRIEVAL_METHODS))
 
 # %% [markdown]
 # Softmax attention retrieves every pair at every n tried. elu + 1 linear attention fails
