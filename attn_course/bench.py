@@ -827,7 +827,7 @@ def benchmark_figure(
                 # Drawn exactly over an earlier line (SDPA's default is often its flash
                 # backend): say so, and draw it as large open markers and a dashed line
                 # around the other, so that both stay visible.
-                label += f" (same as {same})"
+                label += f" (same as {same.split(' (')[0]})"  # short: legends squeeze plots
                 marker = {"symbol": f"{symbol}-open", "size": 14, "line": {"width": 2}}
                 dash = "dash"
             figure.add_scatter(
