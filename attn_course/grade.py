@@ -46,7 +46,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -515,18 +515,15 @@ def _grade_in_kernels(grading: _Grading, root: Path, stem: str, confined: bool) 
     deadline = time.monotonic() + grading.limits.notebook_s
     warm = warm_modules(grading.nb)
     # Each restart either skips one more cell or settles one more exercise, so this ends.
-    for attempt in range(len(grading.nb.cells) + len(grading.exercises) + 1):
+    def new_session() -> KernelSession:
         folder = new_folder(root, "student")
         nbformat.write(grading.nb, str(folder / f"{stem}.ipynb"))
-        session = KernelSession(folder, site_dir, grading.limits, deadline, confined)
+        return KernelSession(folder, site_dir, grading.limits, deadline, confined)
+
+    for attempt in range(len(grading.nb.cells) + len(grading.exercises) + 1):
+        session = None
         try:
-            try:
-                session.start(warm)
-            except KernelLost as lost:
-                if attempt == 0 and lost.how != "out of time":
-                    # Before any student cell ran: the grader's environment, not the student.
-                    raise GraderError(f"the grading kernel did not start ({lost.how})") from None
-                raise
+            session = _started(new_session, warm, first=attempt == 0)
             _grade_in_session(session, grading)
             return
         except KernelLost as lost:
@@ -534,10 +531,35 @@ def _grade_in_kernels(grading: _Grading, root: Path, stem: str, confined: bool) 
                 _out_of_time(grading)
                 return
         finally:
-            session.close()
+            if session is not None:
+                session.close()
     for exercise in grading.exercises:  # every restart was used up
         grading.results.setdefault(exercise.id, _failed(
             exercise, "grading stopped: the kernel was lost too many times", _DEAD_KERNEL_HINT))
+
+
+# Tries the first kernel of a notebook gets: before any student cell ran, a kernel that dies
+# is the machine's doing (a port another program took between its choice and its bind, a
+# machine too loaded to answer), never the student's.
+FIRST_START_TRIES = 3
+
+
+def _started(new_session: Callable[[], KernelSession], warm: list[str], *, first: bool
+             ) -> KernelSession:  # fmt: skip
+    """A started session; the first of a notebook gets :data:`FIRST_START_TRIES` tries, then
+    raises GraderError. Later ones raise KernelLost (the student's cells may be the cause)."""
+    for tries_left in reversed(range(FIRST_START_TRIES if first else 1)):
+        session = new_session()
+        try:
+            session.start(warm)
+            return session
+        except KernelLost as lost:
+            session.close()
+            if not first or lost.how == "out of time":
+                raise
+            if not tries_left:
+                raise GraderError(f"the grading kernel did not start ({lost.how})") from None
+    raise AssertionError("unreachable")
 
 
 def _out_of_time(grading: _Grading) -> None:

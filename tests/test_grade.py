@@ -23,7 +23,9 @@ import pytest
 from attn_course import checks
 from attn_course.checks import exercise, expect_equal
 from attn_course.grade import (
+    FIRST_START_TRIES,
     CheckResult,
+    GraderError,
     GradingRun,
     check,
     grade_notebook,
@@ -192,6 +194,35 @@ def test_solutions_notebook_passes_everything(fake, tmp_path):
     ]
     assert all(r.passed for r in results), results
     assert sum(r.points for r in results) == 5  # 2 + 1 + 1 + 1
+
+
+def failing_starts(monkeypatch, failures: int) -> list[str]:
+    """Make the first ``failures`` kernel starts die, as a taken port or a stalled machine does."""
+    from attn_course.grading.session import KernelLost, KernelSession
+
+    real_start, calls = KernelSession.start, []
+
+    def start(self, warm):
+        calls.append("start")
+        if len(calls) <= failures:
+            raise KernelLost("died")
+        return real_start(self, warm)
+
+    monkeypatch.setattr(KernelSession, "start", start)
+    return calls
+
+
+def test_the_first_kernel_gets_more_than_one_try(fake, tmp_path, monkeypatch):
+    calls = failing_starts(monkeypatch, FIRST_START_TRIES - 1)
+    results = grade_notebook(fake_course.save(fake_course.solution_notebook(), tmp_path))
+    assert len(calls) == FIRST_START_TRIES and all(r.passed for r in results)
+
+
+def test_a_kernel_that_never_starts_is_the_graders_error(fake, tmp_path, monkeypatch):
+    calls = failing_starts(monkeypatch, FIRST_START_TRIES)
+    with pytest.raises(GraderError, match=r"the grading kernel did not start \(died\)"):
+        grade_notebook(fake_course.save(fake_course.solution_notebook(), tmp_path))
+    assert len(calls) == FIRST_START_TRIES
 
 
 @pytest.mark.slow
