@@ -129,6 +129,7 @@ def prepare_workspace(workspace: Path, course: Path = COURSE_ROOT) -> WorkspaceR
     * no ``W``: copy ``N``;
     * ``W`` unchanged since it was copied and ``N`` changed: replace ``W`` by the new ``N``;
     * ``W`` changed (answers, outputs, edits) and ``N`` changed: keep ``W``, report it;
+    * ``W`` changed and ``N`` did not: the learner's work, left alone without a word;
     * otherwise: leave ``W`` alone.
     """
     workspace.mkdir(parents=True, exist_ok=True)
@@ -145,6 +146,8 @@ def prepare_workspace(workspace: Path, course: Path = COURSE_ROOT) -> WorkspaceR
             if current == new:
                 copied_as[name] = new  # the same bytes: nothing to do, whatever the record says
                 continue
+            if new == copied_as.get(name):
+                continue  # the course did not change: the copy holds the learner's work
             if current != copied_as.get(name):
                 report.kept.append(name)
                 continue

@@ -77,6 +77,16 @@ def test_a_learners_work_survives_a_course_update(course: Path, tmp_path: Path):
     assert (work / "exercises" / "01_a (mine).ipynb").read_text() == "my answers"
 
 
+def test_work_in_a_notebook_the_course_did_not_change_is_not_news(course, tmp_path):
+    work = tmp_path / "work"
+    prepare_workspace(work, course)
+    (work / "notebooks" / "01_a.ipynb").write_text("ran it, outputs saved")
+    (course / "exercises" / "01_a.ipynb").write_text("version 2")
+    report = prepare_workspace(work, course)
+    assert report.kept == [] and report.updated == ["exercises/01_a.ipynb"]
+    assert (work / "notebooks" / "01_a.ipynb").read_text() == "ran it, outputs saved"
+
+
 def test_a_lost_record_never_costs_work(course: Path, tmp_path: Path):
     work = tmp_path / "work"
     prepare_workspace(work, course)
