@@ -18,7 +18,7 @@ CONSTRAINTS := $(if $(filter cpu,$(TORCH_BUILD)),-c constraints/cpu.txt,)
 TEST_SIZE ?= small
 PYTEST_ARGS ?=
 
-.PHONY: lab check test lint notebooks release grade site clean
+.PHONY: lab check test lint notebooks release grade site gpucheck clean
 
 # The course's own files (tests, solutions) are not in a student release: say so.
 need_repository = @test -d tests -a -d solutions || { echo "make $@ needs the course \
@@ -70,6 +70,13 @@ grade: $(VENV)/.installed
 SITE_SIZE ?= full
 site: $(VENV)/.installed
 	$(BIN)/python -m attn_course.site --out site --size $(SITE_SIZE)
+
+# One short, prepared check on a GPU machine (attn_course/gpucheck.py): kernel tests
+# compiled, device peaks, the headline benchmark; one JSON record in GPUCHECK_OUT.
+GPUCHECK_OUT ?= records
+gpucheck: $(VENV)/.installed
+	$(need_repository)
+	$(BIN)/python -m attn_course.gpucheck --out $(GPUCHECK_OUT) $(GPUCHECK_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
