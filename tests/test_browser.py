@@ -52,7 +52,12 @@ from typing import Any
 import nbformat
 import pytest
 
-from attn_course.lab import COURSE_ROOT, FIRST_NOTEBOOK
+from attn_course.lab import (
+    COURSE_ROOT,
+    FIRST_NOTEBOOK,
+    NBGRADER_SERVER_EXTENSIONS,
+    write_learner_settings,
+)
 
 try:
     from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
@@ -173,6 +178,8 @@ def write_lab_settings(settings: Path) -> None:
 
 
 def lab_command(course: Path, work: Path, port: int, token: str) -> list[str]:
+    """The learner's JupyterLab (``make lab``'s settings: no nbgrader, widget state saved),
+    headless, with its settings and workspaces in ``work``."""
     command = [
         sys.executable,
         "-m",
@@ -185,6 +192,8 @@ def lab_command(course: Path, work: Path, port: int, token: str) -> list[str]:
         f"--ServerApp.root_dir={course}",
         f"--LabApp.user_settings_dir={work / 'settings'}",
         f"--LabApp.workspaces_dir={work / 'workspaces'}",
+        f"--LabApp.app_settings_dir={write_learner_settings(work)}",
+        *(f"--ServerApp.jpserver_extensions={ext}=False" for ext in NBGRADER_SERVER_EXTENSIONS),
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # Jupyter refuses root unless told it is deliberate
@@ -410,6 +419,9 @@ def selected_point(plot: Locator) -> dict[str, list[float]]:
 
 def test_cost_arithmetic_runs_all_cells(cost_notebook: RunAll) -> None:
     assert_ran_cleanly(cost_notebook)
+    # The learner's lab has no instructor tools: nbgrader's Validate button is not there.
+    toolbar = cost_notebook.page.locator(".jp-NotebookPanel-toolbar")
+    assert toolbar.count() and toolbar.get_by_text("Validate").count() == 0
 
 
 def test_score_memory_calculator_redraws_when_n_moves(
