@@ -144,7 +144,8 @@ def show_source(kernel):
 # * **the causal block skip**: with `CAUSAL`, the key blocks are split into those entirely
 #   in the past (no mask needed), those that straddle the diagonal (masked), and those in
 #   the future, which are **never loaded** at all: the loop bound stops at
-#   `first_row + BLOCK_M`. That is where causal attention saves half the work.
+#   `first_row + BLOCK_M` (plus `causal_offset`, n_k − n_q, for the bottom-right alignment
+#   a decoder with a KV cache uses). That is where causal attention saves half the work.
 # * **the saved logsumexp**: after the loop, `lse = m + log ℓ` per row is stored: n numbers
 #   per head, everything the backward will need to rebuild P.
 
@@ -155,12 +156,16 @@ show_source(flash_kernels._forward_kernel)
 # And the inner loop, called once or twice above. This is notebook 03's online softmax,
 # tile by tile:
 #
-# 1. `s = tl.dot(q, tl.trans(k)) * qk_scale`: a BLOCK_M × BLOCK_N tile of scores. It exists
+# 1. `s = tl.dot(q, tl.trans(k)) * scale`: a BLOCK_M × BLOCK_N tile of scores. It exists
 #    only here, on chip.
-# 2. **exp2 with the scale folded in.** GPUs compute `exp` through their native `exp2`
-#    instruction (eˣ = 2^(x·log₂e)). So the kernel multiplies the scale 1/√d by log₂e
-#    *once*, on the host (`qk_scale = scale · LOG2E`), keeps every score in base-2 units,
-#    and uses `tl.exp2` throughout: one multiply per score saved, and the same result.
+# 2. **exp2, after the subtraction.** GPUs compute `exp` through their native `exp2`
+#    instruction (eˣ = 2^(x·log₂e)), so the kernel writes `tl.exp2((s − m) · log₂e)`.
+#    Triton's tutorial (and the exercise below) folds log₂e into the scale instead and
+#    keeps scores in base 2, one multiply per score cheaper. This kernel subtracts first
+#    because it saves lse for the backward: converting lse between bases rounds, and with
+#    fp16 q, k of size 10⁴ (scores ~10⁸, where one float32 step is 8) the backward's
+#    exp(s − lse) came out 2³² instead of 1 and overflowed fp16. s − m near the maximum is
+#    exact at any magnitude.
 # 3. **diagonal masking**: only blocks with `ON_DIAGONAL` build the `cols <= rows` mask;
 #    the others skip that work.
 # 4. **the update**: the new maximum, the correction factor 2^(m_old − m_new) that shrinks

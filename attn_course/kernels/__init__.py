@@ -9,7 +9,8 @@ Public API (stable; notebook 04 and :mod:`attn_course.bench` build on it):
 * :func:`kernel_mode` -> ``"gpu"`` or ``"interpreter"``;
   :func:`kernel_device` -> ``torch.device("cuda")`` or ``torch.device("cpu")``: where inputs
   must live.
-* :func:`flash_attention` ``(q, k, v, causal=False, scale=None) -> out``, differentiable.
+* :func:`flash_attention` ``(q, k, v, causal=False, scale=None) -> out``, differentiable;
+  causal in False, True, "top_left", "bottom_right".
 * :func:`flash_attention_forward` ``(q, k, v, causal=False, scale=None) -> (out, lse)``.
 * :func:`flash_attention_backward` ``(do, q, k, v, out, lse, causal, scale) -> (dq, dk, dv)``.
 * :class:`FlashAttentionFunction`: the ``torch.autograd.Function`` behind flash_attention.
@@ -17,12 +18,15 @@ Public API (stable; notebook 04 and :mod:`attn_course.bench` build on it):
 
 Conventions: q is (batch, heads, n_q, head_dim); k and v are (batch, kv_heads, n_k,
 head_dim) with ``heads % kv_heads == 0`` (kv_heads == heads: multi-head; 1: multi-query;
-in between: grouped-query attention). head_dim in {16, 32, 64, 128}; any n >= 1. dtypes
-float32, float16 or bfloat16 (all alike), accumulation in float32, output in the input
-dtype. ``scale`` defaults to 1/√head_dim. ``causal=True`` lets query i see keys j <= i
-(top-left aligned, as ``is_causal`` in torch's scaled_dot_product_attention). ``lse`` is
-float32 (batch, heads, n_q) in natural-log units. Non-contiguous inputs are copied to
-contiguous memory. Bad input is a ValueError naming the parameter, raised before launch.
+in between: grouped-query attention). head_dim any multiple of 8 from 16 to 256 (padded to
+a power of two inside the kernels); any n >= 1. dtypes float32, float16 or bfloat16 (all
+alike), accumulation in float32, output in the input dtype. ``scale`` defaults to
+1/√head_dim. ``causal=True`` or ``"top_left"`` lets query i see keys j <= i (as
+``is_causal`` in torch's scaled_dot_product_attention); ``causal="bottom_right"`` lets it
+see keys j <= i + n_k - n_q (flash-attn >= 2.1, decoding with a KV cache; rows that see no
+key give 0). ``lse`` is float32 (batch, heads, n_q) in natural-log units. Non-contiguous
+inputs are copied to contiguous memory. Bad input is a ValueError naming the parameter,
+raised before launch.
 """
 
 from __future__ import annotations

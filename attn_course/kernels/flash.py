@@ -4,12 +4,12 @@ The n_q x n_k score matrix is never stored. Each *program* (one instance of a ke
 think "one thread block") owns a block of BLOCK_M query rows, walks over the keys in
 blocks of BLOCK_N, and keeps three running quantities per row in registers:
 
-    m   the largest score seen so far (base-2 units, see below)
-    l   Σ exp2(s - m) over the keys seen so far
-    acc Σ exp2(s - m) · v  (a BLOCK_M x head_dim tile)
+    m   the largest score seen so far
+    l   Σ exp(s - m) over the keys seen so far
+    acc Σ exp(s - m) · v  (a BLOCK_M x head_dim tile)
 
 When a new key block raises the maximum from m to m', everything accumulated so far is
-rescaled by exp2(m - m') (the "online softmax"), so at the end out = acc / l is exactly
+rescaled by exp(m - m') (the "online softmax"), so at the end out = acc / l is exactly
 softmax(S) V. Memory traffic is O(n · d) per head instead of O(n²).
 
 Launch grid (forward, and the dQ pass of the backward)::
@@ -26,19 +26,57 @@ element (b, h, i, c) of a (batch, heads, n, head_dim) tensor lives at offset
 ``((b · heads + h) · n + i) · head_dim + c``: a program finds its head's rows from one base
 pointer and two ``arange`` vectors.
 
-Units. ``tl.exp2`` is the native instruction on GPUs (exp is computed through it), so the
-scores are kept in base 2: s = (q · k) · scale · log2(e), and exp(x · scale) = exp2(s).
-The saved logsumexp ``lse`` is converted back to natural-log units:
-lse = ln Σ_j exp(scale · q·k_j), float32, shape (batch, heads, n_q).
+Head dimensions. Triton's block shapes are powers of two, but models use head_dim 40, 80,
+96, 112, 160, 192, ... Every kernel therefore carries two constexprs: HEAD_DIM, the real
+width (the row stride in memory), and BLOCK_D = next power of two >= HEAD_DIM, the width
+of its tiles. Loads mask the columns HEAD_DIM .. BLOCK_D - 1 and read them as 0, so they
+add nothing to q·k or to dO·v, and stores mask them, so nothing is written past a row.
+When head_dim is a power of two, BLOCK_D == HEAD_DIM and the column mask is compiled out.
+Accepted: any multiple of 8 from 16 to 256 (``validate.FLASH_HEAD_DIMS``); a padded tile
+costs up to 2x the work of the real one (head_dim 80 runs 128-wide tiles).
 
-Causal masking (``causal=True``) is top-left aligned like ``is_causal=True`` in
-``torch.nn.functional.scaled_dot_product_attention``: query i attends keys j <= i, for any
-n_q and n_k. (If n_q > n_k the rows i >= n_k see every key; if n_q < n_k the last keys are
-seen by nobody.) Key 0 is visible to every query, so no row is ever fully masked; the
-kernel still guards its arithmetic so that a row with no visible key would give zeros,
-never NaN. A query block skips the key blocks entirely in its future (a shorter loop:
-about half the work at n_q = n_k) and applies the mask only on the blocks that straddle
-the diagonal.
+Units. ``tl.exp2`` is the native instruction on GPUs (exp is computed through it). Scores
+are kept in natural units, s = scale · (q · k), and converted to base 2 only after the
+maximum is subtracted: p = exp2((s - m) · log2(e)). Folding log2(e) into the scale
+(exp2(s·log2e - m·log2e), the Triton tutorial's form and notebook 04's exercise) saves
+one multiply per score, but then the saved lse has to be converted between bases, and
+each conversion rounds: at |s| ~ 1e8 (fp16 q and k of size ~1e4) one float32 ulp is 8,
+so the backward's exp2(s - lse) came out 2^±32 instead of 1 and fp16 dK, dV overflowed to
+inf. Subtracting first is exact near the maximum (Sterbenz), whatever the magnitude.
+The saved logsumexp ``lse`` = m + ln Σ exp(s - m), float32, shape (batch, heads, n_q),
+natural-log units: lse_i = ln Σ_j exp(scale · q·k_j) over the visible keys, -inf for a row
+that sees none.
+
+Causal masking. ``causal=True`` or ``"top_left"`` is top-left aligned like
+``is_causal=True`` in ``torch.nn.functional.scaled_dot_product_attention``: query i attends
+keys j <= i, for any n_q and n_k (if n_q > n_k the rows i >= n_k see every key; if
+n_q < n_k the last keys are seen by nobody). ``causal="bottom_right"`` aligns the diagonal
+with the last key, as flash-attn >= 2.1 does and as a decoder with a KV cache needs (its
+n_q new queries come after n_k - n_q cached keys): query i attends keys
+j <= i + (n_k - n_q), the last query sees every key; ``causal_lower_right`` in
+``torch.nn.attention.bias`` is the same mask. The two agree when n_q == n_k. The kernels
+take one runtime integer, ``causal_offset`` d (0 top-left, n_k - n_q bottom-right), and
+mask ``j <= i + d``. A query block skips the key blocks entirely in its future (a shorter
+loop: about half the work at n_q = n_k) and applies the mask only on the blocks that
+straddle the diagonal; d moves both boundaries and need not be a multiple of BLOCK_N
+(:func:`_causal_key_range`, :func:`_causal_query_range`).
+With bottom-right and n_q > n_k the first n_q - n_k rows see no key at all: their output
+is 0, their lse -inf, and the backward reads that lse as +inf so that their P is
+exp2(-inf) = 0 (not NaN): they add nothing to dK and dV, and their dq is 0.
+
+Precision of the backward. Three rules keep the 16-bit matmuls of the backward finite and
+accurate, found with fp16 q, k ~1e4 (scores ~1e8, a saturated softmax):
+
+* P is recomputed from the forward's lse in the forward's units (above) and clamped to
+  [0, 1], its mathematical range, before it is cast: that cast cannot overflow.
+* scale · dS is cast, not dS: the rounded tile is exactly what dQ = (scale·dS) K and
+  dK = (scale·dS)ᵀ Q need, and at scale = 1/√d it is several times further from fp16's
+  limit of 65504.
+* Recomputing S must give the forward's numbers bit for bit: at |s| ~ 1e8 one ulp changes
+  P = exp(s - lse) by a factor e^8. In the interpreter the dK/dV tile has the forward's
+  shape for this reason (NumPy rounds each matmul shape differently). On a GPU the MMA
+  reduction over head_dim runs in the same order for every tile shape, which flash-attn
+  relies on too; scores this large are beyond what any recomputing kernel can promise.
 
 Two facts about where the kernels run (found by experiment with triton 3.9.0):
 
@@ -60,13 +98,17 @@ Two facts about where the kernels run (found by experiment with triton 3.9.0):
 
 Map of this file, in reading order:
 
-* :func:`_load_rows` / :func:`_store_rows`: a (rows x head_dim) tile from/to memory, masked
-  past the end of the sequence.
+* :func:`_load_tile` / :func:`_store_tile`: a (rows x BLOCK_D) tile from/to memory, masked
+  past the end of the sequence and past head_dim (:func:`_load_rows` / :func:`_store_rows`:
+  the same without padding, used by sparse.py).
 * forward: :func:`_forward_key_blocks` (the inner loop over key blocks, online softmax),
+  :func:`_causal_key_range` (which key blocks a causal query block visits, masked or not),
   :func:`_forward_kernel` (one program: load q, run the loop, normalise, store out and
   lse), :func:`flash_attention_forward` (host: validate, allocate, grid, launch).
 * backward: :func:`_backward_preprocess_kernel` (D = rowsum(dO ∘ O)),
-  :func:`_backward_dkdv_kernel` with its loop :func:`_dkdv_query_blocks` (pass 1),
+  :func:`_recompute_p` (one tile of P from the saved lse),
+  :func:`_backward_dkdv_kernel` with its loop :func:`_dkdv_query_blocks` and
+  :func:`_causal_query_range` (pass 1),
   :func:`_backward_dq_kernel` with its loop :func:`_dq_key_blocks` (pass 2),
   :func:`flash_attention_backward` (host).
 * :class:`FlashAttentionFunction` and :func:`flash_attention`: autograd.
@@ -80,7 +122,12 @@ import torch
 import triton
 import triton.language as tl
 
-from attn_course.kernels.validate import validate_backward_inputs, validate_inputs
+from attn_course.kernels.validate import (
+    FLASH_HEAD_DIMS,
+    resolve_causal,
+    validate_backward_inputs,
+    validate_inputs,
+)
 from attn_course.triton_mode import kernel_mode
 
 __all__ = [
@@ -100,18 +147,21 @@ _INTERPRETED = kernel_mode() == "interpreter"
 #
 # The interpreter runs the programs one after another in NumPy and tests run there at tiny
 # n, so it uses one small fixed configuration, with BLOCK_M != BLOCK_N so that the tests
-# exercise the causal block arithmetic that the GPU configurations rely on.
+# exercise the causal block arithmetic. Its dK/dV tile has the forward's shape (32 queries
+# x 16 keys): NumPy's float32 matmul rounds differently for different shapes, and the
+# backward must recompute S bit for bit (see "Precision of the backward").
 # On a GPU, triton.autotune times every configuration below (x 2 pipeline depths) the first
 # time it sees a new (n_q, n_k, head_dim, causal) and keeps the fastest: warm up before
 # timing. Configurations that do not fit in shared memory (fp32, head_dim 128) are skipped
 # by the autotuner.
 #
-# Causal masking needs the query blocks to start on key-block boundaries: BLOCK_M must be a
-# multiple of BLOCK_N in the forward and dQ kernels, BLOCK_N of BLOCK_M in the dK/dV kernel.
+# Causal masking works for any block sizes and any diagonal offset; top-left masking is
+# cheapest (one straddling tile fewer) when BLOCK_M is a multiple of BLOCK_N in the forward
+# and dQ kernels, as in every GPU configuration.
 
 _INTERPRETER_BLOCKS = {
     "forward": (32, 16),  # (BLOCK_M, BLOCK_N)
-    "dkdv": (16, 32),
+    "dkdv": (32, 16),
     "dq": (32, 16),
 }
 _GPU_BLOCKS = {
@@ -151,30 +201,53 @@ def _configs(kernel: str) -> list[triton.Config]:
 
 
 @triton.jit
-def _load_rows(base, rows, n, HEAD_DIM: tl.constexpr, UPCAST: tl.constexpr):
-    """Load the (len(rows), HEAD_DIM) tile whose row r starts at base + r · HEAD_DIM.
+def _load_tile(base, rows, n, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, UPCAST: tl.constexpr):
+    """Load the (len(rows), BLOCK_D) tile whose row r starts at base + r · HEAD_DIM.
 
-    Rows >= n (a block sticking out past the end of the sequence) read as zeros.
+    Rows >= n (a block sticking out past the end of the sequence) and the padding columns
+    HEAD_DIM .. BLOCK_D - 1 read as zeros. Block shapes must be powers of two, so a head_dim
+    like 40 or 96 lives in a tile of BLOCK_D = 64 or 128 columns; zero columns add nothing
+    to q·k, and the padded columns of p @ v come out 0 and are never stored.
     """
-    offsets = rows[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
-    tile = tl.load(base + offsets, mask=(rows < n)[:, None], other=0.0)
+    dims = tl.arange(0, BLOCK_D)
+    offsets = rows[:, None] * HEAD_DIM + dims[None, :]
+    mask = (rows < n)[:, None]
+    if BLOCK_D != HEAD_DIM:  # decided at compile time: powers of two pay no column mask
+        mask = mask & (dims < HEAD_DIM)[None, :]
+    tile = tl.load(base + offsets, mask=mask, other=0.0)
     if UPCAST:  # interpreter + bf16: see the module docstring
         tile = tile.to(tl.float32)
     return tile
 
 
 @triton.jit
+def _store_tile(base, rows, n, tile, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Store the rows < n and columns < HEAD_DIM of ``tile`` (fp32) in base's dtype."""
+    dims = tl.arange(0, BLOCK_D)
+    offsets = rows[:, None] * HEAD_DIM + dims[None, :]
+    mask = (rows < n)[:, None]
+    if BLOCK_D != HEAD_DIM:
+        mask = mask & (dims < HEAD_DIM)[None, :]
+    tl.store(base + offsets, tile.to(base.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _load_rows(base, rows, n, HEAD_DIM: tl.constexpr, UPCAST: tl.constexpr):
+    """:func:`_load_tile` without padding, for kernels whose head_dim is a power of two."""
+    return _load_tile(base, rows, n, HEAD_DIM, HEAD_DIM, UPCAST)
+
+
+@triton.jit
 def _store_rows(base, rows, n, tile, HEAD_DIM: tl.constexpr):
-    """Store ``tile`` (fp32) into rows < n of base, in the dtype base points to."""
-    offsets = rows[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
-    tl.store(base + offsets, tile.to(base.dtype.element_ty), mask=(rows < n)[:, None])
+    """:func:`_store_tile` without padding, for kernels whose head_dim is a power of two."""
+    _store_tile(base, rows, n, tile, HEAD_DIM, HEAD_DIM)
 
 
 @triton.jit
 def _forward_key_blocks(
-    acc, row_sum, row_max, q, k_base, v_base, rows, n_k, qk_scale,
+    acc, row_sum, row_max, q, k_base, v_base, rows, n_k, scale, causal_offset,
     start, stop,
-    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
     ON_DIAGONAL: tl.constexpr, UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):  # fmt: skip
     """The inner loop: fold key blocks [start, stop) into (acc, row_sum, row_max)."""
@@ -183,14 +256,14 @@ def _forward_key_blocks(
         # Only the last block can stick out past n_k, but checking every block costs one
         # compare per column and keeps one loop; tuned kernels peel the last block off.
         key_ok = cols < n_k
-        k = _load_rows(k_base, cols, n_k, HEAD_DIM, UPCAST)
-        v = _load_rows(v_base, cols, n_k, HEAD_DIM, UPCAST)
+        k = _load_tile(k_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
+        v = _load_tile(v_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
 
-        # Scores of this tile, in base-2 units: s = q·k · scale · log2(e).
-        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
+        # Scores of this tile in natural units, s = scale · q·k (see "Units").
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale
         visible = key_ok[None, :]
         if ON_DIAGONAL:  # only blocks that straddle the diagonal pay for the causal mask
-            visible = visible & (cols[None, :] <= rows[:, None])
+            visible = visible & (cols[None, :] <= rows[:, None] + causal_offset)
         s = tl.where(visible, s, float("-inf"))
 
         # Online softmax: the new running max, and the factor that rescales the old sums.
@@ -198,22 +271,38 @@ def _forward_key_blocks(
         # A row with no visible key so far has max -inf; subtracting 0 instead keeps
         # exp2(-inf - (-inf)) = NaN out: its p and correction are then exp2(-inf) = 0.
         shift = tl.where(new_max == float("-inf"), 0.0, new_max)
-        p = tl.exp2(s - shift[:, None])
-        correction = tl.exp2(row_max - shift)
+        # Subtract first, then convert to base 2: s - shift is exact near the maximum.
+        p = tl.exp2((s - shift[:, None]) * 1.4426950408889634)
+        correction = tl.exp2((row_max - shift) * 1.4426950408889634)
         row_sum = row_sum * correction + tl.sum(p, 1)
         # p goes into the second matmul in the inputs' dtype (fp16/bf16 tensor cores on a
-        # GPU); the accumulator stays fp32.
+        # GPU; 0 <= p <= 1, so the cast cannot overflow); the accumulator stays fp32.
         acc = tl.dot(p.to(v.dtype), v, acc * correction[:, None], input_precision=DOT_PRECISION)
         row_max = new_max
     return acc, row_sum, row_max
+
+
+@triton.jit
+def _causal_key_range(first_row, n_k, causal_offset, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Split the keys of query rows first_row .. first_row + BLOCK_M - 1 for causal masking.
+
+    Row i sees keys j <= i + causal_offset. Returns (full_end, stop): key blocks [0,
+    full_end) are visible to every row of the block (no mask: full_end is the last multiple
+    of BLOCK_N <= first_row + causal_offset + 1); [full_end, stop) straddle the diagonal
+    (mask); keys >= stop = min(first_row + BLOCK_M + causal_offset, n_k) are seen by no row
+    of the block: never loaded. causal_offset need not be a multiple of BLOCK_N.
+    """
+    full_end = tl.maximum(first_row + causal_offset + 1, 0) // BLOCK_N * BLOCK_N
+    stop = tl.minimum(first_row + BLOCK_M + causal_offset, n_k)
+    return tl.minimum(full_end, n_k), stop
 
 
 @triton.autotune(configs=_configs("forward"), key=["n_q", "n_k", "HEAD_DIM", "CAUSAL"])
 @triton.jit
 def _forward_kernel(
     Q, K, V, Out, LSE,
-    n_q, n_k, heads, group_size, qk_scale,
-    HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr,
+    n_q, n_k, heads, group_size, scale, causal_offset,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr,
     UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
@@ -232,41 +321,41 @@ def _forward_kernel(
     v_base = V + kv_batch_head.to(tl.int64) * n_k * HEAD_DIM
 
     rows = block_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    q = _load_rows(q_base, rows, n_q, HEAD_DIM, UPCAST)
+    q = _load_tile(q_base, rows, n_q, HEAD_DIM, BLOCK_D, UPCAST)
 
     row_max = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     row_sum = tl.zeros([BLOCK_M], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
 
     if CAUSAL:
-        # Rows first_row .. first_row + BLOCK_M - 1 see keys j <= row. Key blocks that end
-        # before first_row are fully visible (no mask); the BLOCK_M // BLOCK_N blocks from
-        # first_row on straddle the diagonal (mask); the rest are in the future: skipped.
-        first_row = block_m * BLOCK_M
+        # Key blocks entirely in the past of every row: no mask; those that straddle the
+        # diagonal: mask; the rest are in the future: skipped (see _causal_key_range).
+        full_end, stop = _causal_key_range(block_m * BLOCK_M, n_k, causal_offset, BLOCK_M, BLOCK_N)
         acc, row_sum, row_max = _forward_key_blocks(
-            acc, row_sum, row_max, q, k_base, v_base, rows, n_k, qk_scale,
-            0, tl.minimum(first_row, n_k),
-            HEAD_DIM, BLOCK_N, False, UPCAST, DOT_PRECISION,
+            acc, row_sum, row_max, q, k_base, v_base, rows, n_k, scale, causal_offset,
+            0, full_end,
+            HEAD_DIM, BLOCK_D, BLOCK_N, False, UPCAST, DOT_PRECISION,
         )  # fmt: skip
         acc, row_sum, row_max = _forward_key_blocks(
-            acc, row_sum, row_max, q, k_base, v_base, rows, n_k, qk_scale,
-            first_row, tl.minimum(first_row + BLOCK_M, n_k),
-            HEAD_DIM, BLOCK_N, True, UPCAST, DOT_PRECISION,
+            acc, row_sum, row_max, q, k_base, v_base, rows, n_k, scale, causal_offset,
+            full_end, stop,
+            HEAD_DIM, BLOCK_D, BLOCK_N, True, UPCAST, DOT_PRECISION,
         )  # fmt: skip
     else:
         acc, row_sum, row_max = _forward_key_blocks(
-            acc, row_sum, row_max, q, k_base, v_base, rows, n_k, qk_scale,
+            acc, row_sum, row_max, q, k_base, v_base, rows, n_k, scale, causal_offset,
             0, n_k,
-            HEAD_DIM, BLOCK_N, False, UPCAST, DOT_PRECISION,
+            HEAD_DIM, BLOCK_D, BLOCK_N, False, UPCAST, DOT_PRECISION,
         )  # fmt: skip
 
-    # A row that saw no key has row_sum 0: divide by 1 instead, so its output is 0, not NaN
-    # (and its lse -inf). Top-left causal masking never produces such a row; this is a guard.
+    # A row that saw no key (bottom-right causal with n_q > n_k: the first n_q - n_k rows)
+    # has row_sum 0: divide by 1 instead, so its output is 0, not NaN, and its lse is
+    # row_max + ln 1 = -inf, the logsumexp of no terms.
     safe_sum = tl.where(row_sum == 0.0, 1.0, row_sum)
     out = acc / safe_sum[:, None]
-    # logsumexp in natural-log units: ln Σ exp(x) = ln 2 · (m + log2 Σ exp2(s - m)).
-    lse = (row_max + tl.log2(safe_sum)) * 0.6931471805599453
-    _store_rows(Out + batch_head.to(tl.int64) * n_q * HEAD_DIM, rows, n_q, out, HEAD_DIM)
+    # logsumexp in natural-log units: ln Σ exp(s) = m + ln Σ exp(s - m).
+    lse = row_max + tl.log(safe_sum)
+    _store_tile(Out + batch_head.to(tl.int64) * n_q * HEAD_DIM, rows, n_q, out, HEAD_DIM, BLOCK_D)
     tl.store(LSE + batch_head.to(tl.int64) * n_q + rows, lse, mask=rows < n_q)
 
 
@@ -277,6 +366,22 @@ def _kernel_flags(dtype: torch.dtype) -> dict[str, object]:
         # "ieee" only matters for float32 tiles (16-bit tiles multiply exactly on tensor
         # cores); "tf32" is Triton's default, i.e. "no change" for 16-bit inputs.
         "DOT_PRECISION": "ieee" if dtype == torch.float32 else "tf32",
+    }
+
+
+def _shape_args(head_dim: int, n_q: int, n_k: int, causal: object) -> dict[str, object]:
+    """The launch arguments that follow from head_dim and the causal alignment.
+
+    BLOCK_D = next power of two >= head_dim (the padded tile width). CAUSAL says whether
+    to mask at all; causal_offset is the d of "query i sees keys j <= i + d": 0 top-left,
+    n_k - n_q bottom-right (0 and unused when not causal).
+    """
+    alignment = resolve_causal(causal)
+    return {
+        "causal_offset": n_k - n_q if alignment == "bottom_right" else 0,
+        "HEAD_DIM": head_dim,
+        "BLOCK_D": triton.next_power_of_2(head_dim),
+        "CAUSAL": alignment is not None,
     }
 
 
@@ -291,22 +396,30 @@ def flash_attention_forward(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    causal: bool = False,
+    causal: bool | str = False,
     scale: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the forward kernel: returns ``(out, lse)``.
 
     q: (batch, heads, n_q, head_dim); k, v: (batch, kv_heads, n_k, head_dim) with
-    heads % kv_heads == 0; float32, float16 or bfloat16, all alike; head_dim in
-    {16, 32, 64, 128}. ``scale`` defaults to 1/√head_dim.
+    heads % kv_heads == 0; float32, float16 or bfloat16, all alike; head_dim a multiple of
+    8 from 16 to 256 (:data:`~attn_course.kernels.validate.FLASH_HEAD_DIMS`). ``scale``
+    defaults to 1/√head_dim.
+
+    causal: False (no mask); True or "top_left": query i sees keys j <= i (SDPA's
+    ``is_causal=True``); "bottom_right": query i sees keys j <= i + (n_k - n_q), the last
+    query sees every key (flash-attn >= 2.1, a decoder with a KV cache, SDPA's
+    ``causal_lower_right``). The two agree when n_q == n_k.
 
     out: (batch, heads, n_q, head_dim) in the inputs' dtype, out = softmax(scale · q kᵀ) v.
     lse: (batch, heads, n_q) float32, lse_i = ln Σ_j exp(scale · q_i·k_j) over visible j:
     all the backward pass needs to rebuild any row of P as exp(scale · q_i·k_j - lse_i).
+    A row that sees no key (bottom-right with n_q > n_k: rows i < n_q - n_k) gets out 0
+    and lse -inf.
 
     Inputs that are not contiguous are copied into contiguous memory first.
     """
-    scale = validate_inputs(q, k, v, causal, scale)
+    scale = validate_inputs(q, k, v, causal, scale, head_dims=FLASH_HEAD_DIMS)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     batch, heads, n_q, head_dim = q.shape
     kv_heads, n_k = k.shape[1], k.shape[2]
@@ -319,8 +432,8 @@ def flash_attention_forward(
 
     _forward_kernel[grid](
         q, k, v, out, lse,
-        n_q, n_k, heads, heads // kv_heads, scale * LOG2E,
-        HEAD_DIM=head_dim, CAUSAL=causal, **_kernel_flags(q.dtype),
+        n_q, n_k, heads, heads // kv_heads, scale,
+        **_shape_args(head_dim, n_q, n_k, causal), **_kernel_flags(q.dtype),
     )  # fmt: skip
     return out.to(q.dtype), lse
 
@@ -345,12 +458,17 @@ def flash_attention_forward(
 #           loops over the key blocks and sums dQ, like the forward.
 #
 # Both recompute S and P; that is the price of not storing n_q x n_k numbers.
+#
+# What goes into the 16-bit matmuls (see "Precision of the backward" in the module
+# docstring): p is clamped to [0, 1], its mathematical range, and dS is multiplied by the
+# scale *before* it is cast, so the tile that is rounded is exactly the scale · dS that dQ
+# and dK need and, at the usual scale 1/√d < 1, a few times smaller than dS.
 
 
 @triton.jit
 def _backward_preprocess_kernel(
     Out, DO, Delta, n_q,
-    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
 ):  # fmt: skip
     """D_i = Σ_c dO_ic · O_ic, float32. Grid (cdiv(n_q, BLOCK_M), batch · heads)."""
     block_m = tl.program_id(0)
@@ -358,49 +476,89 @@ def _backward_preprocess_kernel(
     rows = block_m * BLOCK_M + tl.arange(0, BLOCK_M)
     base = batch_head.to(tl.int64) * n_q * HEAD_DIM
     # Multiply in fp32 (UPCAST=True for every dtype): also right for bf16 in the interpreter.
-    out = _load_rows(Out + base, rows, n_q, HEAD_DIM, True)
-    do = _load_rows(DO + base, rows, n_q, HEAD_DIM, True)
+    out = _load_tile(Out + base, rows, n_q, HEAD_DIM, BLOCK_D, True)
+    do = _load_tile(DO + base, rows, n_q, HEAD_DIM, BLOCK_D, True)
     delta = tl.sum(out * do, axis=1)
     tl.store(Delta + batch_head.to(tl.int64) * n_q + rows, delta, mask=rows < n_q)
 
 
 @triton.jit
+def _recompute_p(q, k, lse, rows, cols, n_q, n_k, scale, causal_offset,
+                 ON_DIAGONAL: tl.constexpr, DOT_PRECISION: tl.constexpr):  # fmt: skip
+    """One tile of P = exp(scale · q kᵀ - lse), 0 where masked, clamped to <= 1.
+
+    ``lse`` must already have -inf replaced by +inf (rows that see no key), so that such a
+    row's p is exp2(-inf) = 0 and never exp2(+inf - inf) = NaN.
+    """
+    s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale
+    visible = (rows < n_q)[:, None] & (cols < n_k)[None, :]
+    if ON_DIAGONAL:
+        visible = visible & (cols[None, :] <= rows[:, None] + causal_offset)
+    # s - lse first, in natural units as in the forward (see "Units"), then base 2.
+    p = tl.exp2(tl.where(visible, (s - lse[:, None]) * 1.4426950408889634, float("-inf")))
+    # P <= 1 exactly; a tl.dot that rounds s one ulp differently from the forward's (other
+    # tile shapes on a GPU) could push p above 1, and at |s| ~ 1e8 an ulp is ~8: e^8 = 3000.
+    return tl.minimum(p, 1.0)
+
+
+@triton.jit
+def _load_lse(LSE, rows, n_q):
+    """The saved lse of ``rows``, with -inf (a row with no visible key) read as +inf."""
+    lse = tl.load(LSE + rows, mask=rows < n_q, other=0.0)
+    return tl.where(lse == float("-inf"), float("inf"), lse)
+
+
+@triton.jit
 def _dkdv_query_blocks(
-    dk, dv, k, v, q_base, do_base, lse_base, delta_base, cols, n_q, n_k, qk_scale,
+    dk, dv, k, v, q_base, do_base, lse_base, delta_base, cols, n_q, n_k, scale, causal_offset,
     start, stop,
-    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
     ON_DIAGONAL: tl.constexpr, UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):  # fmt: skip
-    """Pass 1's inner loop: add the query blocks [start, stop) to dK and dV of one key block."""
-    col_ok = cols < n_k
+    """Pass 1's inner loop: add the query blocks [start, stop) to dK and dV of one key block.
+
+    dk accumulates scale · dSᵀ Q directly (the scale is applied before the cast).
+    """
     for start_m in range(start, stop, BLOCK_M):
         rows = start_m + tl.arange(0, BLOCK_M)
-        row_ok = rows < n_q
-        q = _load_rows(q_base, rows, n_q, HEAD_DIM, UPCAST)
-        do = _load_rows(do_base, rows, n_q, HEAD_DIM, UPCAST)
-        lse = tl.load(lse_base + rows, mask=row_ok, other=0.0)
-        delta = tl.load(delta_base + rows, mask=row_ok, other=0.0)
+        q = _load_tile(q_base, rows, n_q, HEAD_DIM, BLOCK_D, UPCAST)
+        do = _load_tile(do_base, rows, n_q, HEAD_DIM, BLOCK_D, UPCAST)
+        lse = _load_lse(lse_base, rows, n_q)
+        delta = tl.load(delta_base + rows, mask=rows < n_q, other=0.0)
 
-        # Recompute this tile of P: exp(scale·q·k - lse) = exp2(s - lse · log2 e).
-        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
-        visible = row_ok[:, None] & col_ok[None, :]
-        if ON_DIAGONAL:
-            visible = visible & (cols[None, :] <= rows[:, None])
-        p = tl.exp2(tl.where(visible, s - lse[:, None] * 1.4426950408889634, float("-inf")))
-
+        p = _recompute_p(q, k, lse, rows, cols, n_q, n_k, scale, causal_offset,
+                         ON_DIAGONAL, DOT_PRECISION)  # fmt: skip
         dv = tl.dot(tl.trans(p.to(do.dtype)), do, dv, input_precision=DOT_PRECISION)
         dp = tl.dot(do, tl.trans(v), input_precision=DOT_PRECISION)
-        ds = p * (dp - delta[:, None])
-        dk = tl.dot(tl.trans(ds.to(q.dtype)), q, dk, input_precision=DOT_PRECISION)
+        scaled_ds = p * (dp - delta[:, None]) * scale
+        dk = tl.dot(tl.trans(scaled_ds.to(q.dtype)), q, dk, input_precision=DOT_PRECISION)
     return dk, dv
+
+
+@triton.jit
+def _causal_query_range(
+    first_key, n_q, causal_offset, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr
+):
+    """Split the queries that see keys first_key .. first_key + BLOCK_N - 1 (causal).
+
+    Query i sees key j when i >= j - causal_offset. Returns (start, full_start): query
+    blocks before start see none of these keys (skipped); [start, full_start) straddle
+    the diagonal (mask); from full_start on every query sees every key of the block (no
+    mask). Both are multiples of BLOCK_M, rounded outwards, so causal_offset need not be
+    a multiple of anything.
+    """
+    start = tl.maximum(first_key - causal_offset, 0) // BLOCK_M * BLOCK_M
+    last_key = first_key + BLOCK_N - 1
+    full_start = (tl.maximum(last_key - causal_offset, 0) + BLOCK_M - 1) // BLOCK_M * BLOCK_M
+    return tl.minimum(start, n_q), tl.minimum(full_start, n_q)
 
 
 @triton.autotune(configs=_configs("dkdv"), key=["n_q", "n_k", "HEAD_DIM", "CAUSAL"])
 @triton.jit
 def _backward_dkdv_kernel(
     Q, K, V, DO, DK, DV, LSE, Delta,
-    n_q, n_k, heads, group_size, qk_scale, scale,
-    HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr,
+    n_q, n_k, heads, group_size, scale, causal_offset,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr,
     UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
@@ -416,10 +574,10 @@ def _backward_dkdv_kernel(
 
     cols = block_n * BLOCK_N + tl.arange(0, BLOCK_N)
     kv_base = kv_batch_head.to(tl.int64) * n_k * HEAD_DIM  # same offset in K, V, dK and dV
-    k = _load_rows(K + kv_base, cols, n_k, HEAD_DIM, UPCAST)
-    v = _load_rows(V + kv_base, cols, n_k, HEAD_DIM, UPCAST)
-    dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
-    dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    k = _load_tile(K + kv_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
+    v = _load_tile(V + kv_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
 
     # Every query head of the group read these keys in the forward, so each adds its share
     # of dK and dV here: the GQA sum happens in registers, without atomics.
@@ -430,58 +588,49 @@ def _backward_dkdv_kernel(
         lse_base = LSE + batch_head.to(tl.int64) * n_q
         delta_base = Delta + batch_head.to(tl.int64) * n_q
         if CAUSAL:
-            # Keys first_key .. first_key + BLOCK_N - 1 are seen by queries i >= key. Query
-            # blocks before first_key: skipped (they see none of these keys); the
-            # BLOCK_N // BLOCK_M blocks from first_key on straddle the diagonal (mask); later
-            # ones see all of them (no mask).
-            first_key = block_n * BLOCK_N
+            # Query blocks before `start` see none of these keys: skipped; [start,
+            # full_start) straddle the diagonal: mask; later ones see all of them: no mask.
+            start, full_start = _causal_query_range(block_n * BLOCK_N, n_q, causal_offset,
+                                                    BLOCK_M, BLOCK_N)  # fmt: skip
             dk, dv = _dkdv_query_blocks(
-                dk, dv, k, v, q_base, do_base, lse_base, delta_base, cols, n_q, n_k, qk_scale,
-                first_key, tl.minimum(first_key + BLOCK_N, n_q),
-                HEAD_DIM, BLOCK_M, True, UPCAST, DOT_PRECISION,
+                dk, dv, k, v, q_base, do_base, lse_base, delta_base, cols, n_q, n_k, scale,
+                causal_offset, start, full_start,
+                HEAD_DIM, BLOCK_D, BLOCK_M, True, UPCAST, DOT_PRECISION,
             )  # fmt: skip
             dk, dv = _dkdv_query_blocks(
-                dk, dv, k, v, q_base, do_base, lse_base, delta_base, cols, n_q, n_k, qk_scale,
-                first_key + BLOCK_N, n_q,
-                HEAD_DIM, BLOCK_M, False, UPCAST, DOT_PRECISION,
+                dk, dv, k, v, q_base, do_base, lse_base, delta_base, cols, n_q, n_k, scale,
+                causal_offset, full_start, n_q,
+                HEAD_DIM, BLOCK_D, BLOCK_M, False, UPCAST, DOT_PRECISION,
             )  # fmt: skip
         else:
             dk, dv = _dkdv_query_blocks(
-                dk, dv, k, v, q_base, do_base, lse_base, delta_base, cols, n_q, n_k, qk_scale,
-                0, n_q,
-                HEAD_DIM, BLOCK_M, False, UPCAST, DOT_PRECISION,
+                dk, dv, k, v, q_base, do_base, lse_base, delta_base, cols, n_q, n_k, scale,
+                causal_offset, 0, n_q,
+                HEAD_DIM, BLOCK_D, BLOCK_M, False, UPCAST, DOT_PRECISION,
             )  # fmt: skip
 
-    # S = scale · q kᵀ, so dK = scale · dSᵀ Q: the scale is applied once, here.
-    dk = dk * scale
-    _store_rows(DK + kv_base, cols, n_k, dk, HEAD_DIM)
-    _store_rows(DV + kv_base, cols, n_k, dv, HEAD_DIM)
+    _store_tile(DK + kv_base, cols, n_k, dk, HEAD_DIM, BLOCK_D)
+    _store_tile(DV + kv_base, cols, n_k, dv, HEAD_DIM, BLOCK_D)
 
 
 @triton.jit
 def _dq_key_blocks(
-    dq, q, do, lse, delta, k_base, v_base, rows, n_q, n_k, qk_scale,
+    dq, q, do, lse, delta, k_base, v_base, rows, n_q, n_k, scale, causal_offset,
     start, stop,
-    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
     ON_DIAGONAL: tl.constexpr, UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):  # fmt: skip
-    """Pass 2's inner loop: add the key blocks [start, stop) to dQ of one query block."""
-    row_ok = rows < n_q
+    """Pass 2's inner loop: add the key blocks [start, stop) to dQ (= scale · dS K)."""
     for start_n in range(start, stop, BLOCK_N):
         cols = start_n + tl.arange(0, BLOCK_N)
-        col_ok = cols < n_k
-        k = _load_rows(k_base, cols, n_k, HEAD_DIM, UPCAST)
-        v = _load_rows(v_base, cols, n_k, HEAD_DIM, UPCAST)
+        k = _load_tile(k_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
+        v = _load_tile(v_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
 
-        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
-        visible = row_ok[:, None] & col_ok[None, :]
-        if ON_DIAGONAL:
-            visible = visible & (cols[None, :] <= rows[:, None])
-        p = tl.exp2(tl.where(visible, s - lse[:, None] * 1.4426950408889634, float("-inf")))
-
+        p = _recompute_p(q, k, lse, rows, cols, n_q, n_k, scale, causal_offset,
+                         ON_DIAGONAL, DOT_PRECISION)  # fmt: skip
         dp = tl.dot(do, tl.trans(v), input_precision=DOT_PRECISION)
-        ds = p * (dp - delta[:, None])
-        dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PRECISION)
+        scaled_ds = p * (dp - delta[:, None]) * scale
+        dq = tl.dot(scaled_ds.to(k.dtype), k, dq, input_precision=DOT_PRECISION)
     return dq
 
 
@@ -489,8 +638,8 @@ def _dq_key_blocks(
 @triton.jit
 def _backward_dq_kernel(
     Q, K, V, DO, DQ, LSE, Delta,
-    n_q, n_k, heads, group_size, qk_scale, scale,
-    HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr,
+    n_q, n_k, heads, group_size, scale, causal_offset,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr,
     UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
@@ -507,35 +656,33 @@ def _backward_dq_kernel(
     v_base = V + kv_batch_head.to(tl.int64) * n_k * HEAD_DIM
 
     rows = block_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    row_ok = rows < n_q
     q_base = batch_head.to(tl.int64) * n_q * HEAD_DIM  # same offset in Q, dO and dQ
-    q = _load_rows(Q + q_base, rows, n_q, HEAD_DIM, UPCAST)
-    do = _load_rows(DO + q_base, rows, n_q, HEAD_DIM, UPCAST)
-    lse = tl.load(LSE + batch_head.to(tl.int64) * n_q + rows, mask=row_ok, other=0.0)
-    delta = tl.load(Delta + batch_head.to(tl.int64) * n_q + rows, mask=row_ok, other=0.0)
-    dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    q = _load_tile(Q + q_base, rows, n_q, HEAD_DIM, BLOCK_D, UPCAST)
+    do = _load_tile(DO + q_base, rows, n_q, HEAD_DIM, BLOCK_D, UPCAST)
+    lse = _load_lse(LSE + batch_head.to(tl.int64) * n_q, rows, n_q)
+    delta = tl.load(Delta + batch_head.to(tl.int64) * n_q + rows, mask=rows < n_q, other=0.0)
+    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
 
-    if CAUSAL:  # the same block skip as the forward
-        first_row = block_m * BLOCK_M
+    if CAUSAL:  # the same block split as the forward
+        full_end, stop = _causal_key_range(block_m * BLOCK_M, n_k, causal_offset, BLOCK_M, BLOCK_N)
         dq = _dq_key_blocks(
-            dq, q, do, lse, delta, k_base, v_base, rows, n_q, n_k, qk_scale,
-            0, tl.minimum(first_row, n_k),
-            HEAD_DIM, BLOCK_N, False, UPCAST, DOT_PRECISION,
+            dq, q, do, lse, delta, k_base, v_base, rows, n_q, n_k, scale, causal_offset,
+            0, full_end,
+            HEAD_DIM, BLOCK_D, BLOCK_N, False, UPCAST, DOT_PRECISION,
         )  # fmt: skip
         dq = _dq_key_blocks(
-            dq, q, do, lse, delta, k_base, v_base, rows, n_q, n_k, qk_scale,
-            first_row, tl.minimum(first_row + BLOCK_M, n_k),
-            HEAD_DIM, BLOCK_N, True, UPCAST, DOT_PRECISION,
+            dq, q, do, lse, delta, k_base, v_base, rows, n_q, n_k, scale, causal_offset,
+            full_end, stop,
+            HEAD_DIM, BLOCK_D, BLOCK_N, True, UPCAST, DOT_PRECISION,
         )  # fmt: skip
     else:
         dq = _dq_key_blocks(
-            dq, q, do, lse, delta, k_base, v_base, rows, n_q, n_k, qk_scale,
+            dq, q, do, lse, delta, k_base, v_base, rows, n_q, n_k, scale, causal_offset,
             0, n_k,
-            HEAD_DIM, BLOCK_N, False, UPCAST, DOT_PRECISION,
+            HEAD_DIM, BLOCK_D, BLOCK_N, False, UPCAST, DOT_PRECISION,
         )  # fmt: skip
 
-    dq = dq * scale
-    _store_rows(DQ + q_base, rows, n_q, dq, HEAD_DIM)
+    _store_tile(DQ + q_base, rows, n_q, dq, HEAD_DIM, BLOCK_D)
 
 
 def flash_attention_backward(
@@ -545,7 +692,7 @@ def flash_attention_backward(
     v: torch.Tensor,
     out: torch.Tensor,
     lse: torch.Tensor,
-    causal: bool,
+    causal: bool | str,
     scale: float | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients ``(dq, dk, dv)`` of a loss whose gradient with respect to ``out`` is ``do``.
@@ -553,23 +700,28 @@ def flash_attention_backward(
     ``out`` and ``lse`` are what :func:`flash_attention_forward` returned for the same q, k,
     v, causal and scale. dq has q's shape, dk and dv k's shape (for grouped-query attention
     they sum over the query heads that share a key/value head), all in the inputs' dtype.
+    A query row that sees no key (lse -inf) contributes nothing: its dq row is 0.
 
     Three launches: D = rowsum(dO ∘ O) (preprocess), dK and dV per key block (pass 1),
     dQ per query block (pass 2). See the comment above :func:`_backward_preprocess_kernel`.
     """
-    scale = validate_backward_inputs(do, q, k, v, out, lse, causal, scale)
+    scale = validate_backward_inputs(
+        do, q, k, v, out, lse, causal, scale, head_dims=FLASH_HEAD_DIMS
+    )
     do, q, k, v = do.contiguous(), q.contiguous(), k.contiguous(), v.contiguous()
     out, lse = out.contiguous(), lse.contiguous()
     batch, heads, n_q, head_dim = q.shape
     kv_heads, n_k = k.shape[1], k.shape[2]
     group_size = heads // kv_heads
     flags = _kernel_flags(q.dtype)
+    shape_args = _shape_args(head_dim, n_q, n_k, causal)
 
     delta = torch.empty_like(lse)
     preprocess_grid = (triton.cdiv(n_q, _PREPROCESS_BLOCK_M), batch * heads)
     _backward_preprocess_kernel[preprocess_grid](
-        out, do, delta, n_q, HEAD_DIM=head_dim, BLOCK_M=_PREPROCESS_BLOCK_M
-    )
+        out, do, delta, n_q,
+        HEAD_DIM=head_dim, BLOCK_D=shape_args["BLOCK_D"], BLOCK_M=_PREPROCESS_BLOCK_M,
+    )  # fmt: skip
 
     dq, dk, dv = _result_buffer(q), _result_buffer(k), _result_buffer(v)
 
@@ -578,8 +730,8 @@ def flash_attention_backward(
 
     _backward_dkdv_kernel[dkdv_grid](
         q, k, v, do, dk, dv, lse, delta,
-        n_q, n_k, heads, group_size, scale * LOG2E, scale,
-        HEAD_DIM=head_dim, CAUSAL=causal, **flags,
+        n_q, n_k, heads, group_size, scale,
+        **shape_args, **flags,
     )  # fmt: skip
 
     def dq_grid(meta: dict) -> tuple[int, int]:
@@ -587,8 +739,8 @@ def flash_attention_backward(
 
     _backward_dq_kernel[dq_grid](
         q, k, v, do, dq, lse, delta,
-        n_q, n_k, heads, group_size, scale * LOG2E, scale,
-        HEAD_DIM=head_dim, CAUSAL=causal, **flags,
+        n_q, n_k, heads, group_size, scale,
+        **shape_args, **flags,
     )  # fmt: skip
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
 
@@ -605,7 +757,7 @@ class FlashAttentionFunction(torch.autograd.Function):
         q: torch.Tensor,
         k: torch.Tensor,
         v: torch.Tensor,
-        causal: bool = False,
+        causal: bool | str = False,
         scale: float | None = None,
     ) -> torch.Tensor:
         out, lse = flash_attention_forward(q, k, v, causal, scale)
@@ -626,7 +778,7 @@ def flash_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    causal: bool = False,
+    causal: bool | str = False,
     scale: float | None = None,
 ) -> torch.Tensor:
     """softmax(scale · q kᵀ [causal mask]) v without ever storing the n_q x n_k matrix.
@@ -635,5 +787,5 @@ def flash_attention(
     respect to q, k and v (through :class:`FlashAttentionFunction`). Bad input raises
     ValueError before anything is launched.
     """
-    validate_inputs(q, k, v, causal, scale)
+    validate_inputs(q, k, v, causal, scale, head_dims=FLASH_HEAD_DIMS)
     return FlashAttentionFunction.apply(q, k, v, causal, scale)

@@ -7,17 +7,35 @@ host, and a broken one is a ``ValueError`` that names the parameter and what it 
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
 
 from attn_course.scores import describe_value, resolve_scale
 from attn_course.triton_mode import kernel_device, kernel_mode
 
-__all__ = ["ALLOWED_DTYPES", "ALLOWED_HEAD_DIMS", "validate_backward_inputs", "validate_inputs"]
+__all__ = [
+    "ALLOWED_DTYPES",
+    "ALLOWED_HEAD_DIMS",
+    "CAUSAL_ALIGNMENTS",
+    "FLASH_HEAD_DIMS",
+    "resolve_causal",
+    "validate_backward_inputs",
+    "validate_inputs",
+]
 
 # tl.dot needs every block dimension >= 16, and block shapes are powers of two; beyond 128
 # a block of q, k, v and the accumulator no longer fits in the registers/shared memory of
-# one program at useful block sizes.
+# one program at useful block sizes. The default for kernels whose tiles are exactly
+# head_dim wide (linear, paged, block-sparse).
 ALLOWED_HEAD_DIMS = (16, 32, 64, 128)
+# The FlashAttention kernels pad head_dim to the next power of two inside the kernel
+# (BLOCK_D, masked columns), so they take the head dims of real models: 40, 80, 96, 112,
+# 160, 192, 256, ... Multiples of 8 keep every row 16-byte aligned for 16-bit dtypes (the
+# rule of flash-attn and cuDNN); 256 is where flash-attn stops too.
+FLASH_HEAD_DIMS = range(16, 257, 8)
+# causal=True means "top_left", the alignment of SDPA's is_causal=True.
+CAUSAL_ALIGNMENTS = ("top_left", "bottom_right")
 ALLOWED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -71,15 +89,50 @@ def _check_dtypes(tensors: dict[str, torch.Tensor]) -> None:
             )
 
 
+def _describe_head_dims(allowed: Collection[int]) -> str:
+    if isinstance(allowed, range):
+        return (
+            f"a multiple of {allowed.step} from {allowed.start} to {allowed[-1]} "
+            f"(e.g. 40, 64, 96, 128, 256)"
+        )
+    return f"one of {tuple(allowed)}"
+
+
+def resolve_causal(causal: object) -> str | None:
+    """The causal alignment ``causal`` asks for: None (no mask), "top_left" or "bottom_right".
+
+    False -> None; True -> "top_left" (query i sees keys j <= i, SDPA's ``is_causal``);
+    "top_left"; "bottom_right" (query i sees keys j <= i + n_k - n_q). Anything else is a
+    ValueError.
+    """
+    if causal is False:
+        return None
+    if causal is True:
+        return "top_left"
+    if isinstance(causal, str) and causal in CAUSAL_ALIGNMENTS:
+        return causal
+    raise ValueError(
+        f"causal must be False, True (= 'top_left'), 'top_left' or 'bottom_right', got {causal!r}"
+    )
+
+
 def validate_inputs(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: object, scale: object
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal: object,
+    scale: object,
+    *,
+    head_dims: Collection[int] = ALLOWED_HEAD_DIMS,
 ) -> float:
     """Check q, k, v, causal and scale; return the softmax scale to use (1/√head_dim if None).
 
     Rules: q is (batch, heads, n_q, head_dim); k and v are both (batch, kv_heads, n_k,
-    head_dim) with ``heads % kv_heads == 0``; head_dim in :data:`ALLOWED_HEAD_DIMS`; one dtype
-    among float32/float16/bfloat16; one device, the one :func:`kernel_device` names; causal a
-    bool; scale None or a finite number > 0.
+    head_dim) with ``heads % kv_heads == 0``; head_dim in ``head_dims`` (default
+    :data:`ALLOWED_HEAD_DIMS`; the FlashAttention kernels pass :data:`FLASH_HEAD_DIMS`); one
+    dtype among float32/float16/bfloat16; one device, the one :func:`kernel_device` names;
+    causal one of False, True, "top_left", "bottom_right" (:func:`resolve_causal`); scale None
+    or a finite number > 0.
     """
     named = {"q": _check_tensor(q, "q"), "k": _check_tensor(k, "k"), "v": _check_tensor(v, "v")}
     _check_dtypes(named)
@@ -103,10 +156,12 @@ def validate_inputs(
             f"heads of q ({heads}) must be a multiple of kv_heads of k and v ({kv_heads}): "
             "each key/value head serves a group of heads // kv_heads query heads"
         )
-    if head_dim not in ALLOWED_HEAD_DIMS:
-        raise ValueError(f"head_dim must be one of {ALLOWED_HEAD_DIMS}, got {head_dim}")
-    if not isinstance(causal, bool):
-        raise ValueError(f"causal must be True or False, got {causal!r}")
+    if head_dim not in head_dims:
+        raise ValueError(
+            f"head_dim (last dim of q, k, v) must be {_describe_head_dims(head_dims)}, "
+            f"got {head_dim}"
+        )
+    resolve_causal(causal)
     return resolve_scale(scale, head_dim)
 
 
@@ -119,9 +174,11 @@ def validate_backward_inputs(
     lse: torch.Tensor,
     causal: object,
     scale: object,
+    *,
+    head_dims: Collection[int] = ALLOWED_HEAD_DIMS,
 ) -> float:
     """:func:`validate_inputs` plus: do and out shaped like q, lse float32 (batch, heads, n_q)."""
-    scale = validate_inputs(q, k, v, causal, scale)
+    scale = validate_inputs(q, k, v, causal, scale, head_dims=head_dims)
     for name, t in (("do", do), ("out", out)):
         _check_tensor(t, name)
         if t.shape != q.shape:
