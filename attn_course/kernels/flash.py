@@ -80,6 +80,7 @@ import torch
 import triton
 import triton.language as tl
 
+from attn_course.kernels.fit import prune_hook
 from attn_course.kernels.validate import validate_backward_inputs, validate_inputs
 from attn_course.triton_mode import kernel_mode
 
@@ -103,8 +104,10 @@ _INTERPRETED = kernel_mode() == "interpreter"
 # exercise the causal block arithmetic that the GPU configurations rely on.
 # On a GPU, triton.autotune times every configuration below (x 2 pipeline depths) the first
 # time it sees a new (n_q, n_k, head_dim, causal) and keeps the fastest: warm up before
-# timing. Configurations that do not fit in shared memory (fp32, head_dim 128) are skipped
-# by the autotuner.
+# timing. Before timing, a configuration that the committed compile record
+# (records/compile_*.json, from `python -m attn_course.kernels.compile`) says does not fit
+# the GPU's shared memory or register file for this dtype and head_dim is dropped
+# (attn_course/kernels/fit.py): e.g. float32 tiles at head_dim 128.
 #
 # Causal masking needs the query blocks to start on key-block boundaries: BLOCK_M must be a
 # multiple of BLOCK_N in the forward and dQ kernels, BLOCK_N of BLOCK_M in the dK/dV kernel.
@@ -208,7 +211,11 @@ def _forward_key_blocks(
     return acc, row_sum, row_max
 
 
-@triton.autotune(configs=_configs("forward"), key=["n_q", "n_k", "HEAD_DIM", "CAUSAL"])
+@triton.autotune(
+    configs=_configs("forward"),
+    key=["n_q", "n_k", "HEAD_DIM", "CAUSAL"],
+    prune_configs_by={"early_config_prune": prune_hook("forward")},
+)
 @triton.jit
 def _forward_kernel(
     Q, K, V, Out, LSE,
@@ -395,7 +402,11 @@ def _dkdv_query_blocks(
     return dk, dv
 
 
-@triton.autotune(configs=_configs("dkdv"), key=["n_q", "n_k", "HEAD_DIM", "CAUSAL"])
+@triton.autotune(
+    configs=_configs("dkdv"),
+    key=["n_q", "n_k", "HEAD_DIM", "CAUSAL"],
+    prune_configs_by={"early_config_prune": prune_hook("dkdv")},
+)
 @triton.jit
 def _backward_dkdv_kernel(
     Q, K, V, DO, DK, DV, LSE, Delta,
@@ -485,7 +496,11 @@ def _dq_key_blocks(
     return dq
 
 
-@triton.autotune(configs=_configs("dq"), key=["n_q", "n_k", "HEAD_DIM", "CAUSAL"])
+@triton.autotune(
+    configs=_configs("dq"),
+    key=["n_q", "n_k", "HEAD_DIM", "CAUSAL"],
+    prune_configs_by={"early_config_prune": prune_hook("dq")},
+)
 @triton.jit
 def _backward_dq_kernel(
     Q, K, V, DO, DQ, LSE, Delta,
