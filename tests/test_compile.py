@@ -111,7 +111,7 @@ def table_of(*entries: tuple[FakeConfig, str, list[str]]) -> fit.Table:
          "config_key": c.key(), "status": status, "reasons": reasons}
         for c, status, reasons in entries
     ]  # fmt: skip
-    return fit.fit_table({"results": results})
+    return fit.fit_table([{"results": results}])
 
 
 def test_pruning_keeps_what_fits_and_never_what_does_not() -> None:
@@ -148,9 +148,10 @@ def test_choose_record_prefers_the_installed_triton() -> None:
         return {"versions": {"triton": version}, "date": date, "subset": subset}
 
     older, newer = record("3.6.0", "2026-01-01"), record("3.9.0", "2026-02-01")
-    assert fit.choose_record([older, newer], "3.6.0") is older
-    assert fit.choose_record([older, newer], "3.7.0") is newer
-    assert fit.choose_record([record("3.6.0", "2026-03-01", "ci")], "3.6.0") is None
+    newest = record("3.9.0", "2026-03-01")
+    assert fit.choose_records([older, newer, newest], "3.6.0") == [older]
+    assert fit.choose_records([older, newer, newest], "3.7.0") == [newer, newest]
+    assert fit.choose_records([record("3.6.0", "2026-03-01", "ci")], "3.6.0") == []
 
 
 # --- real compilations, in a child process -----------------------------------------------
@@ -159,7 +160,7 @@ FACTS = textwrap.dedent(
     """
     import json
     from attn_course.kernels.compile import Case, KERNELS, cases, compile_case, run_cases
-    from attn_course.kernels.fit import compile_records, choose_record
+    from attn_course.kernels.fit import compile_records, choose_records
     from attn_course.kernels.targets import Target
     import triton
 
@@ -176,11 +177,12 @@ FACTS = textwrap.dedent(
     fine = Case("paged", "sm_80", "float16", 64, {"BLOCK_SIZE": 16})
     out["broken"], out["after"] = run_cases([broken, fine], jobs=1)
     # The committed record must know every configuration the autotuners may try.
-    record = choose_record(compile_records(), triton.__version__)
-    if record is not None:
+    records = choose_records(compile_records(), triton.__version__)
+    if records:
+        results = [r for record in records for r in record["results"]]
         recorded = {(r["kernel"], r["target"], r["dtype"], r["head_dim"], r["config_key"])
-                    for r in record["results"]}
-        targets = sorted({r["target"] for r in record["results"]})
+                    for r in results}
+        targets = sorted({r["target"] for r in results})
         from attn_course.kernels.fit import config_key
         wanted = {(c.kernel, c.target, c.dtype, c.head_dim,
                    config_key(c.config, c.num_warps, c.num_stages))

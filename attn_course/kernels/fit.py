@@ -26,9 +26,9 @@ Rules, for one launch on a device of capability ``cc`` with dtype ``dtype`` and 
   (they run, slowly); if there are none of those either, ValueError naming the kernel,
   target, dtype and head_dim.
 
-Which record: the newest one made with the installed Triton version if there is one, else
-the newest one (the fit of a tile changes little between Triton versions; the autotuner's
-own OutOfResources handling covers the rest).
+Which records: those made with the installed Triton version if there are any, else those
+of the newest version recorded (the fit of a tile changes little between Triton versions;
+the autotuner's own OutOfResources handling covers the rest).
 """
 
 from __future__ import annotations
@@ -40,7 +40,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCHEMA", "compile_records", "config_key", "fitting_configs", "prune_hook"]
+__all__ = [
+    "SCHEMA",
+    "choose_records",
+    "compile_records",
+    "config_key",
+    "fitting_configs",
+    "prune_hook",
+]
 
 SCHEMA = "attn_course.compile/1"
 
@@ -81,23 +88,30 @@ def compile_records(pattern: str | Path | None = None) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: r["date"])
 
 
-def choose_record(records: list[dict[str, Any]], triton_version: str) -> dict[str, Any] | None:
-    """The newest full record made with ``triton_version``, else the newest full one."""
+def choose_records(records: list[dict[str, Any]], triton_version: str) -> list[dict[str, Any]]:
+    """The full records made with ``triton_version``, else those of the newest version used.
+
+    Several records of one version may each cover some targets or kernels (e.g.
+    ``--targets sm_80 sm_90``); :func:`fit_table` merges them, the newer winning.
+    """
     full = [r for r in records if r.get("subset") == "full"]
     same = [r for r in full if r["versions"]["triton"] == triton_version]
-    chosen = same or full
-    return chosen[-1] if chosen else None
+    if same or not full:
+        return same
+    newest = full[-1]["versions"]["triton"]
+    return [r for r in full if r["versions"]["triton"] == newest]
 
 
 Table = dict[tuple[str, str, str, int], dict[str, dict[str, Any]]]
 
 
-def fit_table(record: dict[str, Any]) -> Table:
-    """(kernel, target, dtype, head_dim) -> {config_key: result} of one record."""
+def fit_table(records: list[dict[str, Any]]) -> Table:
+    """(kernel, target, dtype, head_dim) -> {config_key: result} of records, oldest first."""
     table: Table = {}
-    for r in record["results"]:
-        key = (r["kernel"], r["target"], r["dtype"], r["head_dim"])
-        table.setdefault(key, {})[r["config_key"]] = r
+    for record in records:
+        for r in record["results"]:
+            key = (r["kernel"], r["target"], r["dtype"], r["head_dim"])
+            table.setdefault(key, {})[r["config_key"]] = r
     return table
 
 
@@ -105,10 +119,8 @@ def fit_table(record: dict[str, Any]) -> Table:
 def _committed_table() -> tuple[Table, str | None]:
     import triton
 
-    record = choose_record(compile_records(), triton.__version__)
-    if record is None:
-        return {}, None
-    return fit_table(record), record["path"]
+    records = choose_records(compile_records(), triton.__version__)
+    return fit_table(records), ", ".join(Path(r["path"]).name for r in records) or None
 
 
 def _only_spills(result: dict[str, Any]) -> bool:
