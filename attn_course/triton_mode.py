@@ -13,6 +13,11 @@ The rule:
 * ``TRITON_INTERPRET`` already set by the user: respected as it is.
 * otherwise, no CUDA device (``torch.cuda.is_available()`` is False): set it to ``"1"``.
 * otherwise: compiled kernels on the GPU.
+
+``TRITON_INTERPRET=0`` on a machine without a GPU is therefore the way to get the kernels
+as real, compilable ``JITFunction`` objects that cannot be launched there: mode ``"gpu"``,
+which is what the compile check ``python -m attn_course.kernels.compile`` needs (it starts
+itself again with that setting when it finds the interpreter chosen).
 """
 
 from __future__ import annotations

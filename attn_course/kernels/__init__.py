@@ -16,6 +16,11 @@ Public API (stable; notebook 04 and :mod:`attn_course.bench` build on it):
 * :class:`FlashAttentionFunction`: the ``torch.autograd.Function`` behind flash_attention.
 * :func:`block_sizes` ``(kernel) -> [(BLOCK_M, BLOCK_N), ...]`` tried in this mode.
 
+Compile check (no GPU needed): ``python -m attn_course.kernels.compile`` compiles every
+kernel for the GPU targets of :mod:`attn_course.kernels.targets` and reports registers,
+spills, shared memory and the MMA instructions; :mod:`attn_course.kernels.fit` prunes the
+autotuners with its committed record.
+
 Conventions: q is (batch, heads, n_q, head_dim); k and v are (batch, kv_heads, n_k,
 head_dim) with ``heads % kv_heads == 0`` (kv_heads == heads: multi-head; 1: multi-query;
 in between: grouped-query attention). head_dim any multiple of 8 from 16 to 256 (padded to

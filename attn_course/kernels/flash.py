@@ -122,6 +122,7 @@ import torch
 import triton
 import triton.language as tl
 
+from attn_course.kernels.fit import prune_hook
 from attn_course.kernels.validate import (
     FLASH_HEAD_DIMS,
     resolve_causal,
@@ -152,8 +153,10 @@ _INTERPRETED = kernel_mode() == "interpreter"
 # backward must recompute S bit for bit (see "Precision of the backward").
 # On a GPU, triton.autotune times every configuration below (x 2 pipeline depths) the first
 # time it sees a new (n_q, n_k, head_dim, causal) and keeps the fastest: warm up before
-# timing. Configurations that do not fit in shared memory (fp32, head_dim 128) are skipped
-# by the autotuner.
+# timing. Before timing, a configuration that the committed compile record
+# (records/compile_*.json, from `python -m attn_course.kernels.compile`) says does not fit
+# the GPU's shared memory or register file for this dtype and head_dim is dropped
+# (attn_course/kernels/fit.py): e.g. float32 tiles at head_dim 128.
 #
 # Causal masking works for any block sizes and any diagonal offset; top-left masking is
 # cheapest (one straddling tile fewer) when BLOCK_M is a multiple of BLOCK_N in the forward
@@ -297,7 +300,11 @@ def _causal_key_range(first_row, n_k, causal_offset, BLOCK_M: tl.constexpr, BLOC
     return tl.minimum(full_end, n_k), stop
 
 
-@triton.autotune(configs=_configs("forward"), key=["n_q", "n_k", "HEAD_DIM", "CAUSAL"])
+@triton.autotune(
+    configs=_configs("forward"),
+    key=["n_q", "n_k", "HEAD_DIM", "CAUSAL"],
+    prune_configs_by={"early_config_prune": prune_hook("forward")},
+)
 @triton.jit
 def _forward_kernel(
     Q, K, V, Out, LSE,
@@ -553,7 +560,11 @@ def _causal_query_range(
     return tl.minimum(start, n_q), tl.minimum(full_start, n_q)
 
 
-@triton.autotune(configs=_configs("dkdv"), key=["n_q", "n_k", "HEAD_DIM", "CAUSAL"])
+@triton.autotune(
+    configs=_configs("dkdv"),
+    key=["n_q", "n_k", "HEAD_DIM", "CAUSAL"],
+    prune_configs_by={"early_config_prune": prune_hook("dkdv")},
+)
 @triton.jit
 def _backward_dkdv_kernel(
     Q, K, V, DO, DK, DV, LSE, Delta,
@@ -634,7 +645,11 @@ def _dq_key_blocks(
     return dq
 
 
-@triton.autotune(configs=_configs("dq"), key=["n_q", "n_k", "HEAD_DIM", "CAUSAL"])
+@triton.autotune(
+    configs=_configs("dq"),
+    key=["n_q", "n_k", "HEAD_DIM", "CAUSAL"],
+    prune_configs_by={"early_config_prune": prune_hook("dq")},
+)
 @triton.jit
 def _backward_dq_kernel(
     Q, K, V, DO, DQ, LSE, Delta,
