@@ -28,9 +28,12 @@ import pytest
 from attn_course.kernels import fit
 from attn_course.kernels.compile import KERNELS, mma_family
 from attn_course.kernels.targets import (
+    KIB,
     SPILL_LIMIT_BYTES,
     TARGETS,
+    get_target,
     limits_exceeded,
+    occupancy,
     target_for_capability,
 )
 
@@ -285,3 +288,38 @@ def test_ci_subset(triton_version: str, tmp_path: Path) -> None:
         for name in record["kernels"]
     )
     assert len(covered) == len(record["results"]) == per_target * len(TARGETS)
+
+
+# --- occupancy ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "registers", "shared", "warps", "blocks", "limiter"),
+    [
+        # 183 registers: 32 · 183 = 5856 per warp, allocated as 23 · 256 = 5888; a block of
+        # 4 warps needs 23552 of the SM's 65536: 2 blocks.
+        ("sm_80", 183, 53248, 4, 2, "registers"),
+        # 100 KiB of shared memory + 1 KiB reserved per block: one fits in 164 KiB.
+        ("sm_80", 32, 100 * KIB, 4, 1, "shared memory"),
+        # 16 warps per block, at most 48 per SM on sm_86: 3 blocks.
+        ("sm_86", 32, 0, 16, 3, "warps"),
+        # Tiny blocks: sm_75 holds at most 16 blocks, whatever they use.
+        ("sm_75", 16, 0, 1, 16, "blocks"),
+        # sm_75 reserves nothing: 2 blocks of exactly 32 KiB fill its 64 KiB.
+        ("sm_75", 32, 32 * KIB, 1, 2, "shared memory"),
+    ],
+)
+def test_occupancy_by_hand(target, registers, shared, warps, blocks, limiter) -> None:
+    got = occupancy(get_target(target), registers=registers, shared_bytes=shared, num_warps=warps)
+    assert (got.blocks, got.limiter) == (blocks, limiter)
+    assert got.warps == blocks * warps
+    assert got.fraction == got.warps / get_target(target).max_warps_per_sm
+
+
+def test_occupancy_rejects_impossible_kernels() -> None:
+    with pytest.raises(ValueError, match="registers must be <= 255, got 300"):
+        occupancy(get_target("sm_90"), registers=300, shared_bytes=0, num_warps=4)
+    with pytest.raises(ValueError, match="num_warps must be an int >= 1, got 0"):
+        occupancy(get_target("sm_90"), registers=32, shared_bytes=0, num_warps=0)
+    with pytest.raises(ValueError, match=r"target must be one of \['sm_75'"):
+        get_target("sm_70")

@@ -193,3 +193,18 @@ def prune_hook(kernel: str) -> Callable[..., list[Any]]:
 
     prune.__name__ = f"prune_{kernel}"
     return prune
+
+
+def recorded_resources(
+    kernel: str, targets: list[str], *, dtype: str, head_dim: int
+) -> list[dict[str, Any]]:
+    """What the committed compile record says of ``kernel`` at (``dtype``, ``head_dim``) on
+    each of ``targets``: one result per configuration (``config_key``, ``status``,
+    ``registers`` per thread, ``stack_bytes``, ``shared_bytes`` per block, ``num_warps``,
+    ``mma``, ``target``), in the record's order; [] where the record has none."""
+    table, _ = _committed_table()
+    return [
+        result
+        for target in targets
+        for result in table.get((kernel, target, dtype, head_dim), {}).values()
+    ]

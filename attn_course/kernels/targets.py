@@ -28,7 +28,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["KIB", "TARGETS", "Target", "limits_exceeded", "target_for_capability"]
+__all__ = [
+    "KIB",
+    "TARGETS",
+    "Occupancy",
+    "Target",
+    "get_target",
+    "limits_exceeded",
+    "occupancy",
+    "target_for_capability",
+]
 
 KIB = 1024  # bytes
 
@@ -56,6 +65,8 @@ class Target:
     registers_per_sm: int
     registers_per_thread: int
     gpus: tuple[str, ...]
+    max_warps_per_sm: int = 64
+    max_blocks_per_sm: int = 32
 
     @property
     def arch(self) -> int:
@@ -66,13 +77,23 @@ class Target:
 #: The published table, oldest first. sm_75 is the oldest GPU the course promises (Colab's
 #: free T4); Triton 3.x supports nothing older with tensor cores.
 TARGETS: tuple[Target, ...] = (
-    Target("sm_75", (7, 5), 64 * KIB, 64 * KIB, 65536, 255, ("T4 (Colab free tier)", "RTX 20xx")),
-    Target("sm_80", (8, 0), 163 * KIB, 164 * KIB, 65536, 255, ("A100", "A30")),
-    Target("sm_86", (8, 6), 99 * KIB, 100 * KIB, 65536, 255, ("RTX 30xx", "A10", "A40")),
-    Target("sm_89", (8, 9), 99 * KIB, 100 * KIB, 65536, 255, ("L4", "L40S", "RTX 40xx")),
-    Target("sm_90", (9, 0), 227 * KIB, 228 * KIB, 65536, 255, ("H100", "H200")),
-    Target("sm_100", (10, 0), 227 * KIB, 228 * KIB, 65536, 255, ("B200", "GB200")),
-)
+    Target("sm_75", (7, 5), 64 * KIB, 64 * KIB, 65536, 255, ("T4 (Colab free tier)", "RTX 20xx"),
+           max_warps_per_sm=32, max_blocks_per_sm=16),
+    Target("sm_80", (8, 0), 163 * KIB, 164 * KIB, 65536, 255, ("A100", "A30"),
+           max_warps_per_sm=64, max_blocks_per_sm=32),
+    Target("sm_86", (8, 6), 99 * KIB, 100 * KIB, 65536, 255, ("RTX 30xx", "A10", "A40"),
+           max_warps_per_sm=48, max_blocks_per_sm=16),
+    Target("sm_89", (8, 9), 99 * KIB, 100 * KIB, 65536, 255, ("L4", "L40S", "RTX 40xx"),
+           max_warps_per_sm=48, max_blocks_per_sm=24),
+    Target("sm_90", (9, 0), 227 * KIB, 228 * KIB, 65536, 255, ("H100", "H200"),
+           max_warps_per_sm=64, max_blocks_per_sm=32),
+    Target("sm_100", (10, 0), 227 * KIB, 228 * KIB, 65536, 255, ("B200", "GB200"),
+           max_warps_per_sm=64, max_blocks_per_sm=32),
+)  # fmt: skip
+
+#: Registers are given to a warp in units of this many (the guide's "register allocation
+#: unit size", 256 on every target here): a thread's count is rounded up to a multiple of 8.
+REGISTER_ALLOCATION_UNIT = 256
 
 
 def target_for_capability(capability: tuple[int, int]) -> Target | None:
@@ -112,3 +133,62 @@ def limits_exceeded(
             f"spills: {stack_bytes} B of stack per thread > {SPILL_LIMIT_BYTES} B tolerated"
         )
     return reasons
+
+
+def get_target(name: str) -> Target:
+    """The table's entry named ``name`` ("sm_90"); the error lists the names there are."""
+    for target in TARGETS:
+        if target.name == name:
+            return target
+    raise ValueError(f"target must be one of {[t.name for t in TARGETS]}, got {name!r}")
+
+
+@dataclass(frozen=True)
+class Occupancy:
+    """How many blocks of one kernel an SM holds at once, and what stops it holding more.
+
+    blocks: resident blocks per SM; warps: blocks · warps per block; fraction: warps /
+    the SM's maximum; limiter: "registers", "shared memory", "warps" or "blocks" (the
+    smallest of the limits; the first of them in that order on a tie); by_limit: each
+    limit's count of blocks (no "shared memory" entry for a block that uses none).
+    """
+
+    blocks: int
+    warps: int
+    fraction: float
+    limiter: str
+    by_limit: dict[str, int]
+
+
+def occupancy(target: Target, *, registers: int, shared_bytes: int, num_warps: int) -> Occupancy:
+    """Resident blocks per SM of a kernel using ``registers`` per thread, ``shared_bytes``
+    per block and ``num_warps`` warps per block, on ``target``:
+
+        registers:      registers_per_sm // (ceil(32 · registers / 256) · 256 · num_warps)
+        shared memory:  shared_per_sm // (shared_bytes + reserved), reserved =
+                        shared_per_sm − shared_per_block (1 KiB the system keeps per block
+                        from sm_80 on, 0 on sm_75)
+        warps:          max_warps_per_sm // num_warps
+        blocks:         max_blocks_per_sm
+
+    and the smallest of the four. (The guide's occupancy calculator also rounds shared
+    memory to a unit of 128 or 256 bytes; Triton's allocations are multiples of it here.)
+    """
+    for name, value, low in (("registers", registers, 1), ("num_warps", num_warps, 1),
+                             ("shared_bytes", shared_bytes, 0)):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if registers > target.registers_per_thread:
+        raise ValueError(f"registers must be <= {target.registers_per_thread}, got {registers}")
+    unit = REGISTER_ALLOCATION_UNIT
+    per_warp = -(-32 * registers // unit) * unit
+    reserved = target.shared_per_sm - target.shared_per_block
+    by_limit = {"registers": target.registers_per_sm // (per_warp * num_warps)}
+    if shared_bytes + reserved:  # a block that takes no shared memory is not limited by it
+        by_limit["shared memory"] = target.shared_per_sm // (shared_bytes + reserved)
+    by_limit["warps"] = target.max_warps_per_sm // num_warps
+    by_limit["blocks"] = target.max_blocks_per_sm
+    blocks = min(by_limit.values())
+    limiter = next(name for name, count in by_limit.items() if count == blocks)
+    warps = blocks * num_warps
+    return Occupancy(blocks, warps, warps / target.max_warps_per_sm, limiter, by_limit)
