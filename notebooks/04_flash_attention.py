@@ -25,7 +25,9 @@
 # 3. explain the backward's two passes, and why they recompute P instead of storing it;
 # 4. check the kernel against PyTorch and a float64 reference, outputs and gradients;
 # 5. run the course's benchmark, read its record, and say what has (and has not yet) been
-#    measured about "FlashAttention is 2–4× (or 3–5×) faster".
+#    measured about "FlashAttention is 2–4× (or 3–5×) faster";
+# 6. read what the compiler makes of the kernel for a real GPU (registers, shared memory,
+#    the tensor-core instructions) and work out how many blocks an SM can hold.
 #
 # **Prerequisites:** notebooks 01 (the score matrix), 02 (cost arithmetic) and 03 (tiling
 # and the online softmax). No Triton experience needed.
@@ -428,6 +430,84 @@ if not gpu_records:
 for record in gpu_records:
     display(benchmark_figure(record, "tflops"))
     display(benchmark_figure(record, "ms"))
+
+# %% [markdown]
+# ## 6 · What the compiler makes of it
+#
+# A Triton kernel becomes GPU code in stages: Triton IR, then LLVM IR, then PTX (NVIDIA's
+# virtual assembly), then a cubin that `ptxas` assembles for one GPU generation. None of it
+# needs a GPU: the compiler and `ptxas` ship inside the Triton package, so this CPU can
+# compile the course's kernels for a T4 (sm_75), an A100 (sm_80), an H100 (sm_90) or a B200
+# (sm_100), launching nothing. `python -m attn_course.kernels.compile` does it for every
+# kernel of the course; here is the forward kernel, fp16, head dim 64, its first autotune
+# configuration (a 64 × 32 tile, 4 warps, 3 stages), compiled now for four generations:
+
+# %%
+# Run time: ≈ 10–20 s (a compiler process per call, four compilations).
+from attn_course.kernels.compile import compile_now
+from attn_course.kernels.fit import recorded_resources
+from attn_course.kernels.targets import get_target, occupancy
+
+for r in compile_now("forward", ["sm_75", "sm_80", "sm_90", "sm_100"], head_dim=64, dtype="float16"):
+    target = get_target(r["target"])
+    instruction = f"{r['mma_count']:3} × {r['mma_instruction']}" if r["mma_instruction"] else "none: FMA loops"
+    print(f"{r['target']:>6} ({target.gpus[0]:<20}) {r['dtype']}: {r['registers']:3} registers/thread, "
+          f"{r['shared_bytes']:6,} B shared; tensor-core instructions: {instruction}")
+
+# %% [markdown]
+# **Three generations of tensor-core instructions.** On an A100 each warp (32 threads)
+# multiplies its own small tile from registers: `mma.sync … m16n8k16` is one 16 × 8 × 16
+# product, so one 64 × 32 × 64 block product takes many of them. On an H100 four warps
+# (a *warpgroup*) issue one `wgmma.mma_async … m64n32k16` together: the whole 64 × 32 tile,
+# 16 deep, in one asynchronous instruction that reads an operand straight from shared
+# memory; the FlashAttention-3 paper (Shah et al., 2024, §2) builds its H100 kernel on it,
+# because Hopper's tensor cores reach their full throughput through wgmma. On a B200,
+# `tcgen05.mma` goes a step further (its accumulator lives in a dedicated tensor memory).
+# On the T4 (sm_75) this Triton emits no tensor-core instruction at all (the first line
+# above), though Turing's tensor cores do multiply fp16: the dots become ordinary
+# multiply-adds, and the tile needs every register a thread may have. The kernel runs on
+# Colab's free T4, but not on its tensor cores. The source is the same on all four; the
+# compiler chooses.
+#
+# **What fits on an SM.** A block's tiles live in registers (each thread's share of q, the
+# accumulator, the scores) and in shared memory (the K and V tiles, several of them when
+# `num_stages` > 1: the compiler prefetches the next tiles with asynchronous copies while the
+# current ones are multiplied). An SM holds as many blocks at once as the scarcest of four
+# resources allows:
+#
+# $$
+# \text{blocks per SM} = \min\Big(
+# \Big\lfloor \frac{R_\text{SM}}{\lceil 32 r / 256 \rceil \cdot 256 \cdot w} \Big\rfloor,\
+# \Big\lfloor \frac{M_\text{SM}}{m + m_\text{reserved}} \Big\rfloor,\
+# \Big\lfloor \frac{W_\text{SM}}{w} \Big\rfloor,\ B_\text{SM} \Big)
+# $$
+#
+# with r registers per thread (given to a warp in units of 256), m bytes of shared memory
+# per block (plus the 1 KiB the system keeps per block from sm_80 on), w warps per block,
+# and the SM's registers R (65,536), shared memory M, warp slots W and block slots B
+# (`attn_course/kernels/targets.py`, from NVIDIA's CUDA programming guide). The committed
+# compile record holds every configuration the autotuner may try; here are the forward
+# kernel's at head dim 128, fp16, on an A100 and an H100:
+
+# %%
+print(f"{'GPU':>6} {'tile, warps, stages':<38} {'regs':>4} {'spill':>6} {'shared':>9}  blocks/SM (limit)   warps/SM")
+for row in recorded_resources("forward", ["sm_80", "sm_90"], dtype="float16", head_dim=128):
+    fit = occupancy(get_target(row["target"]), registers=row["registers"], shared_bytes=row["shared_bytes"],
+                    num_warps=row["num_warps"])
+    print(f"{row['target']:>6} {row['config_key']:<38} {row['registers']:>4} {row['stack_bytes']:>4} B "
+          f"{row['shared_bytes']:>7,} B  {fit.blocks} ({fit.limiter:<13})    {fit.warps:>2} of "
+          f"{get_target(row['target']).max_warps_per_sm}")
+
+# %% [markdown]
+# **Reading the table.** At head dim 128 every configuration keeps few blocks per SM and
+# few of its 64 warp slots busy (the last two columns): the accumulator of 64 or 128 rows ×
+# 128 columns in fp32 takes most of the registers, and some configurations spill (a nonzero *spill*: values
+# parked in local memory). Low occupancy is normal for attention kernels; they hide memory
+# latency with the pipelined copies above rather than with many warps. What the table
+# predicts is which tiles *cannot* be fast: one that spills badly or does not fit is never
+# tried (`attn_course/kernels/fit.py` drops the configurations the record refuses before
+# the autotuner times anything), and between the rest only a timed run on the GPU decides.
+# Exercise 5 asks you to compute the blocks-per-SM column yourself.
 
 # %% [markdown]
 # ## Summary

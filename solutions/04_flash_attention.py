@@ -9,7 +9,7 @@
 # %% [markdown]
 # # 04 · Exercises: FlashAttention in Triton
 #
-# Four exercises, from counting to a real kernel. They go with
+# Five exercises, from counting to a real kernel and what the compiler makes of it. They go with
 # [`notebooks/04_flash_attention.ipynb`](../notebooks/04_flash_attention.ipynb); read its sections 1 to 4 first.
 #
 # **How it works.** Write each function where it says `# YOUR CODE HERE` (delete the
@@ -37,6 +37,8 @@ import triton.language as tl
 from attn_course.bench import attention_flops, load_records, tflops_per_s
 from attn_course.checks.flash import launch_exercise_kernel
 from attn_course.grade import check
+from attn_course.kernels.fit import recorded_resources
+from attn_course.kernels.targets import get_target
 
 print(f"kernels run in {kernels.kernel_mode()!r} mode on {kernels.kernel_device()}")
 
@@ -315,6 +317,77 @@ for causal in (False, True):
 # %%
 x = 3.0
 print(f"2^(x·log2 e) = {2 ** (x * math.log2(math.e)):.12f},  e^x = {math.exp(x):.12f}")
+
+# %% [markdown]
+# ## Exercise 5 · How many blocks of a compiled kernel fit on an SM? (1 point)
+#
+# Notebook 04's section 6 compiles the course's kernels for real GPUs: the compiler says how
+# many registers each thread of a kernel uses and how much shared memory each block
+# (program) takes. An SM runs several blocks at once only if all of them fit. Write
+# `resident_blocks(registers, shared_bytes, num_warps, target)`: how many blocks of a
+# kernel using `registers` per thread, `shared_bytes` per block and `num_warps` warps (of
+# 32 threads) per block one SM of `target` holds at once. `target` is an entry of
+# `attn_course.kernels.targets.TARGETS` (`get_target("sm_80")`), with the attributes
+# `registers_per_sm`, `shared_per_sm`, `shared_per_block`, `max_warps_per_sm` and
+# `max_blocks_per_sm`. It is the smallest of four limits:
+#
+# $$
+# \begin{aligned}
+# \text{registers:}\ & \left\lfloor \frac{\text{registers\_per\_sm}}
+#   {\lceil 32 \cdot \text{registers} / 256 \rceil \cdot 256 \cdot \text{num\_warps}}
+#   \right\rfloor
+# & \text{shared memory:}\ & \left\lfloor \frac{\text{shared\_per\_sm}}
+#   {\text{shared\_bytes} + (\text{shared\_per\_sm} - \text{shared\_per\_block})}
+#   \right\rfloor \\
+# \text{warps:}\ & \left\lfloor \frac{\text{max\_warps\_per\_sm}}{\text{num\_warps}}
+#   \right\rfloor
+# & \text{blocks:}\ & \text{max\_blocks\_per\_sm}
+# \end{aligned}
+# $$
+#
+# Registers go to a warp in units of 256, and from sm_80 on the system keeps 1 KiB of
+# shared memory per block, the difference `shared_per_sm − shared_per_block`. A block that
+# uses no shared memory (and reserves none, as on sm_75) is not limited by it. Example: 183
+# registers, 53,248 bytes, 4 warps on an A100 (sm_80): registers ⌊65536 / (23 · 256 · 4)⌋
+# = 2, shared memory ⌊167936 / 54272⌋ = 3, warps 64 / 4 = 16, blocks 32: **2 blocks**.
+#
+# *The check* tries ten kernels, each held back by another limit, on four GPU generations, and forty
+# random ones. It recognises registers not rounded to 256, the forgotten reserved 1 KiB,
+# shared_per_block taken for the SM's pool, a missing warp or block limit, and warps
+# returned instead of blocks. Calling `attn_course.kernels.targets.occupancy` does not
+# count: write the formula.
+
+# %% nbgrader={"grade": false, "grade_id": "resident_blocks", "locked": false, "schema_version": 3, "solution": true}
+def resident_blocks(registers, shared_bytes, num_warps, target):
+    """Blocks of this kernel that one SM of ``target`` holds at once."""
+    ### BEGIN SOLUTION
+    per_warp = -(-32 * registers // 256) * 256  # registers go to a warp in units of 256
+    limits = [target.registers_per_sm // (per_warp * num_warps),
+              target.max_warps_per_sm // num_warps, target.max_blocks_per_sm]
+    reserved = target.shared_per_sm - target.shared_per_block  # kept by the system, per block
+    if shared_bytes + reserved:
+        limits.append(target.shared_per_sm // (shared_bytes + reserved))
+    return min(limits)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "resident_blocks_check", "locked": true, "points": 1, "schema_version": 3, "solution": false}
+check("resident_blocks", resident_blocks)
+
+# %% [markdown]
+# **Use it on the compiler's numbers.** The flash forward's configurations on an A100 and an
+# H100, from the committed compile record: registers and shared memory decide how many
+# blocks, and so how many warps, each SM keeps busy.
+
+# %%
+for row in recorded_resources("forward", ["sm_80", "sm_90"], dtype="float16", head_dim=128):
+    try:
+        blocks = resident_blocks(row["registers"], row["shared_bytes"], row["num_warps"], get_target(row["target"]))
+    except NotImplementedError:
+        print("write resident_blocks above first")
+        break
+    print(f"{row['target']} {row['config_key']}: {row['registers']} registers, "
+          f"{row['shared_bytes']:,} B shared -> {blocks} block(s) per SM, {blocks * row['num_warps']} warps")
 
 # %% [markdown]
 # Next, notebook 05 (linear attention) changes the maths itself, to remove the n² from the

@@ -1,13 +1,14 @@
 """Checks of notebook 04 (FlashAttention in Triton).
 
-Four exercises, from arithmetic to a real kernel: how many key blocks a causal query
+Five exercises, from arithmetic to a real kernel: how many key blocks a causal query
 block visits, which key/value head a query head reads under grouped-query attention,
-the throughput of a measured run, and the online-softmax update inside a small Triton
-forward kernel. The kernel exercise runs the student's ``@triton.jit`` function (in
-Triton's interpreter on a machine without a GPU) at tiny sizes and compares it with a
-float64 reference; when it is wrong, it replays the usual mistakes in PyTorch to name one.
-The counting exercises compare whole lists (every query block, every query head), so a
-hint can name the mistake that gives exactly the student's list, and require ints.
+the throughput of a measured run, the online-softmax update inside a small Triton
+forward kernel, and how many blocks of a compiled kernel an SM holds at once. The kernel
+exercise runs the student's ``@triton.jit`` function (in Triton's interpreter on a
+machine without a GPU) at tiny sizes and compares it with a float64 reference; when it
+is wrong, it replays the usual mistakes in PyTorch to name one. The counting exercises
+compare whole lists (every query block, every query head), so a hint can name the
+mistake that gives exactly the student's list, and require ints.
 """
 
 from __future__ import annotations
@@ -556,3 +557,88 @@ def check_flash_inner_loop(attention_forward_kernel: Any) -> None:
             or "m_new = max(m_i, row max of s); alpha = exp2(m_i − m_new); "
             "p = exp2(s − m_new); l_i = l_i·alpha + sum(p); acc = acc·alpha + p @ v; m_i = m_new",
         )
+
+
+# --- exercise 5: occupancy ------------------------------------------------------------------
+
+
+def _blocks(regs: int, shared: int, warps: int, target: Any, *, unit: int = 256,
+            reserve: bool = True, warp_limit: bool = True, block_limit: bool = True,
+            per_sm: bool = True, round_up: bool = True) -> int:  # fmt: skip
+    """Resident blocks per SM, with each step of the formula switchable (the mistakes)."""
+    per_warp = (-(-32 * regs // unit) * unit) if round_up else 32 * regs
+    limits = [target.registers_per_sm // (per_warp * warps)]
+    reserved = target.shared_per_sm - target.shared_per_block if reserve else 0
+    pool = target.shared_per_sm if per_sm else target.shared_per_block
+    if shared + reserved:
+        limits.append(pool // (shared + reserved))
+    if warp_limit:
+        limits.append(target.max_warps_per_sm // warps)
+    if block_limit:
+        limits.append(target.max_blocks_per_sm)
+    return min(limits)
+
+
+_OCCUPANCY_MISTAKES: list[tuple[Callable[..., int], str]] = [
+    (lambda r, s, w, t: _blocks(r, s, w, t, round_up=False), "registers are given to a warp "
+     "in units of 256: round 32 · registers up to a multiple of 256 before dividing"),
+    (lambda r, s, w, t: _blocks(r, s, w, t, reserve=False), "each block also takes the "
+     "memory the system reserves for it: shared_per_sm − shared_per_block (1 KiB from sm_80 on)"),
+    (lambda r, s, w, t: _blocks(r, s, w, t, per_sm=False), "blocks share the SM's shared "
+     "memory, shared_per_sm; shared_per_block only caps one block"),
+    (lambda r, s, w, t: _blocks(r, s, w, t, warp_limit=False), "an SM holds at most "
+     "max_warps_per_sm warps: that limits blocks of many warps"),
+    (lambda r, s, w, t: _blocks(r, s, w, t, block_limit=False), "an SM holds at most "
+     "max_blocks_per_sm blocks, however small they are"),
+    (lambda r, s, w, t: _blocks(r, s, w, t) * w, "that is the number of resident warps; "
+     "return blocks (warps // num_warps)"),
+]  # fmt: skip
+
+
+_OCCUPANCY_HINT = "the smallest of four limits: registers, shared memory, warps, blocks"
+
+
+@exercise(
+    "resident_blocks",
+    notebook=NOTEBOOK,
+    answer="resident_blocks",
+    title="How many blocks of a compiled kernel an SM holds",
+    points=1,
+    forbidden=[reference("attn_course.kernels.targets.occupancy", what="the occupancy")],
+)
+def check_resident_blocks(resident_blocks: Callable[[int, int, int, Any], int]) -> None:
+    from attn_course.kernels.targets import TARGETS, get_target
+
+    # Each case is bound by another limit, and every mistake above changes its answer.
+    # (registers, shared bytes, warps, target): the flash forward's 64 x 32 tile at head
+    # dim 128 on an A100 (registers); 100 KiB of shared memory (shared memory);
+    # 16-warp blocks on sm_86 (warps); tiny blocks on sm_75 (blocks); registers 100 (the
+    # rounding: 3200 -> 3328 per warp).
+    cases = [(183, 53248, 4, "sm_80"), (32, 100 * 1024, 4, "sm_80"), (24, 0, 16, "sm_86"),
+             (16, 0, 1, "sm_75"), (100, 0, 2, "sm_90"), (64, 40 * 1024, 4, "sm_90"),
+             (40, 80 * 1024, 2, "sm_86"), (255, 131072, 8, "sm_90"),
+             # Exactly half the SM's shared memory (with and without the reserve): where
+             # the reserved 1 KiB, and which pool, decide between 1 and 2 blocks.
+             (32, 83968, 4, "sm_80"), (32, 115712, 4, "sm_90")]  # fmt: skip
+    for regs, shared, warps, name in cases:
+        target = get_target(name)
+        case = f"resident_blocks({regs}, {shared}, {warps}, get_target({name!r}))"
+        _expect_ints([resident_blocks(regs, shared, warps, target)],
+                     [_blocks(regs, shared, warps, target)], case,
+                     [([f(regs, shared, warps, target)], hint)
+                      for f, hint in _OCCUPANCY_MISTAKES],
+                     _OCCUPANCY_HINT)  # fmt: skip
+
+    def one(regs: int, shared_kib: int, warps: int, index: int) -> None:
+        target = TARGETS[index]
+        shared = min(shared_kib * 1024, target.shared_per_block)
+        _expect_ints([resident_blocks(regs, shared, warps, target)],
+                     [_blocks(regs, shared, warps, target)],
+                     f"resident_blocks({regs}, {shared}, {warps}, get_target({target.name!r}))",
+                     [([f(regs, shared, warps, target)], hint)
+                      for f, hint in _OCCUPANCY_MISTAKES],
+                     _OCCUPANCY_HINT)  # fmt: skip
+
+    for_all(one, regs=st.integers(16, 255), shared_kib=st.integers(0, 227),
+            warps=st.sampled_from([1, 2, 4, 8]),
+            index=st.integers(0, len(TARGETS) - 1))  # fmt: skip

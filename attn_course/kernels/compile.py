@@ -420,6 +420,24 @@ def mma_family(ptx: str) -> str:
     return "none"
 
 
+def mma_instructions(ptx: str) -> tuple[str | None, int]:
+    """(the opcode of the first tensor-core instruction in ``ptx``, how many there are).
+
+    The opcode carries the tile shape one instruction multiplies, e.g.
+    ``mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32`` (one warp: 16 x 8 x 16) or
+    ``wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16`` (four warps together: 64 x 32 x
+    16); the count is static (instructions in the listing, not executions). (None, 0)
+    when the dots became FMA loops.
+    """
+    opcodes = [match.group("opcode") for match in _MMA_OPCODE.finditer(ptx)]
+    return (opcodes[0] if opcodes else None), len(opcodes)
+
+
+_MMA_OPCODE = re.compile(
+    r"^\s*(?:@\S+\s+)?(?P<opcode>(?:tcgen05\.mma|wgmma\.mma_async|mma\.sync)[\w.:]*)", re.M
+)
+
+
 _RESOURCE = re.compile(r"(REG|STACK|SHARED|LOCAL):(\d+)")
 
 
@@ -565,6 +583,7 @@ def compile_case(case: Case, target: Target | None = None) -> dict[str, Any]:
     result["stack_bytes"] = usage.get("STACK", 0)
     result["shared_bytes"] = int(metadata.shared) + usage.get("SHARED", 0)
     result["mma"] = mma_family(compiled.asm["ptx"])
+    result["mma_instruction"], result["mma_count"] = mma_instructions(compiled.asm["ptx"])
     result["reasons"] = limits_exceeded(
         target,
         shared_bytes=result["shared_bytes"],
@@ -744,6 +763,23 @@ def summary(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def compile_now(
+    kernel: str, targets: Sequence[str], *, head_dim: int, dtype: str = "bfloat16",
+    config_index: int = 0,
+) -> list[dict[str, Any]]:
+    """Compile ``kernel``'s ``config_index``-th configuration at (``dtype``, ``head_dim``) for
+    each of ``targets``, now, and return the results (as in a record). In interpreter mode
+    (no GPU) this runs the command in a compiler process (see "Why a separate process")."""
+    argv = ["--kernels", kernel, "--targets", *targets, "--head-dims", str(head_dim),
+            "--dtypes", dtype, "--config-index", str(config_index), "--json"]  # fmt: skip
+    environment = {**os.environ, "TRITON_INTERPRET": "0"}
+    done = subprocess.run([sys.executable, "-m", "attn_course.kernels.compile", *argv],
+                          env=environment, capture_output=True, text=True, timeout=600)  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"the compile check failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout)["results"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status: 1 if any case is a compiler error.
 
@@ -769,6 +805,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--head-dims", nargs="+", type=int, metavar="D",
         help="only these head dims (default: every one each kernel accepts)",
     )  # fmt: skip
+    parser.add_argument("--dtypes", nargs="+", choices=[dtype_name(d) for d in ALLOWED_DTYPES],
+                        help="only these dtypes (default: every one a kernel accepts)")  # fmt: skip
+    parser.add_argument("--config-index", type=int, metavar="I",
+                        help="only each kernel's I-th configuration (default: all)")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1, help="compile in this many processes")
     parser.add_argument(
         "--case-timeout",
@@ -796,6 +836,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     todo = cases(args.kernels, args.targets, args.subset)
     if args.head_dims:
         todo = [case for case in todo if case.head_dim in args.head_dims]
+    if args.dtypes:
+        todo = [case for case in todo if case.dtype in args.dtypes]
+    if args.config_index is not None:
+        todo = [case for case in todo if KERNELS[case.kernel].configs()[args.config_index]
+                == (case.config, case.num_warps, case.num_stages)]  # fmt: skip
 
     def progress(result: dict[str, Any]) -> None:
         if not args.json:

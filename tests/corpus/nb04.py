@@ -428,7 +428,51 @@ def _key_rows_one_apart(
                      KEY_ROWS_ONE_APART)  # fmt: skip
 
 
+# --- resident_blocks -------------------------------------------------------------------------
+
+
+def _resident(regs, shared, warps, t, *, unit=256, reserve=True, pool=None, warp_limit=True,
+              block_limit=True, ceil=False, per_block_regs=False):  # fmt: skip
+    """The occupancy formula as a student writes it, with one of its usual slips."""
+    per_warp = -(-32 * regs // unit) * unit
+    limits = [t.registers_per_sm // (per_warp * warps)]
+    if per_block_regs:
+        limits = [t.registers_per_sm // (regs * 32 * warps)]
+    reserved = t.shared_per_sm - t.shared_per_block if reserve else 0
+    pool = t.shared_per_sm if pool is None else pool(t)
+    if shared + reserved:
+        limits.append(-(-pool // (shared + reserved)) if ceil else pool // (shared + reserved))
+    if warp_limit:
+        limits.append(t.max_warps_per_sm // warps)
+    if block_limit:
+        limits.append(t.max_blocks_per_sm)
+    return min(limits)
+
+
+def _resident_library(regs, shared, warps, t):
+    from attn_course.kernels.targets import occupancy
+
+    return occupancy(t, registers=regs, shared_bytes=shared, num_warps=warps).blocks
+
+
+def _resident_float(regs, shared, warps, t):
+    return min(t.registers_per_sm / (-(-32 * regs // 256) * 256 * warps),
+               t.max_warps_per_sm / warps, t.max_blocks_per_sm)  # fmt: skip
+
+
 WRONG = {
+    "resident_blocks": [
+        Wrong("registers not rounded", lambda *a: _resident(*a, per_block_regs=True), "256"),
+        Wrong("no reserved shared memory", lambda *a: _resident(*a, reserve=False), "reserves"),
+        Wrong("per-block shared memory as the pool",
+              lambda *a: _resident(*a, pool=lambda t: t.shared_per_block), "shared_per_sm"),
+        Wrong("no warp limit", lambda *a: _resident(*a, warp_limit=False), "max_warps_per_sm"),
+        Wrong("no block limit", lambda *a: _resident(*a, block_limit=False), "max_blocks_per_sm"),
+        Wrong("warps, not blocks", lambda r, s, w, t: _resident(r, s, w, t) * w, "resident warps"),
+        Wrong("rounds shared memory up", lambda *a: _resident(*a, ceil=True), "four limits"),
+        Wrong("a float", _resident_float, "type int"),
+        Wrong("the library's occupancy", _resident_library, "targets.occupancy"),
+    ],
     "causal_kv_blocks": [
         Wrong("diagonal block forgotten", lambda i, bm, bn: i * bm // bn, "diagonal"),
         Wrong("rounds down", lambda i, bm, bn: (i + 1) * bm // bn, "round up"),
@@ -486,6 +530,16 @@ WRONG = {
 }
 
 RIGHT = {
+    "resident_blocks": [
+        lambda r, s, w, t: _resident(r, s, w, t),
+        lambda r, s, w, t: min(
+            t.registers_per_sm // (math.ceil(r * 32 / 256) * 256 * w),
+            t.shared_per_sm // (s + t.shared_per_sm - t.shared_per_block)
+            if s + t.shared_per_sm - t.shared_per_block else t.max_blocks_per_sm,
+            t.max_warps_per_sm // w,
+            t.max_blocks_per_sm,
+        ),
+    ],
     "causal_kv_blocks": [
         lambda i, bm, bn: ((i + 1) * bm + bn - 1) // bn,
         lambda i, bm, bn: math.ceil((i + 1) * bm / bn),  # exact at these sizes
