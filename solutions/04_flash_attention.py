@@ -10,7 +10,8 @@
 # # 04 · Exercises: FlashAttention in Triton
 #
 # Five exercises, from counting to a real kernel and what the compiler makes of it. They go with
-# [`notebooks/04_flash_attention.ipynb`](../notebooks/04_flash_attention.ipynb); read its sections 1 to 4 first.
+# [`notebooks/04_flash_attention.ipynb`](../notebooks/04_flash_attention.ipynb); read its sections 1 to 4 first,
+# and section 6 before exercise 5.
 #
 # **How it works.** Write each function where it says `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError()` line), run the cell, then run the check cell right below
