@@ -325,12 +325,12 @@ print(f"2^(x·log2 e) = {2 ** (x * math.log2(math.e)):.12f},  e^x = {math.exp(x)
 # Notebook 04's section 6 compiles the course's kernels for real GPUs: the compiler says how
 # many registers each thread of a kernel uses and how much shared memory each block
 # (program) takes. An SM runs several blocks at once only if all of them fit. Write
-# `resident_blocks(registers, shared_bytes, num_warps, target)`: how many blocks of a
-# kernel using `registers` per thread, `shared_bytes` per block and `num_warps` warps (of
-# 32 threads) per block one SM of `target` holds at once. `target` is an entry of
-# `attn_course.kernels.targets.TARGETS` (`get_target("sm_80")`), with the attributes
-# `registers_per_sm`, `shared_per_sm`, `shared_per_block`, `max_warps_per_sm` and
-# `max_blocks_per_sm`. It is the smallest of four limits:
+# `resident_blocks(registers, shared_bytes, num_warps, gpu)`: how many blocks of a kernel
+# using `registers` per thread, `shared_bytes` per block and `num_warps` warps (of 32
+# threads) per block one SM of the GPU generation `gpu` (a name such as `"sm_80"`) holds at
+# once. `get_target(gpu)` gives that generation's limits as attributes: `registers_per_sm`,
+# `shared_per_sm`, `shared_per_block`, `max_warps_per_sm` and `max_blocks_per_sm`. It is
+# the smallest of four limits:
 #
 # $$
 # \begin{aligned}
@@ -359,8 +359,9 @@ print(f"2^(x·log2 e) = {2 ** (x * math.log2(math.e)):.12f},  e^x = {math.exp(x)
 # count: write the formula.
 
 # %% nbgrader={"grade": false, "grade_id": "resident_blocks", "locked": false, "schema_version": 3, "solution": true}
-def resident_blocks(registers, shared_bytes, num_warps, target):
-    """Blocks of this kernel that one SM of ``target`` holds at once."""
+def resident_blocks(registers, shared_bytes, num_warps, gpu):
+    """Blocks of this kernel that one SM of the GPU generation ``gpu`` holds at once."""
+    target = get_target(gpu)  # its limits
     ### BEGIN SOLUTION
     per_warp = -(-32 * registers // 256) * 256  # registers go to a warp in units of 256
     limits = [target.registers_per_sm // (per_warp * num_warps),
@@ -383,7 +384,7 @@ check("resident_blocks", resident_blocks)
 # %%
 for row in recorded_resources("forward", ["sm_80", "sm_90"], dtype="float16", head_dim=128):
     try:
-        blocks = resident_blocks(row["registers"], row["shared_bytes"], row["num_warps"], get_target(row["target"]))
+        blocks = resident_blocks(row["registers"], row["shared_bytes"], row["num_warps"], row["target"])
     except NotImplementedError:
         print("write resident_blocks above first")
         break

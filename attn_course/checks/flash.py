@@ -606,7 +606,9 @@ _OCCUPANCY_HINT = "the smallest of four limits: registers, shared memory, warps,
     points=1,
     forbidden=[reference("attn_course.kernels.targets.occupancy", what="the occupancy")],
 )
-def check_resident_blocks(resident_blocks: Callable[[int, int, int, Any], int]) -> None:
+def check_resident_blocks(resident_blocks: Callable[[int, int, int, str], int]) -> None:
+    # The GPU goes to the student's function by name ("sm_80"): names cross to a grading
+    # kernel as data, and the function looks the limits up with get_target itself.
     from attn_course.kernels.targets import TARGETS, get_target
 
     # Each case is bound by another limit, and every mistake above changes its answer.
@@ -622,8 +624,8 @@ def check_resident_blocks(resident_blocks: Callable[[int, int, int, Any], int]) 
              (32, 83968, 4, "sm_80"), (32, 115712, 4, "sm_90")]  # fmt: skip
     for regs, shared, warps, name in cases:
         target = get_target(name)
-        case = f"resident_blocks({regs}, {shared}, {warps}, get_target({name!r}))"
-        _expect_ints([resident_blocks(regs, shared, warps, target)],
+        case = f"resident_blocks({regs}, {shared}, {warps}, {name!r})"
+        _expect_ints([resident_blocks(regs, shared, warps, name)],
                      [_blocks(regs, shared, warps, target)], case,
                      [([f(regs, shared, warps, target)], hint)
                       for f, hint in _OCCUPANCY_MISTAKES],
@@ -632,9 +634,9 @@ def check_resident_blocks(resident_blocks: Callable[[int, int, int, Any], int]) 
     def one(regs: int, shared_kib: int, warps: int, index: int) -> None:
         target = TARGETS[index]
         shared = min(shared_kib * 1024, target.shared_per_block)
-        _expect_ints([resident_blocks(regs, shared, warps, target)],
+        _expect_ints([resident_blocks(regs, shared, warps, target.name)],
                      [_blocks(regs, shared, warps, target)],
-                     f"resident_blocks({regs}, {shared}, {warps}, get_target({target.name!r}))",
+                     f"resident_blocks({regs}, {shared}, {warps}, {target.name!r})",
                      [([f(regs, shared, warps, target)], hint)
                       for f, hint in _OCCUPANCY_MISTAKES],
                      _OCCUPANCY_HINT)  # fmt: skip

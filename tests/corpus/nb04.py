@@ -431,9 +431,12 @@ def _key_rows_one_apart(
 # --- resident_blocks -------------------------------------------------------------------------
 
 
-def _resident(regs, shared, warps, t, *, unit=256, reserve=True, pool=None, warp_limit=True,
+def _resident(regs, shared, warps, gpu, *, unit=256, reserve=True, pool=None, warp_limit=True,
               block_limit=True, ceil=False, per_block_regs=False):  # fmt: skip
     """The occupancy formula as a student writes it, with one of its usual slips."""
+    from attn_course.kernels.targets import get_target
+
+    t = get_target(gpu)
     per_warp = -(-32 * regs // unit) * unit
     limits = [t.registers_per_sm // (per_warp * warps)]
     if per_block_regs:
@@ -449,15 +452,31 @@ def _resident(regs, shared, warps, t, *, unit=256, reserve=True, pool=None, warp
     return min(limits)
 
 
-def _resident_library(regs, shared, warps, t):
-    from attn_course.kernels.targets import occupancy
+def _resident_library(regs, shared, warps, gpu):
+    from attn_course.kernels.targets import get_target, occupancy
 
-    return occupancy(t, registers=regs, shared_bytes=shared, num_warps=warps).blocks
+    return occupancy(get_target(gpu), registers=regs, shared_bytes=shared, num_warps=warps).blocks
 
 
-def _resident_float(regs, shared, warps, t):
+def _resident_float(regs, shared, warps, gpu):
+    from attn_course.kernels.targets import get_target
+
+    t = get_target(gpu)
     return min(t.registers_per_sm / (-(-32 * regs // 256) * 256 * warps),
                t.max_warps_per_sm / warps, t.max_blocks_per_sm)  # fmt: skip
+
+
+def _resident_by_hand(r, s, w, gpu):
+    from attn_course.kernels.targets import get_target
+
+    t = get_target(gpu)
+    reserved = t.shared_per_sm - t.shared_per_block
+    return min(
+        t.registers_per_sm // (math.ceil(r * 32 / 256) * 256 * w),
+        t.shared_per_sm // (s + reserved) if s + reserved else t.max_blocks_per_sm,
+        t.max_warps_per_sm // w,
+        t.max_blocks_per_sm,
+    )
 
 
 WRONG = {
@@ -532,13 +551,7 @@ WRONG = {
 RIGHT = {
     "resident_blocks": [
         lambda r, s, w, t: _resident(r, s, w, t),
-        lambda r, s, w, t: min(
-            t.registers_per_sm // (math.ceil(r * 32 / 256) * 256 * w),
-            t.shared_per_sm // (s + t.shared_per_sm - t.shared_per_block)
-            if s + t.shared_per_sm - t.shared_per_block else t.max_blocks_per_sm,
-            t.max_warps_per_sm // w,
-            t.max_blocks_per_sm,
-        ),
+        _resident_by_hand,
     ],
     "causal_kv_blocks": [
         lambda i, bm, bn: ((i + 1) * bm + bn - 1) // bn,
