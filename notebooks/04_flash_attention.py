@@ -443,7 +443,7 @@ for record in gpu_records:
 # configuration (a 64 × 32 tile, 4 warps, 3 stages), compiled now for four generations:
 
 # %%
-# Run time: ≈ 10–20 s (a compiler process per call, four compilations).
+# Four compilations, in a compiler process of their own: about 10–20 s.
 from attn_course.kernels.compile import compile_now
 from attn_course.kernels.fit import recorded_resources
 from attn_course.kernels.targets import get_target, occupancy

@@ -39,7 +39,7 @@ from attn_course.bench import attention_flops, load_records, tflops_per_s
 from attn_course.checks.flash import launch_exercise_kernel
 from attn_course.grade import check
 from attn_course.kernels.fit import recorded_resources
-from attn_course.kernels.targets import get_target
+from attn_course.kernels.targets import get_target  # noqa: F401 (exercise 5 looks GPUs up with it)
 
 print(f"kernels run in {kernels.kernel_mode()!r} mode on {kernels.kernel_device()}")
 
@@ -361,8 +361,8 @@ print(f"2^(x·log2 e) = {2 ** (x * math.log2(math.e)):.12f},  e^x = {math.exp(x)
 # %% nbgrader={"grade": false, "grade_id": "resident_blocks", "locked": false, "schema_version": 3, "solution": true}
 def resident_blocks(registers, shared_bytes, num_warps, gpu):
     """Blocks of this kernel that one SM of the GPU generation ``gpu`` holds at once."""
-    target = get_target(gpu)  # its limits
     ### BEGIN SOLUTION
+    target = get_target(gpu)  # its limits
     per_warp = -(-32 * registers // 256) * 256  # registers go to a warp in units of 256
     limits = [target.registers_per_sm // (per_warp * num_warps),
               target.max_warps_per_sm // num_warps, target.max_blocks_per_sm]
