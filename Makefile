@@ -17,6 +17,10 @@ CONSTRAINTS := $(if $(filter cpu,$(TORCH_BUILD)),-c constraints/cpu.txt,)
 # 'full' for learners, 'small' for the test suite so every code path still runs.
 TEST_SIZE ?= small
 PYTEST_ARGS ?=
+# The suite runs in TEST_JOBS pytest-xdist workers; --dist loadscope keeps each test file and
+# each notebook in one worker (a notebook's cells share one kernel and run in order).
+# TEST_JOBS=0 runs it in this process (pdb, -x, print debugging).
+TEST_JOBS ?= 2
 
 .PHONY: lab check test lint notebooks release grade site gpucheck clean
 
@@ -45,7 +49,7 @@ check: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(need_repository)
 	$(BIN)/ruff check .
-	ATTN_COURSE_SIZE=$(TEST_SIZE) $(BIN)/python -m pytest $(PYTEST_ARGS) \
+	ATTN_COURSE_SIZE=$(TEST_SIZE) $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadscope $(PYTEST_ARGS) \
 		tests --nbval-lax --nbval-cell-timeout=300 notebooks solutions exercises
 
 # Regenerate notebooks/*.ipynb and solutions/*.ipynb from their paired scripts
