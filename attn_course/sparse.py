@@ -24,6 +24,19 @@ BigBird                block-level: neighbouring blocks | global blocks | random
 
 ``a & b`` and ``a | b`` compose patterns (intersection, union).
 
+Conventions a learner meets elsewhere (converters below, in "conventions of other code"):
+
+* The course's ``window`` counts *keys*, the query itself included, as Mistral's
+  ``sliding_window`` does in mistral-inference (xformers' ``make_local_attention``, a
+  rolling cache of ``sliding_window`` entries) and in Hugging Face transformers
+  (``kv_idx > q_idx - sliding_window``). FlexAttention's examples and attention-gym write
+  ``q_idx - kv_idx <= window_size``: a *distance*, window_size + 1 keys
+  (:func:`window_keys_to_distance`, :func:`window_distance_to_keys`).
+* The course's layout judges a tile by its entries inside the sequence, so a short
+  (ragged) last tile can be full. FlexAttention's ``create_block_mask`` pads the mask with
+  disallowed entries, so it marks every visited tile of a ragged last block partial
+  (:func:`layout_to_flex`, :func:`layout_from_flex`). The tiles visited are the same.
+
 The closed form for the tiles a causal sliding window visits (square tiles of b tokens,
 T = ceil(n / b) query blocks, c = 1 + ceil((w - 1) / b) key blocks per query block once the
 window is fully inside the sequence)::
@@ -70,6 +83,8 @@ __all__ = [
     "flex_attention_output",
     "flex_available",
     "flex_block_layout",
+    "layout_from_flex",
+    "layout_to_flex",
     "full_pattern",
     "local_pattern",
     "longformer_pattern",
@@ -83,7 +98,9 @@ __all__ = [
     "sliding_window_tiles",
     "sparse_layout_figure",
     "window_error_curve",
+    "window_distance_to_keys",
     "window_error_figure",
+    "window_keys_to_distance",
     "window_scaling_figure",
 ]
 
@@ -435,6 +452,81 @@ def sliding_window_tiles(n: int, window: int, block: int) -> int:
     return c * t - c * (c - 1) // 2
 
 
+# --- conventions of other code ------------------------------------------------------------
+
+
+def window_keys_to_distance(window: int) -> int:
+    """The course's ``window`` (keys per query, itself included) as a look-back distance.
+
+    Rule: query i sees keys j with 0 <= i - j <= window - 1, so the ``window_size`` of
+    FlexAttention's examples and attention-gym (``q_idx - kv_idx <= window_size``, with
+    causal) is window - 1. window >= 1; the result is >= 0.
+    """
+    return check_count(window, "window") - 1
+
+
+def window_distance_to_keys(window_size: int) -> int:
+    """A look-back distance ``window_size`` (``q_idx - kv_idx <= window_size``) as keys.
+
+    Rule: distances 0, 1, ..., window_size are allowed, so the query sees window_size + 1
+    keys: the course's ``window``. window_size >= 0; the result is >= 1.
+    """
+    return check_count(window_size, "window_size", minimum=0) + 1
+
+
+def _complete_blocks(layout: BlockLayout) -> torch.Tensor:
+    """(T,) bool: True where the block holds ``block`` tokens (only the last can be short)."""
+    return layout.tile_sizes() == layout.block
+
+
+def layout_to_flex(layout: BlockLayout) -> BlockLayout:
+    """The course's layout classified as FlexAttention's ``create_block_mask`` does.
+
+    Rule: create_block_mask pads the mask to whole tiles with disallowed entries, so a tile
+    is full only when all block² entries are allowed: full_flex = full & (query block
+    complete) & (key block complete). The visited tiles do not change; every visited tile
+    of a ragged last block row or column becomes partial. When block divides n, the two
+    layouts are equal.
+    """
+    if not isinstance(layout, BlockLayout):
+        raise ValueError(f"layout must be a BlockLayout, got {describe_value(layout)}")
+    complete = _complete_blocks(layout)
+    full = layout.full & complete[:, None] & complete[None, :]
+    return BlockLayout(layout.n, layout.block, layout.tiles.clone(), full)
+
+
+def _all_per_block(ok: torch.Tensor, block: int, blocks: int) -> torch.Tensor:
+    """(blocks,) bool: ok (rows, n) is True on every row for every column of the block."""
+    padded = torch.ones(ok.shape[0], blocks * block, dtype=torch.bool)
+    padded[:, : ok.shape[1]] = ok
+    return padded.reshape(ok.shape[0], blocks, block).all(dim=2).all(dim=0)
+
+
+def layout_from_flex(flex: BlockLayout, pattern: SparsePattern) -> BlockLayout:
+    """FlexAttention's classification (:func:`flex_block_layout`) back to the course's.
+
+    Rule: only the tiles of a ragged last block can differ, so only they are judged again,
+    by their entries inside the sequence: a visited tile there is full when every such
+    entry is allowed. That evaluates ``pattern`` on the last block's rows and columns,
+    O(n · block) entries, never the n x n mask. Inverse of :func:`layout_to_flex`.
+    """
+    if not isinstance(flex, BlockLayout):
+        raise ValueError(f"flex must be a BlockLayout, got {describe_value(flex)}")
+    if not isinstance(pattern, SparsePattern) or pattern.n != flex.n:
+        raise ValueError(f"pattern must be a SparsePattern with n = flex.n = {flex.n}, "
+                         f"got {describe_value(pattern)}")  # fmt: skip
+    n, block, last = flex.n, flex.block, flex.blocks - 1
+    full = flex.full.clone()
+    if bool(_complete_blocks(flex)[last]):
+        return BlockLayout(n, block, flex.tiles.clone(), full)
+    every, edge = torch.arange(n), torch.arange(last * block, n)
+    row = pattern.allowed(edge[:, None], every[None, :]).expand(len(edge), n)
+    column = pattern.allowed(every[:, None], edge[None, :]).expand(n, len(edge))
+    full[last, :] = _all_per_block(row, block, flex.blocks)
+    full[:, last] = _all_per_block(column.T, block, flex.blocks)
+    return BlockLayout(n, block, flex.tiles.clone(), full & flex.tiles)
+
+
 # --- attention that visits only the tiles of a layout (torch, for measuring) ---------------
 
 
@@ -603,16 +695,17 @@ def flex_block_layout(
 
     FlexAttention keeps, per query block, the key blocks of partial tiles
     (``kv_num_blocks``, ``kv_indices``) and of full tiles (``full_kv_num_blocks``,
-    ``full_kv_indices``). n must be a multiple of ``block`` (FlexAttention pads otherwise).
+    ``full_kv_indices``). When ``block`` does not divide n, FlexAttention pads the mask
+    with disallowed entries, so a ragged last block's tiles are partial here where the
+    course's layout can call them full: :func:`layout_to_flex` and
+    :func:`layout_from_flex` convert. The visited tiles are the same either way.
     """
     ok, why = flex_available()
     if not ok:
         raise RuntimeError(why)
     block = check_count(block, "block")
-    if pattern.n % block:
-        raise ValueError(f"n = {pattern.n} must be a multiple of block = {block} here")
     mask = _block_mask(pattern, block, device)
-    blocks = pattern.n // block
+    blocks = math.ceil(pattern.n / block)
 
     def table(counts: torch.Tensor | None, indices: torch.Tensor | None) -> torch.Tensor:
         result = torch.zeros(blocks, blocks, dtype=torch.bool)

@@ -42,6 +42,10 @@ from attn_course.sparse import (
 # **bool** tensor, True where query i (row) may attend key j (column). Refuse `n < 1` or
 # `window < 1` with a `ValueError` naming the parameter.
 #
+# `window` counts keys here, as in Mistral's code. FlexAttention's examples and
+# attention-gym write `q_idx - kv_idx <= window_size` instead, a distance: one key more
+# (notebook 06, section 2).
+#
 # Tip: `i = torch.arange(n)[:, None]` and `j = torch.arange(n)[None, :]` broadcast to an
 # n × n grid; comparisons on them give bool tensors, combined with `&`.
 #

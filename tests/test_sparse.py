@@ -33,6 +33,8 @@ from attn_course.sparse import (
     flex_available,
     flex_block_layout,
     full_pattern,
+    layout_from_flex,
+    layout_to_flex,
     local_pattern,
     longformer_pattern,
     make_pattern,
@@ -43,7 +45,9 @@ from attn_course.sparse import (
     sliding_window_pattern,
     sliding_window_tiles,
     sparse_layout_figure,
+    window_distance_to_keys,
     window_error_curve,
+    window_keys_to_distance,
     window_scaling_figure,
 )
 
@@ -285,6 +289,102 @@ def test_flex_attention_output_agrees_on_cpu():
         torch.testing.assert_close(got.double(), expected.out, rtol=1e-5, atol=1e-5)
 
 
+# --- conventions of other code ------------------------------------------------------------------
+
+
+def distance_window_mask(n: int, window_size: int) -> torch.Tensor:
+    """attention-gym's and FlexAttention's examples: q - kv <= window_size, and causal."""
+    q, kv = torch.arange(n)[:, None], torch.arange(n)[None, :]
+    return (q - kv <= window_size) & (q >= kv)
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 80), window=st.integers(1, 90))
+def test_window_in_keys_is_a_distance_one_shorter(n, window):
+    distance = window_keys_to_distance(window)
+    assert torch.equal(sliding_window_pattern(n, window).dense_mask(),
+                       distance_window_mask(n, distance))  # fmt: skip
+    assert window_distance_to_keys(distance) == window
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 80), window_size=st.integers(0, 90))
+def test_distance_is_a_window_one_key_wider(n, window_size):
+    keys = window_distance_to_keys(window_size)
+    assert torch.equal(distance_window_mask(n, window_size),
+                       sliding_window_pattern(n, keys).dense_mask())  # fmt: skip
+    assert window_keys_to_distance(keys) == window_size
+
+
+def test_window_conventions_hand_checked():
+    n, w = 6, 3
+    i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
+    ours = sliding_window_pattern(n, w).dense_mask()
+    assert ours.sum(dim=1).tolist() == [1, 2, 3, 3, 3, 3]  # w keys, the query included
+    assert distance_window_mask(n, w).sum(dim=1).tolist() == [1, 2, 3, 4, 4, 4]  # w + 1
+    # Hugging Face transformers (masking_utils): kv_idx > q_idx - sliding_window, causal.
+    assert torch.equal(ours, (j > i - w) & (j <= i))
+    # xformers' make_local_attention(w), used by mistral-inference: triu(diagonal=-w + 1).
+    lower = torch.ones(n, n).tril()
+    assert torch.equal(ours, lower.triu(diagonal=-w + 1).bool())
+    # mistral-inference's one_file_ref.py until March 2024: triu(diagonal=-w), w + 1 keys.
+    assert torch.equal(lower.triu(diagonal=-w).bool(), distance_window_mask(n, w))
+    assert (window_keys_to_distance(1), window_distance_to_keys(0)) == (0, 1)
+    assert window_keys_to_distance(4096) == 4095
+
+
+def test_ragged_last_tile_hand_checked():
+    # n = 40, tiles of 16: blocks of 16, 16 and 8 tokens. Dense attention: the course's
+    # layout calls all 9 tiles full; FlexAttention pads block 2 with disallowed entries,
+    # so only the 4 tiles of complete blocks stay full and the 5 that touch block 2 are
+    # partial. Causal: (1, 0) is full in both, (2, 0) and (2, 1) in the course's only.
+    dense = full_pattern(40).layout(16)
+    flex = layout_to_flex(dense)
+    assert (dense.full_tiles, dense.partial_tiles) == (9, 0)
+    assert (flex.full_tiles, flex.partial_tiles) == (4, 5)
+    assert flex.full.tolist() == [[True, True, False], [True, True, False], [False] * 3]
+    assert layout_from_flex(flex, full_pattern(40)).full.all()
+    causal = causal_pattern(40).layout(16)
+    assert causal.full.nonzero().tolist() == [[1, 0], [2, 0], [2, 1]]
+    assert layout_to_flex(causal).full.nonzero().tolist() == [[1, 0]]
+    assert torch.equal(layout_to_flex(causal).tiles, causal.tiles)
+    assert torch.equal(layout_from_flex(layout_to_flex(causal), causal_pattern(40)).full,
+                       causal.full)  # fmt: skip
+    # block divides n: both conventions agree, nothing changes.
+    even = causal_pattern(48).layout(16)
+    assert torch.equal(layout_to_flex(even).full, even.full)
+
+
+def test_conversions_refuse_bad_input():
+    with pytest.raises(ValueError, match="window must be an integer >= 1, got 0"):
+        window_keys_to_distance(0)
+    with pytest.raises(ValueError, match="window must be an integer >= 1, got True"):
+        window_keys_to_distance(True)
+    with pytest.raises(ValueError, match="window_size must be an integer >= 0, got -1"):
+        window_distance_to_keys(-1)
+    with pytest.raises(ValueError, match="window_size must be an integer >= 0, got 2.0"):
+        window_distance_to_keys(2.0)
+    with pytest.raises(ValueError, match="layout must be a BlockLayout"):
+        layout_to_flex(causal_pattern(8))
+    with pytest.raises(ValueError, match="flex must be a BlockLayout"):
+        layout_from_flex("layout", causal_pattern(8))
+    with pytest.raises(ValueError, match="pattern must be a SparsePattern with n = flex.n = 8"):
+        layout_from_flex(causal_pattern(8).layout(3), causal_pattern(9))
+
+
+@pytest.mark.skipif(not flex_ok, reason=flex_reason)
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(2, 150), block=st.integers(1, 40), which=st.integers(0, 7))
+def test_conversion_equals_create_block_mask(n, block, which):
+    pattern = all_patterns(n)[which]
+    ours, theirs = pattern.layout(block), flex_block_layout(pattern, block)
+    converted = layout_to_flex(ours)
+    assert torch.equal(converted.tiles, theirs.tiles), pattern.name
+    assert torch.equal(converted.full, theirs.full), pattern.name
+    back = layout_from_flex(theirs, pattern)
+    assert torch.equal(back.tiles, ours.tiles) and torch.equal(back.full, ours.full), pattern.name
+
+
 # --- the Triton kernel (interpreter on CPU) ------------------------------------------------------
 
 
@@ -335,6 +435,21 @@ def test_kernel_grouped_query_and_empty_rows(kernels):
     k4, v4 = k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1)
     expected = naive_attention(q.double(), k4.double(), v4.double(), mask=pattern.dense_mask())
     torch.testing.assert_close(out.double(), expected.out, rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_gives_the_same_output_with_flexattention_classification(kernels):
+    # n = 40, tiles of 16: the tiles of the short last block are full in the course's
+    # layout and partial in FlexAttention's; the kernel masks keys past n in both loops.
+    device, _, forward = kernels
+    pattern = causal_pattern(40)
+    q, k, v = (t.to(device) for t in qkv(1, 1, 40, 16, dtype=torch.float32, seed=3))
+    mask = pattern.dense_mask(device)
+    ours, flex = pattern.layout(16), layout_to_flex(pattern.layout(16))
+    assert ours.full_tiles == 3 and flex.full_tiles == 1
+    out, lse = forward(q, k, v, ours, mask)
+    out_flex, lse_flex = forward(q, k, v, flex, mask)
+    torch.testing.assert_close(out_flex, out, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(lse_flex, lse, rtol=1e-6, atol=1e-6)
 
 
 def test_kernel_validates_before_launch(kernels):

@@ -11,8 +11,12 @@ its query block I, as FlexAttention's BlockMask stores them:
 
 and runs the loop over the full tiles with no element mask, then over the partial tiles
 loading the tile's slice of the dense boolean mask (uint8, n x n) and setting the
-disallowed scores to -inf. Skipped tiles cost nothing: no load, no dot, no exp. The work
-is proportional to the number of visited tiles
+disallowed scores to -inf. "Entirely allowed" is the course's convention: it counts the
+entries inside the sequence, so a short last tile can be full. FlexAttention's
+``create_block_mask`` pads that tile with disallowed entries and lists it as partial
+(:func:`attn_course.sparse.layout_to_flex` converts); this kernel accepts either, because
+every tile, full or partial, masks the keys past n (``cols < n``). Skipped tiles cost
+nothing: no load, no dot, no exp. The work is proportional to the number of visited tiles
 (:attr:`attn_course.sparse.BlockLayout.visited_tiles`).
 
 Launch grid::
