@@ -42,6 +42,9 @@ __all__ = [
     "attention_ffn_crossover_n",
     "attention_ffn_ratio",
     "attention_matmul_flops",
+    "attention_tile_flops",
+    "attention_tile_matmuls",
+    "backward_flops_ratio",
     "bytes_per_element",
     "canonical_dtype",
     "compute_time_s",
@@ -486,6 +489,75 @@ def attention_matmul_flops(n: int, d_model: int, *, causal: bool = False, batch:
     n, d_model, batch = _count("n", n), _count("d_model", d_model), _count("batch", batch)
     full = 4 * n * n * d_model * batch
     return _whole(full / 2) if causal else full
+
+
+# The matmuls a tiled kernel runs for ONE (query tile, key tile) pair, pass by pass. Each
+# is (what it computes, (rows, inner, columns)) in the tile's sizes: "M" = BLOCK_M query
+# rows, "N" = BLOCK_N keys, "D" = head_dim; (m, k, p) costs matmul_flops(m, k, p).
+_S = ("S = Q Kᵀ", ("M", "D", "N"))
+_DV = ("dV += Pᵀ dO", ("N", "M", "D"))
+_DP = ("dP = dO Vᵀ", ("M", "D", "N"))
+_DK = ("dK += dSᵀ Q", ("N", "M", "D"))
+_DQ = ("dQ += dS K", ("M", "N", "D"))
+_TILE_MATMULS: dict[str, tuple[tuple[tuple[str, tuple[str, str, str]], ...], ...]] = {
+    # Forward (FlashAttention-1 and -2 alike): scores, then P V into the accumulator.
+    "forward": ((_S, ("O += P V", ("M", "N", "D"))),),
+    # FlashAttention-2's backward (Dao 2023, Algorithm 2 and §3.2): one pass, one program
+    # per key block; it recomputes S once per tile pair and adds dS K into dQ in memory
+    # with atomic additions, because many key-block programs update the same dQ rows.
+    "fa2_backward": ((_S, _DV, _DP, _DK, _DQ),),
+    # The course's backward (attn_course/kernels/flash.py): pass 1 per key block (dK, dV),
+    # pass 2 per query block (dQ). Each program owns what it writes, so no atomics, but
+    # pass 2 needs P and dS again: it recomputes S = Q Kᵀ and dP = dO Vᵀ.
+    "two_pass_backward": ((_S, _DV, _DP, _DK), (_S, _DP, _DQ)),
+}
+
+
+def attention_tile_matmuls(kernel: str) -> tuple[tuple[str, ...], ...]:
+    """The matmuls ``kernel`` runs per (query tile, key tile) pair, as one tuple per pass.
+
+    ``kernel``: ``"forward"``; ``"fa2_backward"``, FlashAttention-2's one-pass backward
+    (Dao 2023, Algorithm 2; §3.2: parallel over key blocks, dQ updated with atomic adds);
+    or ``"two_pass_backward"``, the course's deterministic variant (dK and dV per key block,
+    then dQ per query block), which recomputes S and dP in both passes:
+    ``attention_tile_matmuls("two_pass_backward")`` has 4 + 3 = 7 matmuls against 5.
+    """
+    if kernel not in _TILE_MATMULS:
+        raise ValueError(f"kernel must be one of {sorted(_TILE_MATMULS)}, got {kernel!r}")
+    return tuple(tuple(name for name, _ in one_pass) for one_pass in _TILE_MATMULS[kernel])
+
+
+def attention_tile_flops(kernel: str, block_m: int, block_n: int, head_dim: int) -> int:
+    """Matmul FLOPs ``kernel`` spends on one (BLOCK_M query rows, BLOCK_N keys) tile pair.
+
+    The sum of :func:`matmul_flops` over :func:`attention_tile_matmuls`; every one of them
+    is ``2 * block_m * block_n * head_dim``, so the forward costs 2 such matmuls,
+    FlashAttention-2's backward 5 (2.5x the forward) and the course's two-pass backward 7
+    (3.5x the forward, 1.4x FlashAttention-2's). Elementwise work (exp, the dS formula)
+    is not counted.
+    """
+    sizes = {
+        "M": _count("block_m", block_m),
+        "N": _count("block_n", block_n),
+        "D": _count("head_dim", head_dim),
+    }
+    if kernel not in _TILE_MATMULS:
+        raise ValueError(f"kernel must be one of {sorted(_TILE_MATMULS)}, got {kernel!r}")
+    return sum(
+        matmul_flops(*(sizes[axis] for axis in shape))
+        for one_pass in _TILE_MATMULS[kernel]
+        for _, shape in one_pass
+    )
+
+
+def backward_flops_ratio(block_m: int = 128, block_n: int = 64, head_dim: int = 64) -> float:
+    """FLOPs of the course's two-pass backward / FlashAttention-2's one-pass backward.
+
+    Per tile pair: 7 matmuls against 5, so 1.4 whatever the tile sizes. Forward + backward,
+    the kernel executes (2 + 7) / (2 + 5) = 9/7 of FlashAttention-2's FLOPs.
+    """
+    two_pass = attention_tile_flops("two_pass_backward", block_m, block_n, head_dim)
+    return two_pass / attention_tile_flops("fa2_backward", block_m, block_n, head_dim)
 
 
 def projection_flops(

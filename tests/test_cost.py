@@ -431,3 +431,68 @@ def test_score_matrix_bytes_rectangular():
     assert cost.score_matrix_bytes(10, "float64", heads=3, batch=2, n_k=7) == 3_360
     with pytest.raises(ValueError, match="^n_k"):
         cost.score_count(4, n_k=0)
+
+
+# --- mixed-precision saved tensors, logits, GQA decode, backward matmuls per tile ----------
+
+
+def test_backward_matmuls_per_tile_pair():
+    assert [len(p) for p in cost.attention_tile_matmuls("forward")] == [2]
+    assert [len(p) for p in cost.attention_tile_matmuls("fa2_backward")] == [5]
+    two_pass = cost.attention_tile_matmuls("two_pass_backward")
+    assert [len(p) for p in two_pass] == [4, 3]
+    # Both passes recompute S and dP; dQ only in pass 2, dK and dV only in pass 1.
+    assert all("S = Q Kᵀ" in p and "dP = dO Vᵀ" in p for p in two_pass)
+    assert [sum(name.startswith(g) for p in two_pass for name in p)
+            for g in ("dQ", "dK", "dV")] == [1, 1, 1]  # fmt: skip
+    forward = cost.attention_tile_flops("forward", 128, 64, 64)
+    assert forward == 2 * 2 * 128 * 64 * 64
+    assert cost.attention_tile_flops("fa2_backward", 128, 64, 64) == 5 * forward // 2
+    assert cost.attention_tile_flops("two_pass_backward", 128, 64, 64) == 7 * forward // 2
+    assert cost.backward_flops_ratio() == pytest.approx(1.4)
+    assert cost.backward_flops_ratio(32, 128, 80) == pytest.approx(1.4)
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        cost.attention_tile_matmuls("fa3_backward")
+    with pytest.raises(ValueError, match="block_m"):
+        cost.attention_tile_flops("forward", 0, 64, 64)
+
+
+def test_fa2_backward_count_is_the_benchmarks_convention():
+    from attn_course.bench import BACKWARD_FLOPS_FACTOR
+
+    forward = cost.attention_tile_flops("forward", 64, 64, 64)
+    assert cost.attention_tile_flops("fa2_backward", 64, 64, 64) / forward == BACKWARD_FLOPS_FACTOR
+
+
+def _dots_in(tree, name, helpers):
+    """tl.dot calls in the function ``name`` of ``tree``, with helper calls expanded."""
+    import ast
+
+    functions = {f.name: f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
+    count = 0
+    for node in ast.walk(functions[name]):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr == "dot":
+                count += 1
+            elif isinstance(func, ast.Name) and func.id in helpers:
+                count += _dots_in(tree, func.id, helpers)
+    return count
+
+
+def test_two_pass_count_matches_the_kernel_source():
+    """The matmuls counted for the course's backward are the tl.dot calls of its kernels."""
+    import ast
+    from pathlib import Path
+
+    import attn_course
+
+    source = Path(attn_course.__file__).parent / "kernels" / "flash.py"
+    tree = ast.parse(source.read_text())
+    helpers = {"_recompute_p"}
+    pass_1 = _dots_in(tree, "_dkdv_query_blocks", helpers)
+    pass_2 = _dots_in(tree, "_dq_key_blocks", helpers)
+    forward = _dots_in(tree, "_forward_key_blocks", helpers)
+    assert [pass_1, pass_2] == [len(p) for p in cost.attention_tile_matmuls("two_pass_backward")]
+    assert forward == len(cost.attention_tile_matmuls("forward")[0])
+
