@@ -10,7 +10,16 @@ blocks of BLOCK_N, and keeps three running quantities per row in registers:
 
 When a new key block raises the maximum from m to m', everything accumulated so far is
 rescaled by exp(m - m') (the "online softmax"), so at the end out = acc / l is exactly
-softmax(S) V. Memory traffic is O(n · d) per head instead of O(n²).
+softmax(S) V.
+
+What this saves, and what it does not. The extra *memory* is O(n) per head: the saved
+``lse`` (n floats) besides the output that any attention returns, instead of the n x n of
+S and P. The *traffic* to main memory stays quadratic: every program reads all the K and
+V rows it needs, so K and V travel once per query block, 2 · n · d · ⌈n / BLOCK_M⌉ elements
+(about n²d/BLOCK_M causal, 2n²d/BLOCK_M not): Θ(n²d²/M) with BLOCK_M ∝ M/d, the
+FlashAttention paper's Theorem 2, counted exactly by
+:func:`attn_course.tiling.tiled_hbm_bytes_for_blocks` (notebook 03, section 8). What the
+kernel removes is the n² traffic of writing and re-reading S and P.
 
 Launch grid (forward, and the dQ pass of the backward)::
 
