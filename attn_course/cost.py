@@ -309,6 +309,7 @@ def saved_for_backward_bytes(
     batch: int = 1,
     dropout: bool = False,
     dropout_mask_dtype: Any = "bool",
+    softmax_dtype: Any = None,
 ) -> float:
     """Bytes of n x n tensors that autograd keeps for the backward pass of naive attention.
 
@@ -323,12 +324,29 @@ def saved_for_backward_bytes(
     input dtype, so pass ``dropout_mask_dtype=dtype`` there) and the dropped-out copy of P,
     which the ``P V`` matmul now saves instead. A boolean causal mask, if one is built, is
     shared by all heads and layers (n**2 bytes once) and is not counted.
+
+    ``softmax_dtype`` (e.g. ``"float32"`` with ``dtype="bf16"``): mixed-precision eager code
+    as it is commonly written, ``softmax(S, dtype=float32).to(bf16)`` (Hugging Face's
+    "eager" attention does this). Softmax then saves its float32 output and the ``P V``
+    matmul saves the bf16 copy, two different tensors: ``softmax bytes + bytes`` per score,
+    6 B for fp32 + bf16 (3x the 2 B of P alone), plus the mask with dropout (which saves
+    its mask, and the matmul the dropped-out bf16 copy). In general, per score:
+    ``softmax bytes + (bytes if a cast or dropout makes a second copy) + mask bytes``.
     """
     per_matrix = score_matrix_bytes(n, dtype, heads=heads, layers=layers, batch=batch)
-    if not dropout:
-        return per_matrix
-    mask = score_matrix_bytes(n, dropout_mask_dtype, heads=heads, layers=layers, batch=batch)
-    return _whole(2 * per_matrix + mask)
+    cast = softmax_dtype is not None and canonical_dtype(softmax_dtype) != canonical_dtype(dtype)
+    softmax_out = (
+        score_matrix_bytes(n, softmax_dtype, heads=heads, layers=layers, batch=batch)
+        if cast
+        else per_matrix
+    )
+    second_copy = per_matrix if (cast or dropout) else 0
+    mask = (
+        score_matrix_bytes(n, dropout_mask_dtype, heads=heads, layers=layers, batch=batch)
+        if dropout
+        else 0
+    )
+    return _whole(softmax_out + second_copy + mask)
 
 
 def measure_saved_score_bytes(
@@ -340,6 +358,7 @@ def measure_saved_score_bytes(
     head_dim: int = 8,
     dropout: float = 0.0,
     seed: int = 0,
+    softmax_dtype: Any = None,
 ) -> int:
     """MEASURE the bytes of n x n tensors autograd saves for a naive attention forward.
 
@@ -348,6 +367,10 @@ def measure_saved_score_bytes(
     adds up the storages (each counted once) of every saved tensor whose last two
     dimensions are (n, n). Compare with :func:`saved_for_backward_bytes`. ``head_dim``
     must differ from n so that Q, K and V cannot be mistaken for score matrices.
+
+    ``softmax_dtype`` (e.g. ``"float32"``) runs the mixed-precision eager pattern instead:
+    ``softmax(S, dim=-1, dtype=softmax_dtype).to(dtype)``, the softmax in the wider dtype
+    and its result cast back before dropout and ``P V``.
     """
     import torch  # imported here: the rest of this module is plain arithmetic
     from torch.autograd.graph import saved_tensors_hooks
@@ -362,6 +385,14 @@ def measure_saved_score_bytes(
     if name not in ("float64", "float32", "float16", "bfloat16"):
         raise ValueError(f"dtype must be float64, float32, float16 or bfloat16, got {dtype!r}")
     torch_dtype = getattr(torch, name)
+    if softmax_dtype is not None:
+        softmax_name = canonical_dtype(softmax_dtype)
+        if softmax_name not in ("float64", "float32", "float16", "bfloat16"):
+            raise ValueError(
+                "softmax_dtype must be float64, float32, float16 or bfloat16, "
+                f"got {softmax_dtype!r}"
+            )
+        softmax_torch_dtype = getattr(torch, softmax_name)
 
     generator = torch.Generator().manual_seed(seed)
     q, k, v = (
@@ -380,7 +411,10 @@ def measure_saved_score_bytes(
 
     with saved_tensors_hooks(pack, lambda tensor: tensor):
         scores = (q * head_dim**-0.5) @ k.transpose(-2, -1)
-        probs = torch.softmax(scores, dim=-1)
+        if softmax_dtype is None:
+            probs = torch.softmax(scores, dim=-1)
+        else:  # mixed precision, as eager code is commonly written
+            probs = torch.softmax(scores, dim=-1, dtype=softmax_torch_dtype).to(torch_dtype)
         if dropout:
             probs = torch.nn.functional.dropout(probs, p=dropout, training=True)
         out = probs @ v

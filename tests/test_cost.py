@@ -496,3 +496,48 @@ def test_two_pass_count_matches_the_kernel_source():
     assert [pass_1, pass_2] == [len(p) for p in cost.attention_tile_matmuls("two_pass_backward")]
     assert forward == len(cost.attention_tile_matmuls("forward")[0])
 
+
+def test_mixed_precision_softmax_keeps_two_copies_formula():
+    # bf16 scores, softmax in fp32, cast back: fp32 P (4 B) + bf16 P (2 B) = 6 B per score.
+    plain = cost.saved_for_backward_bytes(1024, 8, 4, "bf16")
+    mixed = cost.saved_for_backward_bytes(1024, 8, 4, "bf16", softmax_dtype="float32")
+    assert mixed == 3 * plain == 32 * 1024**2 * 6
+    # A softmax in the data's own dtype is no cast: the old count.
+    assert cost.saved_for_backward_bytes(1024, 8, 4, "bf16", softmax_dtype="bfloat16") == plain
+    # With dropout: fp32 P + bool mask + dropped bf16 P = 7 B per score.
+    dropped = cost.saved_for_backward_bytes(
+        1024, 8, 4, "bf16", dropout=True, softmax_dtype="float32"
+    )
+    assert dropped == 32 * 1024**2 * 7
+    # The textbook's shape (32 layers x 32 heads, n = 32,768): 2.2 TB becomes 6.6 TB.
+    kept = cost.saved_for_backward_bytes(32768, 32, 32, "bf16", softmax_dtype="float32")
+    assert kept == 6 * 32 * 32 * 32768**2 == 6_597_069_766_656
+
+
+@pytest.mark.parametrize(
+    ("dtype", "softmax_dtype", "dropout", "bytes_per_score"),
+    [
+        ("bfloat16", "float32", 0.0, 6),  # 4 + 2
+        ("float16", "float32", 0.0, 6),
+        ("bfloat16", "float32", 0.1, 8),  # 4 + mask in bf16 on the CPU (2) + dropped copy (2)
+        ("float32", "float32", 0.0, 4),  # no cast: P alone
+        ("bfloat16", "float64", 0.0, 10),
+    ],
+)
+def test_mixed_precision_softmax_matches_what_autograd_saves(
+    dtype, softmax_dtype, dropout, bytes_per_score
+):
+    n, heads, batch = 40, 2, 2
+    measured = cost.measure_saved_score_bytes(
+        n, heads, dtype, batch=batch, dropout=dropout, softmax_dtype=softmax_dtype
+    )
+    formula = cost.saved_for_backward_bytes(
+        n, heads, 1, dtype, batch=batch, dropout=bool(dropout), dropout_mask_dtype=dtype,
+        softmax_dtype=softmax_dtype,
+    )  # fmt: skip
+    assert measured == formula == bytes_per_score * n * n * heads * batch
+
+
+def test_measure_refuses_a_bad_softmax_dtype():
+    with pytest.raises(ValueError, match="softmax_dtype"):
+        cost.measure_saved_score_bytes(16, softmax_dtype="int8")
