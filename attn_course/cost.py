@@ -49,6 +49,7 @@ __all__ = [
     "canonical_dtype",
     "compute_time_s",
     "decode_attention_flops",
+    "decode_flops_per_cached_number",
     "decode_step_cost",
     "decode_step_flops",
     "decode_total_flops",
@@ -998,18 +999,37 @@ def _estimate(
 # --- prefill and decode ---------------------------------------------------------------
 
 
-def prefill_flops(model: str | ModelShape, n: int, *, batch: int = 1, causal: bool = True) -> float:
+def prefill_flops(
+    model: str | ModelShape,
+    n: int,
+    *,
+    batch: int = 1,
+    causal: bool = True,
+    logits: str = "all",
+) -> float:
     """FLOPs of one forward pass over an n-token prompt: ``~ 2 * P * n + layers * attention``.
 
     ``2 * P * n`` with P = :func:`matmul_parameter_count` (every weight does one multiply-add
-    per token: projections, FFN and the LM head over all n positions), plus
+    per token: projections, FFN and the LM head), plus
     ``layers * attention_matmul_flops(n, d_model, causal)`` (``2 n**2 d`` per layer when
     causal). Multiplied by ``batch``.
+
+    Which positions get logits. ``logits="all"`` (the default) counts the output projection
+    (LM head, ``2 * d_model * vocab`` per position) for all n positions, as a training
+    forward does and as ``model(prompt)`` in :mod:`attn_course.model` does.
+    :func:`time_to_first_token` uses this count, so its estimate is an upper bound of the
+    FLOPs. Inference needs only the last position's logits to sample the next token:
+    ``logits="last"`` counts the LM head once per sequence. For Llama-3-8B (vocabulary
+    128,256) the difference is about 7 % of the prefill at short prompts, less as
+    attention grows (notebook 07 computes it).
     """
     m = get_model(model)
     n = _count("n", n)
+    if logits not in ("all", "last"):
+        raise ValueError(f"logits must be 'all' or 'last', got {logits!r}")
     per_layer = layer_flops(m, n, causal=causal)
-    total = m.layers * per_layer.total + matmul_flops(n, m.d_model, m.vocab)
+    head_positions = n if logits == "all" else 1
+    total = m.layers * per_layer.total + matmul_flops(head_positions, m.d_model, m.vocab)
     return total * _count("batch", batch)
 
 
@@ -1017,9 +1037,30 @@ def decode_attention_flops(context: int, d_model: int) -> float:
     """FLOPs of one layer's attention for ONE new query against ``context`` cached keys.
 
     ``q K^T`` is (1 x d) against (context x d): ``2 * context * d``; ``p V`` the same:
-    ``4 * context * d_model`` in total, linear in the context.
+    ``4 * context * d_model`` in total, linear in the context. ``d_model`` here is
+    ``heads * head_dim``, the width of the *queries*: every query head multiplies its own
+    scores, whether or not it shares its key/value head (GQA changes the bytes read, not
+    these FLOPs).
     """
     return 4 * _count("context", context) * _count("d_model", d_model)
+
+
+def decode_flops_per_cached_number(heads: int, kv_heads: int | None = None) -> float:
+    """FLOPs one decode step does per number it reads from the KV cache: ``2 * heads / kv_heads``.
+
+    Per layer and cached token, the new query does :func:`decode_attention_flops` with
+    ``d_model = heads * head_dim`` (``4 * heads * head_dim`` FLOPs: ``q·k`` and ``p v``
+    for every query head) and reads the token's key and value of each key/value head
+    (:func:`kv_cache_bytes` counts ``2 * kv_heads * head_dim`` numbers). The quotient is
+    2 for multi-head attention; under grouped-query attention each cached number serves
+    ``heads / kv_heads`` query heads: 8 for Llama-3-8B (32 query heads, 8 KV heads), 2 *
+    heads for multi-query attention. Divide by the bytes per number for FLOPs per byte.
+    """
+    kv = _kv_heads(heads, kv_heads)
+    head_dim_ = 1  # cancels: both counts are proportional to head_dim (and to the context)
+    flops = decode_attention_flops(1, heads * head_dim_)
+    numbers = kv_cache_bytes(1, kv, head_dim_, 1, dtype="int8")  # 1 B per number: a count
+    return flops / numbers
 
 
 def decode_step_flops(

@@ -541,3 +541,32 @@ def test_mixed_precision_softmax_matches_what_autograd_saves(
 def test_measure_refuses_a_bad_softmax_dtype():
     with pytest.raises(ValueError, match="softmax_dtype"):
         cost.measure_saved_score_bytes(16, softmax_dtype="int8")
+
+
+def test_prefill_flops_last_position_logits():
+    # TINY at n = 4: the LM head is 2 * 4 * 8 * 10 = 640 for all positions, 160 for the last.
+    assert cost.prefill_flops(TINY, 4, causal=False, logits="last") == 13_952 - 640 + 160
+    assert cost.prefill_flops(TINY, 4, causal=False, logits="all") == 13_952
+    m, n = "Llama-3-8B", 1024
+    saved = 1 - cost.prefill_flops(m, n, logits="last") / cost.prefill_flops(m, n)
+    # (n - 1) * 2 * 4096 * 128,256 of ~16.1 TFLOP: about 7 %.
+    assert saved == pytest.approx((n - 1) * 2 * 4096 * 128_256 / cost.prefill_flops(m, n))
+    assert 0.06 < saved < 0.075
+    with pytest.raises(ValueError, match="logits"):
+        cost.prefill_flops(TINY, 4, logits="first")
+
+
+def test_decode_flops_per_cached_number_under_gqa():
+    assert cost.decode_flops_per_cached_number(32) == 2  # multi-head: ~2 FLOPs per number
+    assert cost.decode_flops_per_cached_number(32, 32) == 2
+    assert cost.decode_flops_per_cached_number(32, 8) == 8  # Llama-3-8B: 2 * 32 / 8
+    assert cost.decode_flops_per_cached_number(64, 8) == 16  # Llama-3-70B
+    assert cost.decode_flops_per_cached_number(32, 1) == 64  # multi-query
+    # The same quotient from the model-level counts: attention FLOPs of one decode step
+    # over the cache bytes it reads (1-byte numbers), Llama-3-8B at 4096 tokens.
+    layers, heads, kv, hd, context = 32, 32, 8, 128, 4096
+    flops = layers * cost.decode_attention_flops(context, heads * hd)
+    numbers = cost.kv_cache_bytes(layers, kv, hd, context, dtype="int8")
+    assert flops / numbers == cost.decode_flops_per_cached_number(heads, kv)
+    with pytest.raises(ValueError, match="kv_heads"):
+        cost.decode_flops_per_cached_number(32, 5)
