@@ -415,12 +415,12 @@ for n in pick(full=[1024, 4096, 16384], small=[256, 512]):
 #
 # **Prefill** runs the whole prompt (n tokens) through the model at once. Every weight
 # does one multiply-add per token (2·P·n FLOPs for P matmul weights) and attention adds
-# L·2·n²·d (causal). `cost.prefill_flops` counts the output projection (the LM head) for
-# all n positions, as a training forward does; a server needs the logits of the last
-# position only (`logits="last"`; notebook 07 computes the difference). That is a lot of arithmetic per byte of weights read: prefill is
+# L·2·n²·d (causal). That is a lot of arithmetic per byte of weights read: prefill is
 # **compute-bound**, and its time is what you wait for before the first token appears,
 # the *time to first token* (TTFT). Its attention part is quadratic, so long prompts pay
-# most of it.
+# most of it. (`cost.prefill_flops` counts the output projection, the LM head, at all n
+# positions, as a training forward does; a server needs the logits of the last position
+# only, `logits="last"`: notebook 07 computes the difference.)
 #
 # **Decode** then produces one token per step. Each step still reads every weight (and
 # the whole KV cache) but does only 2 FLOPs per weight per sequence: at batch 1 it is
