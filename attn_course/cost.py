@@ -42,10 +42,14 @@ __all__ = [
     "attention_ffn_crossover_n",
     "attention_ffn_ratio",
     "attention_matmul_flops",
+    "attention_tile_flops",
+    "attention_tile_matmuls",
+    "backward_flops_ratio",
     "bytes_per_element",
     "canonical_dtype",
     "compute_time_s",
     "decode_attention_flops",
+    "decode_flops_per_cached_number",
     "decode_step_cost",
     "decode_step_flops",
     "decode_total_flops",
@@ -306,6 +310,7 @@ def saved_for_backward_bytes(
     batch: int = 1,
     dropout: bool = False,
     dropout_mask_dtype: Any = "bool",
+    softmax_dtype: Any = None,
 ) -> float:
     """Bytes of n x n tensors that autograd keeps for the backward pass of naive attention.
 
@@ -320,12 +325,29 @@ def saved_for_backward_bytes(
     input dtype, so pass ``dropout_mask_dtype=dtype`` there) and the dropped-out copy of P,
     which the ``P V`` matmul now saves instead. A boolean causal mask, if one is built, is
     shared by all heads and layers (n**2 bytes once) and is not counted.
+
+    ``softmax_dtype`` (e.g. ``"float32"`` with ``dtype="bf16"``): mixed-precision eager code
+    as it is commonly written, ``softmax(S, dtype=float32).to(bf16)`` (Hugging Face's
+    "eager" attention does this). Softmax then saves its float32 output and the ``P V``
+    matmul saves the bf16 copy, two different tensors: ``softmax bytes + bytes`` per score,
+    6 B for fp32 + bf16 (3x the 2 B of P alone), plus the mask with dropout (which saves
+    its mask, and the matmul the dropped-out bf16 copy). In general, per score:
+    ``softmax bytes + (bytes if a cast or dropout makes a second copy) + mask bytes``.
     """
     per_matrix = score_matrix_bytes(n, dtype, heads=heads, layers=layers, batch=batch)
-    if not dropout:
-        return per_matrix
-    mask = score_matrix_bytes(n, dropout_mask_dtype, heads=heads, layers=layers, batch=batch)
-    return _whole(2 * per_matrix + mask)
+    cast = softmax_dtype is not None and canonical_dtype(softmax_dtype) != canonical_dtype(dtype)
+    softmax_out = (
+        score_matrix_bytes(n, softmax_dtype, heads=heads, layers=layers, batch=batch)
+        if cast
+        else per_matrix
+    )
+    second_copy = per_matrix if (cast or dropout) else 0
+    mask = (
+        score_matrix_bytes(n, dropout_mask_dtype, heads=heads, layers=layers, batch=batch)
+        if dropout
+        else 0
+    )
+    return _whole(softmax_out + second_copy + mask)
 
 
 def measure_saved_score_bytes(
@@ -337,6 +359,7 @@ def measure_saved_score_bytes(
     head_dim: int = 8,
     dropout: float = 0.0,
     seed: int = 0,
+    softmax_dtype: Any = None,
 ) -> int:
     """MEASURE the bytes of n x n tensors autograd saves for a naive attention forward.
 
@@ -345,6 +368,10 @@ def measure_saved_score_bytes(
     adds up the storages (each counted once) of every saved tensor whose last two
     dimensions are (n, n). Compare with :func:`saved_for_backward_bytes`. ``head_dim``
     must differ from n so that Q, K and V cannot be mistaken for score matrices.
+
+    ``softmax_dtype`` (e.g. ``"float32"``) runs the mixed-precision eager pattern instead:
+    ``softmax(S, dim=-1, dtype=softmax_dtype).to(dtype)``, the softmax in the wider dtype
+    and its result cast back before dropout and ``P V``.
     """
     import torch  # imported here: the rest of this module is plain arithmetic
     from torch.autograd.graph import saved_tensors_hooks
@@ -359,6 +386,14 @@ def measure_saved_score_bytes(
     if name not in ("float64", "float32", "float16", "bfloat16"):
         raise ValueError(f"dtype must be float64, float32, float16 or bfloat16, got {dtype!r}")
     torch_dtype = getattr(torch, name)
+    if softmax_dtype is not None:
+        softmax_name = canonical_dtype(softmax_dtype)
+        if softmax_name not in ("float64", "float32", "float16", "bfloat16"):
+            raise ValueError(
+                "softmax_dtype must be float64, float32, float16 or bfloat16, "
+                f"got {softmax_dtype!r}"
+            )
+        softmax_torch_dtype = getattr(torch, softmax_name)
 
     generator = torch.Generator().manual_seed(seed)
     q, k, v = (
@@ -377,7 +412,10 @@ def measure_saved_score_bytes(
 
     with saved_tensors_hooks(pack, lambda tensor: tensor):
         scores = (q * head_dim**-0.5) @ k.transpose(-2, -1)
-        probs = torch.softmax(scores, dim=-1)
+        if softmax_dtype is None:
+            probs = torch.softmax(scores, dim=-1)
+        else:  # mixed precision, as eager code is commonly written
+            probs = torch.softmax(scores, dim=-1, dtype=softmax_torch_dtype).to(torch_dtype)
         if dropout:
             probs = torch.nn.functional.dropout(probs, p=dropout, training=True)
         out = probs @ v
@@ -486,6 +524,75 @@ def attention_matmul_flops(n: int, d_model: int, *, causal: bool = False, batch:
     n, d_model, batch = _count("n", n), _count("d_model", d_model), _count("batch", batch)
     full = 4 * n * n * d_model * batch
     return _whole(full / 2) if causal else full
+
+
+# The matmuls a tiled kernel runs for ONE (query tile, key tile) pair, pass by pass. Each
+# is (what it computes, (rows, inner, columns)) in the tile's sizes: "M" = BLOCK_M query
+# rows, "N" = BLOCK_N keys, "D" = head_dim; (m, k, p) costs matmul_flops(m, k, p).
+_S = ("S = Q Kᵀ", ("M", "D", "N"))
+_DV = ("dV += Pᵀ dO", ("N", "M", "D"))
+_DP = ("dP = dO Vᵀ", ("M", "D", "N"))
+_DK = ("dK += dSᵀ Q", ("N", "M", "D"))
+_DQ = ("dQ += dS K", ("M", "N", "D"))
+_TILE_MATMULS: dict[str, tuple[tuple[tuple[str, tuple[str, str, str]], ...], ...]] = {
+    # Forward (FlashAttention-1 and -2 alike): scores, then P V into the accumulator.
+    "forward": ((_S, ("O += P V", ("M", "N", "D"))),),
+    # FlashAttention-2's backward (Dao 2023, Algorithm 2 and §3.2): one pass, one program
+    # per key block; it recomputes S once per tile pair and adds dS K into dQ in memory
+    # with atomic additions, because many key-block programs update the same dQ rows.
+    "fa2_backward": ((_S, _DV, _DP, _DK, _DQ),),
+    # The course's backward (attn_course/kernels/flash.py): pass 1 per key block (dK, dV),
+    # pass 2 per query block (dQ). Each program owns what it writes, so no atomics, but
+    # pass 2 needs P and dS again: it recomputes S = Q Kᵀ and dP = dO Vᵀ.
+    "two_pass_backward": ((_S, _DV, _DP, _DK), (_S, _DP, _DQ)),
+}
+
+
+def attention_tile_matmuls(kernel: str) -> tuple[tuple[str, ...], ...]:
+    """The matmuls ``kernel`` runs per (query tile, key tile) pair, as one tuple per pass.
+
+    ``kernel``: ``"forward"``; ``"fa2_backward"``, FlashAttention-2's one-pass backward
+    (Dao 2023, Algorithm 2; §3.2: parallel over key blocks, dQ updated with atomic adds);
+    or ``"two_pass_backward"``, the course's deterministic variant (dK and dV per key block,
+    then dQ per query block), which recomputes S and dP in both passes:
+    ``attention_tile_matmuls("two_pass_backward")`` has 4 + 3 = 7 matmuls against 5.
+    """
+    if kernel not in _TILE_MATMULS:
+        raise ValueError(f"kernel must be one of {sorted(_TILE_MATMULS)}, got {kernel!r}")
+    return tuple(tuple(name for name, _ in one_pass) for one_pass in _TILE_MATMULS[kernel])
+
+
+def attention_tile_flops(kernel: str, block_m: int, block_n: int, head_dim: int) -> int:
+    """Matmul FLOPs ``kernel`` spends on one (BLOCK_M query rows, BLOCK_N keys) tile pair.
+
+    The sum of :func:`matmul_flops` over :func:`attention_tile_matmuls`; every one of them
+    is ``2 * block_m * block_n * head_dim``, so the forward costs 2 such matmuls,
+    FlashAttention-2's backward 5 (2.5x the forward) and the course's two-pass backward 7
+    (3.5x the forward, 1.4x FlashAttention-2's). Elementwise work (exp, the dS formula)
+    is not counted.
+    """
+    sizes = {
+        "M": _count("block_m", block_m),
+        "N": _count("block_n", block_n),
+        "D": _count("head_dim", head_dim),
+    }
+    if kernel not in _TILE_MATMULS:
+        raise ValueError(f"kernel must be one of {sorted(_TILE_MATMULS)}, got {kernel!r}")
+    return sum(
+        matmul_flops(*(sizes[axis] for axis in shape))
+        for one_pass in _TILE_MATMULS[kernel]
+        for _, shape in one_pass
+    )
+
+
+def backward_flops_ratio(block_m: int = 128, block_n: int = 64, head_dim: int = 64) -> float:
+    """FLOPs of the course's two-pass backward / FlashAttention-2's one-pass backward.
+
+    Per tile pair: 7 matmuls against 5, so 1.4 whatever the tile sizes. Forward + backward,
+    the kernel executes (2 + 7) / (2 + 5) = 9/7 of FlashAttention-2's FLOPs.
+    """
+    two_pass = attention_tile_flops("two_pass_backward", block_m, block_n, head_dim)
+    return two_pass / attention_tile_flops("fa2_backward", block_m, block_n, head_dim)
 
 
 def projection_flops(
@@ -892,18 +999,37 @@ def _estimate(
 # --- prefill and decode ---------------------------------------------------------------
 
 
-def prefill_flops(model: str | ModelShape, n: int, *, batch: int = 1, causal: bool = True) -> float:
+def prefill_flops(
+    model: str | ModelShape,
+    n: int,
+    *,
+    batch: int = 1,
+    causal: bool = True,
+    logits: str = "all",
+) -> float:
     """FLOPs of one forward pass over an n-token prompt: ``~ 2 * P * n + layers * attention``.
 
     ``2 * P * n`` with P = :func:`matmul_parameter_count` (every weight does one multiply-add
-    per token: projections, FFN and the LM head over all n positions), plus
+    per token: projections, FFN and the LM head), plus
     ``layers * attention_matmul_flops(n, d_model, causal)`` (``2 n**2 d`` per layer when
     causal). Multiplied by ``batch``.
+
+    Which positions get logits. ``logits="all"`` (the default) counts the output projection
+    (LM head, ``2 * d_model * vocab`` per position) for all n positions, as a training
+    forward does and as ``model(prompt)`` in :mod:`attn_course.model` does.
+    :func:`time_to_first_token` uses this count, so its estimate is an upper bound of the
+    FLOPs. Inference needs only the last position's logits to sample the next token:
+    ``logits="last"`` counts the LM head once per sequence. For Llama-3-8B (vocabulary
+    128,256) the difference is about 7 % of the prefill at short prompts, less as
+    attention grows (notebook 07 computes it).
     """
     m = get_model(model)
     n = _count("n", n)
+    if logits not in ("all", "last"):
+        raise ValueError(f"logits must be 'all' or 'last', got {logits!r}")
     per_layer = layer_flops(m, n, causal=causal)
-    total = m.layers * per_layer.total + matmul_flops(n, m.d_model, m.vocab)
+    head_positions = n if logits == "all" else 1
+    total = m.layers * per_layer.total + matmul_flops(head_positions, m.d_model, m.vocab)
     return total * _count("batch", batch)
 
 
@@ -911,9 +1037,30 @@ def decode_attention_flops(context: int, d_model: int) -> float:
     """FLOPs of one layer's attention for ONE new query against ``context`` cached keys.
 
     ``q K^T`` is (1 x d) against (context x d): ``2 * context * d``; ``p V`` the same:
-    ``4 * context * d_model`` in total, linear in the context.
+    ``4 * context * d_model`` in total, linear in the context. ``d_model`` here is
+    ``heads * head_dim``, the width of the *queries*: every query head multiplies its own
+    scores, whether or not it shares its key/value head (GQA changes the bytes read, not
+    these FLOPs).
     """
     return 4 * _count("context", context) * _count("d_model", d_model)
+
+
+def decode_flops_per_cached_number(heads: int, kv_heads: int | None = None) -> float:
+    """FLOPs one decode step does per number it reads from the KV cache: ``2 * heads / kv_heads``.
+
+    Per layer and cached token, the new query does :func:`decode_attention_flops` with
+    ``d_model = heads * head_dim`` (``4 * heads * head_dim`` FLOPs: ``q·k`` and ``p v``
+    for every query head) and reads the token's key and value of each key/value head
+    (:func:`kv_cache_bytes` counts ``2 * kv_heads * head_dim`` numbers). The quotient is
+    2 for multi-head attention; under grouped-query attention each cached number serves
+    ``heads / kv_heads`` query heads: 8 for Llama-3-8B (32 query heads, 8 KV heads), 2 *
+    heads for multi-query attention. Divide by the bytes per number for FLOPs per byte.
+    """
+    kv = _kv_heads(heads, kv_heads)
+    head_dim_ = 1  # cancels: both counts are proportional to head_dim (and to the context)
+    flops = decode_attention_flops(1, heads * head_dim_)
+    numbers = kv_cache_bytes(1, kv, head_dim_, 1, dtype="int8")  # 1 B per number: a count
+    return flops / numbers
 
 
 def decode_step_flops(

@@ -343,6 +343,106 @@ def block_table_lookup(block_table: list[int], position: int, block_size: int) -
     return block_table[position // block_size], position % block_size
 
 
+# --- what the paged-decode kernel's launch grid costs -----------------------------------
+
+
+@dataclass(frozen=True)
+class DecodeGridCost:
+    """Arithmetic of one layer of a paged-decode launch (one new query token per sequence).
+
+    programs:           programs in the launch grid
+    busy_sm_fraction:   at most this share of the GPU's SMs has a program to run
+                        (``min(programs, sm_count) / sm_count``)
+    blocks_per_program: cache blocks one program walks one after another
+    kv_bytes_read:      K and V bytes the programs load, all programs together
+    kv_bytes_cached:    K and V bytes in the cache (each read once at best)
+    partial_bytes:      split-K only: partial results (acc, m, ℓ in float32) written by the
+                        split programs and read back by the reduction that combines them
+    """
+
+    programs: int
+    busy_sm_fraction: float
+    blocks_per_program: int
+    kv_bytes_read: float
+    kv_bytes_cached: float
+    partial_bytes: float
+
+    @property
+    def reread_factor(self) -> float:
+        """K/V bytes loaded / bytes cached: heads / kv_heads when each query head reads alone."""
+        return self.kv_bytes_read / self.kv_bytes_cached
+
+
+def paged_decode_grid_cost(
+    context: int,
+    *,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    sm_count: int,
+    batch: int = 1,
+    block_size: int = 16,
+    splits: int = 1,
+    group_queries: bool = False,
+    dtype: str = "bfloat16",
+) -> DecodeGridCost:
+    """Programs, SM occupancy and K/V bytes of one layer's paged-decode launch.
+
+    The course's kernel (:mod:`attn_course.kernels.paged`) is the default: a grid of
+    (batch, heads), one program per (sequence, query head), each walking all
+    ⌈context / block_size⌉ blocks of its sequence. Two consequences:
+
+    * **GQA re-read.** The ``heads / kv_heads`` query heads of one group each load the same
+      K/V blocks: ``kv_bytes_read`` is ``heads / kv_heads`` times ``kv_bytes_cached``
+      (4 for Llama-3-8B). Some of the repeats may come from L2 when the programs of a
+      group run side by side, but the kernel does nothing to make sure they do.
+      ``group_queries=True`` models one program per (sequence, KV head) that serves its
+      whole group, as GQA-aware decode kernels do: every block is loaded once.
+    * **No split over the context.** With batch 1 the grid has only ``heads`` programs,
+      fewer than a GPU has SMs (32 of 132 on an H100 for Llama-3-8B), and each walks the
+      whole context in sequence. FlashDecoding (Dao, Haziza, Massa and Sizov, 2023,
+      "Flash-Decoding for long-context inference") adds a grid axis that splits the
+      context into ``splits`` chunks, each program producing a partial (acc, m, ℓ), and a
+      small reduction that combines them with the online-softmax rescaling: ``splits``
+      times the programs for ``partial_bytes`` of extra traffic.
+    """
+    from attn_course.cost import bytes_per_element, kv_cache_bytes
+
+    for name, value in (("context", context), ("heads", heads), ("kv_heads", kv_heads),
+                        ("head_dim", head_dim), ("sm_count", sm_count), ("batch", batch),
+                        ("block_size", block_size), ("splits", splits)):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if heads % kv_heads:
+        raise ValueError(f"kv_heads must divide heads, got heads={heads}, kv_heads={kv_heads}")
+    blocks = -(-context // block_size)
+    if splits > blocks:
+        raise ValueError(f"splits must be <= the {blocks} cache blocks, got {splits}")
+    readers = kv_heads if group_queries else heads  # programs per sequence and split
+    programs = batch * readers * splits
+    cached = kv_cache_bytes(1, kv_heads, head_dim, context, batch=batch, dtype=dtype)
+    per_reader = kv_cache_bytes(1, 1, head_dim, context, batch=batch, dtype=dtype)
+    partial = 0.0
+    if splits > 1:  # acc (head_dim) + m + ℓ per query head and split, written then read
+        partial = 2 * batch * heads * splits * (head_dim + 2) * bytes_per_element("float32")
+    return DecodeGridCost(
+        programs=programs,
+        busy_sm_fraction=min(programs, sm_count) / sm_count,
+        blocks_per_program=-(-blocks // splits),
+        kv_bytes_read=readers * per_reader,
+        kv_bytes_cached=cached,
+        partial_bytes=partial,
+    )
+
+
+def splits_to_fill(sm_count: int, *, batch: int, heads: int) -> int:
+    """Fewest context splits that give every SM a program: ``⌈sm_count / (batch · heads)⌉``."""
+    for name, value in (("sm_count", sm_count), ("batch", batch), ("heads", heads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return -(-sm_count // (batch * heads))
+
+
 # --- figures ----------------------------------------------------------------------------
 
 

@@ -81,6 +81,7 @@ __all__ = [
     "causal_visited_fraction",
     "compare_with_naive",
     "hbm_traffic_figure",
+    "hbm_traffic_ratio",
     "flash_block_sizes",
     "measure_tiled_memory",
     "naive_hbm_bytes",
@@ -517,7 +518,9 @@ def trace_row(
 # --- 4. the IO argument: bytes moved between main memory and the chip --------------------------
 
 
-def naive_hbm_bytes(n: int, head_dim: int, dtype: Any = "float16") -> float:
+def naive_hbm_bytes(
+    n: int, head_dim: int, dtype: Any = "float16", *, extra_passes: int = 0
+) -> float:
     """Bytes naive attention moves to and from main memory, per head: Θ(n d + n²).
 
         read Q, K (2 n d); write S, read S, write P, read P (4 n²); read V (n d); write O (n d)
@@ -527,10 +530,40 @@ def naive_hbm_bytes(n: int, head_dim: int, dtype: Any = "float16") -> float:
     reads its inputs from memory and writes its output back (the standard implementation
     of the FlashAttention paper, Algorithm 0). The n² part is
     :func:`attn_course.cost.naive_attention_traffic_bytes`.
+
+    ``extra_passes``: elementwise steps over the n x n matrix that an unfused (eager)
+    implementation runs as kernels of their own, each reading and writing it once, 2 n² · b
+    more apiece: the scaling ``S * scale`` and the mask ``masked_fill`` are two (when not
+    folded into the matmul), dropout one more (plus its mask). Algorithm 0 has none.
     """
     n, head_dim = check_count(n, "n"), check_count(head_dim, "head_dim")
+    extra_passes = check_count(extra_passes, "extra_passes", minimum=0)
+    element = bytes_per_element(_cost_dtype(dtype))
     score_traffic = naive_attention_traffic_bytes(n, 1, dtype=_cost_dtype(dtype))
-    return score_traffic + 4 * n * head_dim * bytes_per_element(_cost_dtype(dtype))
+    return score_traffic + (2 * extra_passes * n * n + 4 * n * head_dim) * element
+
+
+def hbm_traffic_ratio(
+    n: int,
+    head_dim: int,
+    block_q: int,
+    block_k: int,
+    dtype: Any = "float16",
+    *,
+    extra_passes: int = 0,
+) -> float:
+    """Naive attention's main-memory bytes / the tiled algorithm's, per head, non-causal.
+
+    :func:`naive_hbm_bytes` (with ``extra_passes`` unfused elementwise passes) over
+    :func:`tiled_hbm_bytes_for_blocks` with these tiles. For n ≫ block_q it tends to
+    ``(4 + 2 · extra_passes) · block_q / (2 · head_dim)``: with the real tiles of a GPU
+    kernel (block_q = 128) that is 4 at head_dim 64 and 2 at head_dim 128 against
+    Algorithm 0, far less than blocks that fill all of shared memory give
+    (:func:`flash_block_sizes`). It counts bytes only: what it leaves out (L2 hits, launch
+    overhead, the exp and max work) is discussed in notebook 03.
+    """
+    naive = naive_hbm_bytes(n, head_dim, dtype, extra_passes=extra_passes)
+    return naive / tiled_hbm_bytes_for_blocks(n, head_dim, block_q, block_k, dtype)
 
 
 def _cost_dtype(dtype: Any) -> Any:
@@ -631,12 +664,15 @@ class OnChipMemory:
     l1_shared_bytes_per_sm: combined L1 cache / shared memory per streaming multiprocessor
     max_shared_bytes_per_sm: the most of it a kernel can use as shared memory (the M a
                              tiled kernel's blocks must fit in)
+    l2_bytes: the L2 cache shared by all SMs, between them and HBM: blocks of K and V that
+              one program read can be served from it to the next program that reads them
     """
 
     name: str
     sm_count: int
     l1_shared_bytes_per_sm: int
     max_shared_bytes_per_sm: int
+    l2_bytes: int
     source: str
 
     @property
@@ -654,18 +690,20 @@ ON_CHIP_MEMORY: dict[str, OnChipMemory] = {
         sm_count=108,
         l1_shared_bytes_per_sm=192 * KiB,
         max_shared_bytes_per_sm=164 * KiB,
+        l2_bytes=40 * KiB * KiB,
         source="NVIDIA A100 Tensor Core GPU Architecture whitepaper: 108 SMs, 192 KB combined "
-        "L1/shared memory per SM, up to 164 KB of it as shared memory; CUDA C++ Programming "
-        "Guide, compute capability 8.0",
+        "L1/shared memory per SM, up to 164 KB of it as shared memory, 40 MB L2 cache; CUDA "
+        "C++ Programming Guide, compute capability 8.0",
     ),
     "H100": OnChipMemory(
         name="H100 (SXM5)",
         sm_count=132,
         l1_shared_bytes_per_sm=256 * KiB,
         max_shared_bytes_per_sm=228 * KiB,
+        l2_bytes=50 * KiB * KiB,
         source="NVIDIA H100 Tensor Core GPU Architecture whitepaper: 132 SMs (SXM5), 256 KB "
-        "combined L1/shared memory per SM, up to 228 KB of it as shared memory; CUDA C++ "
-        "Programming Guide, compute capability 9.0",
+        "combined L1/shared memory per SM, up to 228 KB of it as shared memory, 50 MB L2 "
+        "cache; CUDA C++ Programming Guide, compute capability 9.0",
     ),
 }
 

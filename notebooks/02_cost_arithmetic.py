@@ -147,12 +147,13 @@ table(["n", "attention QKᵀ+PV", "Q/K/V/O projections", "FFN", "attention share
 #
 # 4·n²·d = 4·n·d·d_ff + 8·n·d²  ⟹  **n = d_ff + 2d** (= 6d when d_ff = 4d).
 #
-# Causal masking halves the attention side, which doubles both answers. So the
-# switch-over is at **4 to 12 times d**, not at n ≈ d as one of our source texts says.
-# For the presets:
+# Causal masking halves the attention side, which doubles both answers; a gated FFN and
+# grouped-query attention (smaller K and V projections) move them again. So the
+# switch-over lies several times beyond d, not at n ≈ d as one of our source texts says.
+# For the presets, and the range they span:
 
 # %%
-rows = []
+rows, multiples = [], {"= FFN": [], "= FFN + projections": [], "= FFN + projections, causal": []}
 for m in MODELS.values():
     shape = dict(gated=m.gated_ffn, heads=m.heads, kv_heads=m.kv_heads)
     vs_ffn = cost.attention_ffn_crossover_n(m.d_model, m.d_ff, **shape)
@@ -167,7 +168,32 @@ for m in MODELS.values():
          f"{vs_layer:,.0f} ({vs_layer / m.d_model:.1f} d)",
          f"{causal:,.0f} ({causal / m.d_model:.1f} d)")
     )  # fmt: skip
-table(["model", "d", "= FFN", "= FFN + projections", "= FFN + projections, causal"], rows)
+    for column, n_star in zip(multiples, (vs_ffn, vs_layer, causal), strict=True):
+        multiples[column].append(n_star / m.d_model)
+table(["model", "d", *multiples], rows)
+all_multiples = [x for column in multiples.values() for x in column]
+print(f"range over the presets: {min(all_multiples):.1f} d to {max(all_multiples):.1f} d; "
+      + "; ".join(f"{column}: {min(xs):.1f}-{max(xs):.1f} d" for column, xs in multiples.items()))
+
+# %% [markdown]
+# **Where "n ≈ d" comes from.** Vaswani et al. (2017, §4 and Table 1) compare a
+# self-attention layer, O(n²·d) per layer, with a *recurrent* layer, O(n·d²), and note that
+# self-attention is the faster of the two when n < d. That answers a different question:
+# a recurrent layer is not the feed-forward network of the same Transformer, and orders of
+# growth carry no constants. The comparison inside one Transformer is in Kaplan et al.
+# (2020, §2.1): forward FLOPs per token C ≈ 2N + 2·n_layer·n_ctx·d_model, with
+# N ≈ 12·n_layer·d_model² weights in the layers, so the context-dependent (attention)
+# term equals the weight term at n_ctx ≈ 12·d_model. That is the causal "FFN +
+# projections" column above for a GPT-shaped model (MHA, d_ff = 4d):
+
+# %%
+gpt = get_model("GPT-3-175B")
+kaplan_n = cost.attention_ffn_crossover_n(
+    gpt.d_model, gpt.d_ff, include_projections=True, causal=True, heads=gpt.heads,
+    kv_heads=gpt.kv_heads,
+)  # fmt: skip
+print(f"{gpt.name}: causal attention = FFN + projections at n = {kaplan_n:,.0f} = "
+      f"{kaplan_n / gpt.d_model:g}·d_model")
 
 # %% [markdown]
 # Above the crossover the ratio grows linearly: attention / FFN = n / n\*. At n = 10⁶
@@ -224,24 +250,51 @@ print(f"Kept scores alone fill an {h100.name} ({fb(h100.memory_bytes, binary=Tru
 
 # %%
 rows = []
-for n, heads, dtype, dropout in [(256, 4, "float32", 0.0), (256, 4, "bfloat16", 0.0),
-                                 (256, 4, "float32", 0.1)]:  # fmt: skip
-    measured = cost.measure_saved_score_bytes(n, heads, dtype, dropout=dropout)
-    predicted = cost.saved_for_backward_bytes(
-        n, heads, 1, dtype, dropout=bool(dropout), dropout_mask_dtype=dtype
+for n, heads, dtype, dropout, softmax_dtype in [
+    (256, 4, "float32", 0.0, None), (256, 4, "bfloat16", 0.0, None), (256, 4, "float32", 0.1, None),
+    (256, 4, "bfloat16", 0.0, "float32"),  # mixed precision: softmax in fp32, cast to bf16
+]:  # fmt: skip
+    measured = cost.measure_saved_score_bytes(
+        n, heads, dtype, dropout=dropout, softmax_dtype=softmax_dtype
     )
+    predicted = cost.saved_for_backward_bytes(
+        n, heads, 1, dtype, dropout=bool(dropout), dropout_mask_dtype=dtype,
+        softmax_dtype=softmax_dtype,
+    )  # fmt: skip
     one_matrix_per_head = cost.score_matrix_bytes(n, dtype, heads=heads)
     rows.append(
-        (n, heads, dtype, dropout, fb(measured, binary=True), fb(predicted, binary=True),
-         f"{measured / one_matrix_per_head:g}")
+        (n, heads, dtype, softmax_dtype or dtype, dropout, fb(measured, binary=True),
+         fb(predicted, binary=True), f"{measured / one_matrix_per_head:g}",
+         f"{measured / cost.score_count(n, heads=heads):g} B")
     )  # fmt: skip
-table(["n", "heads", "dtype", "dropout", "measured", "formula", "n×n matrices per head"], rows)
+table(["n", "heads", "dtype", "softmax in", "dropout", "measured", "formula",
+       "n×n matrices per head (in dtype)", "per score"], rows)  # fmt: skip
 
 # %% [markdown]
 # One matrix per head without dropout (P, not S), three with dropout on the CPU (P, the
-# mask, the dropped-out P). Scale it up: a 32-layer, 32-head model at 32,768 tokens keeps
-# 32 × 32 × 32768² × 2 B in bf16, thirty-two times the "≈ 70 GB" that counts one head per
-# layer (section 8 has the exact figures).
+# mask, the dropped-out P).
+#
+# The last row is mixed-precision eager code as it is commonly written: scores in bf16,
+# then `torch.softmax(S, dim=-1, dtype=torch.float32).to(torch.bfloat16)` (Hugging Face's
+# "eager" attention, for one, does this). The softmax keeps its float32 output for its own
+# backward, and the PV matmul keeps the bf16 copy: two copies of P, float32 and bf16,
+# measured above with the same hook. One of our source texts says naive implementations
+# "materialise it twice"; for this common pattern that is closer to the truth than the
+# course's own naive attention, which keeps P once.
+#
+# Scale it up: a 32-layer, 32-head model at 32,768 tokens in bf16.
+
+# %%
+n, layers, heads = 32768, 32, 32
+one_head_per_layer = cost.score_matrix_bytes(n, "bf16", layers=layers)
+kept = cost.saved_for_backward_bytes(n, heads, layers, "bf16")
+kept_mixed = cost.saved_for_backward_bytes(n, heads, layers, "bf16", softmax_dtype="float32")
+print(f"one head per layer (the textbook's product): {fb(one_head_per_layer)}")
+print(f"every head, P kept once (bf16):              {fb(kept)} ({kept / one_head_per_layer:.0f}x)")
+print(f"every head, fp32 softmax cast to bf16:       {fb(kept_mixed)} ({kept_mixed / kept:.0f}x that)")
+
+# %% [markdown]
+# Section 8 checks the textbook's "≈ 70 GB" against these figures.
 
 # %% [markdown]
 # ## 4 · Bytes ÷ bandwidth = seconds
@@ -365,7 +418,9 @@ for n in pick(full=[1024, 4096, 16384], small=[256, 512]):
 # L·2·n²·d (causal). That is a lot of arithmetic per byte of weights read: prefill is
 # **compute-bound**, and its time is what you wait for before the first token appears,
 # the *time to first token* (TTFT). Its attention part is quadratic, so long prompts pay
-# most of it.
+# most of it. (`cost.prefill_flops` counts the output projection, the LM head, at all n
+# positions, as a training forward does; a server needs the logits of the last position
+# only, `logits="last"`: notebook 07 computes the difference.)
 #
 # **Decode** then produces one token per step. Each step still reads every weight (and
 # the whole KV cache) but does only 2 FLOPs per weight per sequence: at batch 1 it is
@@ -415,8 +470,8 @@ table(["context", "batch", "bytes read", "FLOPs/byte", "time per step", "bound",
 
 # %% [markdown]
 # **Without the cache** every step would re-run the whole prefix: a full causal forward
-# over t tokens. The attention part alone then sums to O(T³) over T generated tokens,
-# against O(T²·d) with the cache; the weight part to O(T²·d²) against O(T·d²).
+# over t tokens. The attention part alone then sums to O(T³·d) FLOPs over T generated
+# tokens, against O(T²·d) with the cache; the weight part to O(T²·d²) against O(T·d²).
 
 # %%
 tokens = pick(full=4096, small=512)
@@ -495,9 +550,12 @@ print(counts)
 #
 # * Per layer, attention's two matmuls cost **4·n²·d** FLOPs (half with a causal
 #   kernel); projections and FFN cost a fixed amount **per token**. Attention overtakes
-#   the FFN at **n = d_ff** and the rest of the layer at **n = d_ff + 2d**, i.e. 4-12 d.
+#   the FFN at **n = d_ff** and the rest of the layer at **n = d_ff + 2d** (MHA, 2-matrix
+#   FFN; twice that causal): several times d, not d (section 2 prints the presets' range;
+#   Kaplan et al. 2020 give 12·d_model for the causal case).
 # * A naive implementation stores **heads × n²** scores per layer; training keeps P of
-#   **every** layer (S is not saved), so the bill is **L·h·n²·b** per sequence.
+#   **every** layer (S is not saved), so the bill is **L·h·n²·b** per sequence, and
+#   mixed-precision eager code (softmax in fp32, cast to bf16) keeps two copies of P.
 # * Time is bounded below by **bytes / bandwidth** and **FLOPs / (peak × MFU)**; naive
 #   attention at long n is memory-bound because of its n² traffic.
 # * The KV cache is **2·L·kv_heads·head_dim·n·b**: linear in n, cut by GQA/MQA and by

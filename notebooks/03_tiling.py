@@ -51,7 +51,13 @@ import torch
 from IPython.display import display
 
 from attn_course.config import course_size, pick
-from attn_course.cost import format_bytes, format_bytes_both, max_n_for_memory, score_matrix_bytes
+from attn_course.cost import (
+    format_bytes,
+    format_bytes_both,
+    kv_cache_bytes,
+    max_n_for_memory,
+    score_matrix_bytes,
+)
 from attn_course.memory import loglog_slope, physical_memory_bytes, random_qkv
 from attn_course.presets import get_hardware
 from attn_course.scores import naive_attention, naive_attention_peak_bytes
@@ -63,6 +69,7 @@ from attn_course.tiling import (
     compare_with_naive,
     flash_block_sizes,
     hbm_traffic_figure,
+    hbm_traffic_ratio,
     measure_tiled_memory,
     naive_hbm_bytes,
     online_softmax_finish,
@@ -456,8 +463,8 @@ for key, preset in (("A100", "A100-SXM4-80GB"), ("H100", "H100-SXM5-80GB")):
 # quotes "192 KB of on-chip SRAM per each of 108 streaming multiprocessors" for the A100,
 # about 20 MB in all against 40–80 GB of HBM.) Real kernels use smaller, power-of-two
 # tiles such as 128 × 64, because registers, pipelining (several K/V blocks in flight)
-# and occupancy also compete for the same memory; the formula gives the order of
-# magnitude.
+# and occupancy also compete for the same memory; we come back to what the formula says
+# for those tiles after the figure.
 #
 # Traffic against n, for the A100's and H100's shared memory and for a small 48 KiB:
 
@@ -476,15 +483,71 @@ constant = tiled_hbm_bytes(n_big, 64, sram, "float16") / 2 / (n_big**2 * 64**2 /
 print(f"\ntiled traffic / (n² d² / M) at n = {n_big:,}, A100: {constant:.2f} (→ 8 as n grows)")
 
 # %% [markdown]
-# For head_dim 64 in fp16 and long sequences the tiled algorithm moves about 10× fewer
-# bytes than naive attention with an A100's shared memory and about 14× fewer with an
-# H100's; with only 48 KiB the gain is 3×. More on-chip memory means bigger query blocks
-# and fewer trips for K and V. Both curves have
-# slope 2: tiling does not make attention's traffic linear, it divides it by a large
-# constant (about M / (2d²)) and removes the n² *storage* entirely. On a memory-bound
-# operation, fewer bytes means less time; that is where FlashAttention's reported
-# speed-ups (the "2–4×" and "3–5×" quoted in the course's sources) come from. Notebook
-# 04 measures them on a GPU.
+# For head_dim 64 in fp16 and long sequences, with query blocks that fill all of an
+# A100's or an H100's shared memory, the formula says the tiled algorithm moves an order
+# of magnitude fewer bytes than naive attention; with only 48 KiB, a few times fewer
+# (the table). More on-chip memory means bigger query blocks and fewer trips for K and V.
+# Both curves have slope 2: tiling does not make attention's traffic linear, it divides
+# it by a constant (about M / (2d²)) and removes the n² *storage* entirely.
+#
+# **With the tiles real kernels use.** No kernel gives one query block all of shared
+# memory: K/V tiles for the pipeline, the score tile and the accumulator's registers
+# compete for it. For n ≫ block_q the same formula gives naive / tiled → 4n² / (2n²d /
+# block_q) = 2·block_q / d, so with a 128 × 64 tile (the largest forward tile of the
+# course's kernel, and a common one in FlashAttention-2) it is much smaller, and it halves
+# from head_dim 64 to 128. `hbm_traffic_ratio` computes it; in brackets, against an
+# unfused eager implementation whose scaling and masking are passes of their own
+# (`naive_hbm_bytes(..., extra_passes=2)`: each pass writes and reads the n × n matrix
+# once more):
+
+# %%
+n_ratio, real_tile = 131_072, (128, 64)
+print(f"naive / tiled traffic at n = {n_ratio:,}, fp16, non-causal, per head")
+print(f"{'head_dim':>8} | {'128 × 64 tiles (unfused naive)':>30} | {'blocks filling A100 shared memory':>34} | "
+      f"{'blocks filling H100 shared memory':>34}")
+for head_dim in (64, 128):
+    real = hbm_traffic_ratio(n_ratio, head_dim, *real_tile)
+    unfused = hbm_traffic_ratio(n_ratio, head_dim, *real_tile, extra_passes=2)
+    cells = [f"{real:.1f}× ({unfused:.1f}×)"]
+    for key in ("A100", "H100"):
+        blocks = flash_block_sizes(head_dim, ON_CHIP_MEMORY[key].max_shared_bytes_per_sm, "float16")
+        cells.append(f"{hbm_traffic_ratio(n_ratio, head_dim, *blocks):.1f}× ({blocks.block_q} × {blocks.block_k} tiles)")
+    print(f"{head_dim:>8} | {cells[0]:>30} | {cells[1]:>34} | {cells[2]:>34}")
+
+# %% [markdown]
+# With real tiles the bytes alone predict only a few times less traffic at head_dim 64,
+# and less at 128: the traffic formula by itself does not account for the "2–4×" and
+# "3–5×" speed-ups quoted in the course's sources. The byte count leaves out:
+#
+# * **the L2 cache.** The formula charges every pass over K and V to HBM. Between the SMs
+#   and HBM sits an L2 cache of tens of MB (printed below); the query-block programs of one
+#   head run at about the same time and read the same K/V blocks, so many re-reads are L2
+#   hits, and a real kernel's HBM traffic is closer to reading Q, K and V once and writing
+#   O once than the formula says.
+# * **the extra n² passes of unfused code.** The formula's naive baseline is the
+#   FlashAttention paper's Algorithm 0, with 4n² of score traffic. Eager code runs the
+#   scaling, the mask, the softmax and dropout as kernels of their own, each reading and
+#   writing the n × n matrix again (the bracketed column: two more passes double the naive
+#   bill), and dropout writes its mask besides.
+# * **launch overhead.** Each of those passes is a kernel launch with a fixed cost, which
+#   dominates at short n; a fused kernel pays it once.
+# * **the arithmetic itself.** Once the n² traffic is gone, the exp and max work and how it
+#   is spread over thread blocks and warps decide the speed: FlashAttention-2's gain over
+#   FlashAttention-1 comes from that (Dao 2023, §3: fewer non-matmul FLOPs, parallelism
+#   over the sequence, a better split of work between warps), with the same order of HBM
+#   traffic.
+#
+# So the formula explains why a fused kernel escapes naive attention's n² traffic; how much
+# faster it is on a given GPU has to be measured (notebook 04).
+
+# %%
+for key in ("A100", "H100"):
+    chip = ON_CHIP_MEMORY[key]
+    for head_dim in (64, 128):
+        kv_one_head = kv_cache_bytes(1, 1, head_dim, 16_384, dtype="float16")  # K and V of one head
+        print(f"{chip.name}: L2 {format_bytes_both(chip.l2_bytes)}; K and V of one head at n = 16,384, "
+              f"head_dim {head_dim}, fp16: {format_bytes_both(kv_one_head)}, "
+              f"{chip.l2_bytes // kv_one_head} heads' worth")  # fmt: skip
 
 # %% [markdown]
 # ## 9 · Causal attention: skip half the tiles
@@ -524,9 +587,11 @@ for n, block in [(1024, 128), (4096, 128), (16_384, 128), (131_072, 128)]:
 # * Peak memory becomes linear in n: measured slope ≈ 1 for the tiled version against ≈ 2
 #   for naive attention, and the tiled peak matches its formula to the byte.
 # * The traffic to main memory is still quadratic, Θ(n² d² / M), but divided by the
-#   number of d × d blocks that fit on chip: 10× (A100) to 14× (H100) less than naive
-#   attention for head_dim 64 in fp16. The byte count of an instrumented run
-#   equals the formula exactly.
+#   number of d × d blocks that fit on chip. With query blocks that fill shared memory
+#   that is an order of magnitude less than naive attention for head_dim 64 in fp16; with
+#   the 128 × 64 tiles real kernels use, 2·block_q / d, a few times less (section 8
+#   prints both). L2 hits, the extra passes of unfused code and launch overhead are not in
+#   the formula. The byte count of an instrumented run equals the formula exactly.
 # * Causal attention skips the tiles above the diagonal: T(T + 1)/2 of T², about half.
 #
 # **Next:** [04 · FlashAttention in Triton](04_flash_attention.ipynb) writes this loop as

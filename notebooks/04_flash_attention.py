@@ -22,7 +22,8 @@
 # 1. read a Triton kernel: programs, the launch grid, offsets and masked loads;
 # 2. find, in the course's FlashAttention kernel, the online-softmax loop, the exp2 trick,
 #    the causal block skip, the grouped-query head mapping and the saved logsumexp;
-# 3. explain the backward's two passes, and why they recompute P instead of storing it;
+# 3. explain the course's two-pass backward, how it differs from FlashAttention-2's, and
+#    why both recompute P instead of storing it;
 # 4. check the kernel against PyTorch and a float64 reference, outputs and gradients;
 # 5. run the course's benchmark, read its record, and say what has (and has not yet) been
 #    measured about "FlashAttention is 2–4× (or 3–5×) faster";
@@ -253,11 +254,17 @@ print(f"bytes saved for the backward besides q, k, v, out: lse {lse.element_size
 # Naive autograd keeps P (n × n per head) from the forward pass to evaluate these. The
 # kernel instead **recomputes** each tile of P from q, k and the saved lse:
 # P_ij = exp(s_ij − lse_i). No running maximum is needed the second time, because lse
-# already is the final normaliser. It costs one more QKᵀ matmul per tile, and saves all
-# the n × n memory: a good trade on a GPU, where arithmetic is cheap and memory traffic is
-# not.
+# already is the final normaliser. Recomputing costs matmuls and saves all the n × n
+# memory: a good trade on a GPU, where arithmetic is cheap and memory traffic is not. How
+# many matmuls it costs depends on how the backward is organised.
 #
-# The FlashAttention-2 backward uses three launches:
+# **FlashAttention-2's backward** (Dao 2023, Algorithm 2 and §3.2) is one pass. A program
+# owns one block of keys and loops over the query blocks; for each (query tile, key tile)
+# pair it recomputes S, then forms dV, dP, dK and the tile's share of dQ, dS·K. Many
+# key-block programs contribute to the same rows of dQ, so FA-2 adds those shares into dQ
+# in main memory with **atomic additions**.
+#
+# **The course's backward is a different, deterministic variant**, in three launches:
 #
 # 1. **preprocess**: D = rowsum(dO ∘ O), n numbers per head (the identity in the formula
 #    above turns a row sum over n keys into one over head_dim channels);
@@ -267,9 +274,43 @@ print(f"bytes saved for the backward besides q, k, v, out: lse {lse.element_size
 #    blocks, like the forward.
 #
 # Splitting by ownership means no two programs ever write the same output: no atomic
-# additions, deterministic results. The causal skip appears in both passes: pass 2 skips
-# the key blocks after its queries, as the forward does; pass 1 is its mirror image and
-# skips the query blocks *before* its keys (those queries cannot see them).
+# additions. Why a course (or anyone who needs reproducible gradients) might choose this:
+# the gradients come out bit for bit the same on every run (atomic float additions land in
+# a different order each time, and float addition is not associative); no float32 dQ
+# buffer in main memory; the GQA sum of dK and dV stays in registers; and each kernel is a
+# plain loop that behaves the same in Triton's CPU interpreter. The price: pass 2 needs P
+# and dS again, so **both passes recompute S = QKᵀ and dP = dO Vᵀ**, and Q, dO, K and V are
+# each read by both passes. The matmuls per (query tile, key tile) pair, counted by
+# `cost.attention_tile_matmuls` (a test holds the count equal to the `tl.dot` calls of the
+# kernels):
+
+# %%
+from attn_course import cost
+
+tile = (128, 64, 64)  # BLOCK_M query rows, BLOCK_N keys, head_dim: any sizes give the same ratios
+forward_flops = cost.attention_tile_flops("forward", *tile)
+executed = {}
+for design, label in [("forward", "forward"), ("fa2_backward", "FlashAttention-2 backward"),
+                      ("two_pass_backward", "the course's backward")]:  # fmt: skip
+    passes = cost.attention_tile_matmuls(design)
+    executed[design] = cost.attention_tile_flops(design, *tile)
+    print(f"{label:>26}: {sum(map(len, passes))} matmuls = {executed[design] / forward_flops:.1f}× "
+          f"the forward's FLOPs   " + "  |  ".join(", ".join(one_pass) for one_pass in passes))
+total_ratio = ((executed["forward"] + executed["two_pass_backward"])
+               / (executed["forward"] + executed["fa2_backward"]))  # fmt: skip
+print(f"\nbackward: {cost.backward_flops_ratio(*tile):.2f}× FlashAttention-2's FLOPs; "
+      f"forward + backward: {total_ratio:.2f}×")
+
+# %% [markdown]
+# The course's backward does the arithmetic of FA-2's plus one S and one dP per tile pair
+# (the ratio printed above). It is the price of determinism, not of recomputation: FA-2
+# recomputes S too. The benchmark in section 5 credits every implementation with FA-2's
+# count, so the TFLOP/s it reports for this kernel's backward understate the arithmetic the
+# kernel actually executes by that ratio.
+#
+# The causal skip appears in both passes: pass 2 skips the key blocks after its queries,
+# as the forward does; pass 1 is its mirror image and skips the query blocks *before* its
+# keys (those queries cannot see them).
 
 # %%
 show_source(flash_kernels._backward_preprocess_kernel)
@@ -311,7 +352,7 @@ for causal in (False, True):
 # times every implementation (the course's Triton kernel, naive attention, PyTorch SDPA
 # with its default choice and with each backend forced), converts time into TFLOP/s with
 # the FLOP formula of notebook 02 (4·b·h·n²·d for the forward, halved when causal, ×3.5 for
-# forward + backward), measures peak memory, and writes a JSON record that names the
+# forward + backward: FlashAttention-2's count of the backward, section 4), measures peak memory, and writes a JSON record that names the
 # device, the date, the library versions and the exact command (`records/README.md`
 # describes it). A backend that cannot run a configuration is recorded with the reason.
 #
@@ -515,14 +556,17 @@ for row in recorded_resources("forward", ["sm_80", "sm_90"], dtype="float16", he
 # * A Triton program owns one tile of the output: BLOCK_M query rows of one head. The
 #   launch grid is (query blocks, batch · heads); offsets and masks address its tiles.
 # * The forward kernel is notebook 03's online softmax, tile by tile: running max, running
-#   sum, rescaled accumulator, scores in base 2 with the scale and log₂e folded into one
-#   multiplier. S and P exist only as one tile at a time, on chip.
+#   sum, rescaled accumulator, exp2 of (s − m)·log₂e taken after the maximum is subtracted.
+#   S and P exist only as one tile at a time, on chip.
 # * Causal attention skips the key blocks in a query block's future (the loop bound) and
 #   masks only the blocks on the diagonal: about half the work.
 # * Grouped-query attention is a pointer calculation: query head h reads kv head
 #   h // (heads / kv_heads).
 # * The forward saves the logsumexp (n numbers per head). The backward recomputes P from it
-#   in two passes, dK/dV over key blocks and dQ over query blocks, after D = rowsum(dO ∘ O).
+#   in two passes, dK/dV over key blocks and dQ over query blocks, after D = rowsum(dO ∘ O):
+#   deterministic and free of atomics, unlike FlashAttention-2's one-pass backward with
+#   atomic dQ additions, at the price of recomputing S and dP in both passes (section 4
+#   counts the matmuls).
 # * Checked: outputs, logsumexp and gradients agree with a float64 reference to the
 #   rounding of each dtype, and with PyTorch's SDPA.
 #

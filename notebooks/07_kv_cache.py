@@ -17,7 +17,8 @@
 #
 # **You will be able to**
 #
-# 1. say why decoding without a cache costs O(t²) per step and with a cache O(t);
+# 1. say why decoding without a cache costs O(t²·d) attention FLOPs per step and with a
+#    cache O(t·d);
 # 2. write the cached attention step and check it gives the same logits, token for token;
 # 3. size a published model's cache: 2 × layers × kv_heads × head_dim × context × bytes;
 # 4. explain why decoding is limited by memory bandwidth and prefill by compute (roofline);
@@ -44,12 +45,16 @@ import torch
 
 from attn_course.config import course_size, pick
 from attn_course.cost import (
+    bytes_per_element,
+    decode_flops_per_cached_number,
     decode_step_cost,
     format_bytes,
+    format_flops,
     format_seconds,
     kv_cache_bytes,
     latent_kv_cache_bytes,
     model_kv_cache_bytes,
+    prefill_flops,
     time_to_first_token,
     weight_bytes,
 )
@@ -71,6 +76,7 @@ from attn_course.kvcache import (
     to_float8,
 )
 from attn_course.model import GPT, CharTokenizer, GPTConfig, corpus_text, evaluate_loss, train
+from attn_course.presets import get_model
 from attn_course.timing import machine_load
 
 # One thread: this model is small, its calls last microseconds to milliseconds, and on a
@@ -128,7 +134,9 @@ print(repr(tok.decode(generate_cached(model, prompt, 64 - prompt.shape[1]).token
 # | no cache, step t | ≈ 2 · t · 12 d² FLOPs (every position again) | t² (causal ≈ t²/2) |
 # | KV cache, step t | ≈ 2 · 12 d² FLOPs (one token) | t |
 #
-# so generating n tokens costs O(n³) attention work without a cache and O(n²) with one.
+# so generating n tokens computes O(n³) attention scores without a cache and O(n²) with
+# one. Each (query, key) pair costs 4·d FLOPs per layer (its q·k and its share of p·V,
+# summed over the heads), so in FLOPs that is O(n³·d) against O(n²·d).
 #
 # **Code.** `generate_uncached` calls `model(tokens)` on everything; `generate_cached`
 # does one prefill `model(prompt)` that returns the caches, then `model(new_token, caches)`.
@@ -241,12 +249,43 @@ for hardware in ("H100-SXM5-80GB", "L4-24GB"):
               f"({dec.bound}-bound, {dec.arithmetic_intensity:.1f} FLOP/B)")  # fmt: skip
 
 # %% [markdown]
+# `time_to_first_token` takes its FLOPs from `cost.prefill_flops`, which counts the output
+# projection (the LM head) at all n positions, as a training forward does and as
+# `model(prompt)` in this notebook's GPT does. To pick the first token a server needs the
+# logits of the last position only (`logits="last"`). The difference, for Llama-3-8B and
+# its large vocabulary:
+
+# %%
+for n in (1024, 8192, 32768):
+    every_position = prefill_flops("Llama-3-8B", n)
+    last_position = prefill_flops("Llama-3-8B", n, logits="last")
+    print(f"prompt {n:6}: {format_flops(every_position)} with logits at every position, "
+          f"{format_flops(last_position)} with the last only ({1 - last_position / every_position:.1%} less)")
+
+# %% [markdown]
+# The estimates above count every position, so they are slightly pessimistic; the share
+# shrinks as the quadratic attention term grows.
+#
 # **Why decode is bandwidth-bound.** One decode step reads every weight once (2 bytes in
 # bf16) and does 2 FLOPs with it per sequence in the batch: about `batch` FLOPs per byte.
-# It also reads the whole KV cache for only ~2 FLOPs per cached number. An H100 needs
-# about 300 FLOPs per byte to keep its tensor cores busy. Prefill reuses each weight for
-# all n prompt tokens, so its intensity grows with n. The roofline shows it: decode points
-# sit on the sloped (memory) part, prefill points on the flat (compute) part.
+# It also reads the whole KV cache, and does few FLOPs per cached number: per layer and
+# cached token the new query does 4·heads·head_dim FLOPs (q·k and p·v for every query
+# head) on the 2·kv_heads·head_dim numbers of the token's keys and values, so
+# **2·heads / kv_heads FLOPs per cached number**. That is 2 for multi-head attention; under
+# grouped-query attention each cached number serves a whole group of query heads:
+
+# %%
+for name in ("Llama-2-7B", "Llama-3-8B", "Llama-3-70B"):
+    shape = get_model(name)
+    per_number = decode_flops_per_cached_number(shape.heads, shape.kv_heads)
+    print(f"{name:12} ({shape.heads} query heads, {shape.kv_heads} KV heads): {per_number:g} FLOPs per "
+          f"cached number, {per_number / bytes_per_element('bf16'):g} FLOP per byte in bf16")
+
+# %% [markdown]
+# An H100 needs about 300 FLOPs per byte to keep its tensor cores busy, far more than
+# either figure. Prefill reuses each weight for all n
+# prompt tokens, so its intensity grows with n. The roofline shows it: decode points sit on
+# the sloped (memory) part, prefill points on the flat (compute) part.
 
 # %%
 decode_roofline_figure("Llama-3-8B", "H100-SXM5-80GB", contexts=[512, 4096, 32768],
@@ -453,6 +492,54 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
     print(f"{str(dtype):15} largest error vs reference: {error:.2e}")
 
 # %% [markdown]
+# **What this grid costs.** The kernel is written to be read, and its launch grid, one
+# program per (sequence, query head), shows two things that production decode kernels do
+# differently:
+#
+# * **GQA re-reads.** The heads / kv_heads programs of one group each walk the same K/V
+#   blocks, so the kernel loads the cache heads / kv_heads times over (L2 may serve some of
+#   the repeats, if the programs of a group happen to run side by side). Each program does
+#   2 FLOPs per number it loads, the multi-head figure of section 4: only a kernel that
+#   serves the whole group from one load reaches 2·heads / kv_heads.
+# * **No split over the context.** At batch 1 the grid has only `heads` programs, fewer than
+#   a GPU has SMs, and each walks its whole context one block after another.
+#   FlashDecoding (Dao, Haziza, Massa and Sizov, 2023, "Flash-Decoding for long-context
+#   inference") adds a grid axis that splits the context into chunks, computes a partial
+#   (acc, m, ℓ) per chunk, and combines the partials with the online-softmax rescaling of
+#   notebook 03 in a small second kernel.
+#
+# The arithmetic (`kvcache.paged_decode_grid_cost`) for one layer of Llama-3-8B's shape at
+# 32,768 tokens, bf16, on an H100's SMs:
+
+# %%
+from attn_course.kvcache import paged_decode_grid_cost, splits_to_fill
+from attn_course.tiling import ON_CHIP_MEMORY
+
+llama3, sms, long_context = get_model("Llama-3-8B"), ON_CHIP_MEMORY["H100"].sm_count, 32768
+grid_shape = dict(heads=llama3.heads, kv_heads=llama3.kv_heads, head_dim=llama3.head_dim, sm_count=sms)
+split_heads = splits_to_fill(sms, batch=1, heads=llama3.heads)
+split_groups = splits_to_fill(sms, batch=1, heads=llama3.kv_heads)
+designs = [
+    ("this kernel, batch 1", {}),
+    ("one program per KV head", {"group_queries": True}),
+    (f"split-K, {split_heads} splits", {"splits": split_heads}),
+    (f"per KV head + split-K, {split_groups} splits", {"group_queries": True, "splits": split_groups}),
+    ("this kernel, batch 8", {"batch": 8}),
+]
+for label, options in designs:
+    grid = paged_decode_grid_cost(long_context, **grid_shape, **options)
+    print(f"{label:<34}: {grid.programs:>4} programs, ≤ {grid.busy_sm_fraction:4.0%} of {sms} SMs busy, "
+          f"{grid.blocks_per_program:>5,} blocks each; K/V loaded {format_bytes(grid.kv_bytes_read):>8} "
+          f"= {grid.reread_factor:.0f}× the cache; partial results {format_bytes(grid.partial_bytes)}")
+
+# %% [markdown]
+# At batch 1 this kernel leaves most SMs without work and loads the cache heads / kv_heads
+# times over (first line). Splitting the context fills the GPU for a small amount of
+# partial results; serving each group from one load removes the re-reads; production
+# kernels do both. At a large batch the (batch, heads) grid fills the GPU by itself (the
+# last line), but the GQA re-reads remain.
+
+# %% [markdown]
 # ### Sharing a prefix: fork and copy-on-write
 #
 # Many requests start with the same system prompt. With a block table, two sequences can
@@ -539,7 +626,8 @@ display(budget.widget)
 #   cached keys and values. The logits are the same.
 # * **At long context the cache is the wall.** It grows linearly, but per sequence:
 #   2 · layers · kv_heads · head_dim · bytes per token, tens of GB at 128k tokens. Decode
-#   reads it all every step at ~1 FLOP per byte, so it is bandwidth-bound. The answers are
+#   reads it all every step for 2 · heads / kv_heads FLOPs per cached number (a few FLOPs
+#   per byte), so it is bandwidth-bound. The answers are
 #   to store fewer numbers (GQA, MQA, MLA), in fewer bits (int8, int4, fp8), and to waste
 #   none of the memory (paging, prefix sharing).
 #

@@ -431,3 +431,142 @@ def test_score_matrix_bytes_rectangular():
     assert cost.score_matrix_bytes(10, "float64", heads=3, batch=2, n_k=7) == 3_360
     with pytest.raises(ValueError, match="^n_k"):
         cost.score_count(4, n_k=0)
+
+
+# --- mixed-precision saved tensors, logits, GQA decode, backward matmuls per tile ----------
+
+
+def test_backward_matmuls_per_tile_pair():
+    assert [len(p) for p in cost.attention_tile_matmuls("forward")] == [2]
+    assert [len(p) for p in cost.attention_tile_matmuls("fa2_backward")] == [5]
+    two_pass = cost.attention_tile_matmuls("two_pass_backward")
+    assert [len(p) for p in two_pass] == [4, 3]
+    # Both passes recompute S and dP; dQ only in pass 2, dK and dV only in pass 1.
+    assert all("S = Q Kᵀ" in p and "dP = dO Vᵀ" in p for p in two_pass)
+    assert [sum(name.startswith(g) for p in two_pass for name in p)
+            for g in ("dQ", "dK", "dV")] == [1, 1, 1]  # fmt: skip
+    forward = cost.attention_tile_flops("forward", 128, 64, 64)
+    assert forward == 2 * 2 * 128 * 64 * 64
+    assert cost.attention_tile_flops("fa2_backward", 128, 64, 64) == 5 * forward // 2
+    assert cost.attention_tile_flops("two_pass_backward", 128, 64, 64) == 7 * forward // 2
+    assert cost.backward_flops_ratio() == pytest.approx(1.4)
+    assert cost.backward_flops_ratio(32, 128, 80) == pytest.approx(1.4)
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        cost.attention_tile_matmuls("fa3_backward")
+    with pytest.raises(ValueError, match="block_m"):
+        cost.attention_tile_flops("forward", 0, 64, 64)
+
+
+def test_fa2_backward_count_is_the_benchmarks_convention():
+    from attn_course.bench import BACKWARD_FLOPS_FACTOR
+
+    forward = cost.attention_tile_flops("forward", 64, 64, 64)
+    assert cost.attention_tile_flops("fa2_backward", 64, 64, 64) / forward == BACKWARD_FLOPS_FACTOR
+
+
+def _dots_in(tree, name, helpers):
+    """tl.dot calls in the function ``name`` of ``tree``, with helper calls expanded."""
+    import ast
+
+    functions = {f.name: f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
+    count = 0
+    for node in ast.walk(functions[name]):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr == "dot":
+                count += 1
+            elif isinstance(func, ast.Name) and func.id in helpers:
+                count += _dots_in(tree, func.id, helpers)
+    return count
+
+
+def test_two_pass_count_matches_the_kernel_source():
+    """The matmuls counted for the course's backward are the tl.dot calls of its kernels."""
+    import ast
+    from pathlib import Path
+
+    import attn_course
+
+    source = Path(attn_course.__file__).parent / "kernels" / "flash.py"
+    tree = ast.parse(source.read_text())
+    helpers = {"_recompute_p"}
+    pass_1 = _dots_in(tree, "_dkdv_query_blocks", helpers)
+    pass_2 = _dots_in(tree, "_dq_key_blocks", helpers)
+    forward = _dots_in(tree, "_forward_key_blocks", helpers)
+    assert [pass_1, pass_2] == [len(p) for p in cost.attention_tile_matmuls("two_pass_backward")]
+    assert forward == len(cost.attention_tile_matmuls("forward")[0])
+
+
+def test_mixed_precision_softmax_keeps_two_copies_formula():
+    # bf16 scores, softmax in fp32, cast back: fp32 P (4 B) + bf16 P (2 B) = 6 B per score.
+    plain = cost.saved_for_backward_bytes(1024, 8, 4, "bf16")
+    mixed = cost.saved_for_backward_bytes(1024, 8, 4, "bf16", softmax_dtype="float32")
+    assert mixed == 3 * plain == 32 * 1024**2 * 6
+    # A softmax in the data's own dtype is no cast: the old count.
+    assert cost.saved_for_backward_bytes(1024, 8, 4, "bf16", softmax_dtype="bfloat16") == plain
+    # With dropout: fp32 P + bool mask + dropped bf16 P = 7 B per score.
+    dropped = cost.saved_for_backward_bytes(
+        1024, 8, 4, "bf16", dropout=True, softmax_dtype="float32"
+    )
+    assert dropped == 32 * 1024**2 * 7
+    # The textbook's shape (32 layers x 32 heads, n = 32,768): 2.2 TB becomes 6.6 TB.
+    kept = cost.saved_for_backward_bytes(32768, 32, 32, "bf16", softmax_dtype="float32")
+    assert kept == 6 * 32 * 32 * 32768**2 == 6_597_069_766_656
+
+
+@pytest.mark.parametrize(
+    ("dtype", "softmax_dtype", "dropout", "bytes_per_score"),
+    [
+        ("bfloat16", "float32", 0.0, 6),  # 4 + 2
+        ("float16", "float32", 0.0, 6),
+        ("bfloat16", "float32", 0.1, 8),  # 4 + mask in bf16 on the CPU (2) + dropped copy (2)
+        ("float32", "float32", 0.0, 4),  # no cast: P alone
+        ("bfloat16", "float64", 0.0, 10),
+    ],
+)
+def test_mixed_precision_softmax_matches_what_autograd_saves(
+    dtype, softmax_dtype, dropout, bytes_per_score
+):
+    n, heads, batch = 40, 2, 2
+    measured = cost.measure_saved_score_bytes(
+        n, heads, dtype, batch=batch, dropout=dropout, softmax_dtype=softmax_dtype
+    )
+    formula = cost.saved_for_backward_bytes(
+        n, heads, 1, dtype, batch=batch, dropout=bool(dropout), dropout_mask_dtype=dtype,
+        softmax_dtype=softmax_dtype,
+    )  # fmt: skip
+    assert measured == formula == bytes_per_score * n * n * heads * batch
+
+
+def test_measure_refuses_a_bad_softmax_dtype():
+    with pytest.raises(ValueError, match="softmax_dtype"):
+        cost.measure_saved_score_bytes(16, softmax_dtype="int8")
+
+
+def test_prefill_flops_last_position_logits():
+    # TINY at n = 4: the LM head is 2 * 4 * 8 * 10 = 640 for all positions, 160 for the last.
+    assert cost.prefill_flops(TINY, 4, causal=False, logits="last") == 13_952 - 640 + 160
+    assert cost.prefill_flops(TINY, 4, causal=False, logits="all") == 13_952
+    m, n = "Llama-3-8B", 1024
+    saved = 1 - cost.prefill_flops(m, n, logits="last") / cost.prefill_flops(m, n)
+    # (n - 1) * 2 * 4096 * 128,256 of ~16.1 TFLOP: about 7 %.
+    assert saved == pytest.approx((n - 1) * 2 * 4096 * 128_256 / cost.prefill_flops(m, n))
+    assert 0.06 < saved < 0.075
+    with pytest.raises(ValueError, match="logits"):
+        cost.prefill_flops(TINY, 4, logits="first")
+
+
+def test_decode_flops_per_cached_number_under_gqa():
+    assert cost.decode_flops_per_cached_number(32) == 2  # multi-head: ~2 FLOPs per number
+    assert cost.decode_flops_per_cached_number(32, 32) == 2
+    assert cost.decode_flops_per_cached_number(32, 8) == 8  # Llama-3-8B: 2 * 32 / 8
+    assert cost.decode_flops_per_cached_number(64, 8) == 16  # Llama-3-70B
+    assert cost.decode_flops_per_cached_number(32, 1) == 64  # multi-query
+    # The same quotient from the model-level counts: attention FLOPs of one decode step
+    # over the cache bytes it reads (1-byte numbers), Llama-3-8B at 4096 tokens.
+    layers, heads, kv, hd, context = 32, 32, 8, 128, 4096
+    flops = layers * cost.decode_attention_flops(context, heads * hd)
+    numbers = cost.kv_cache_bytes(layers, kv, hd, context, dtype="int8")
+    assert flops / numbers == cost.decode_flops_per_cached_number(heads, kv)
+    with pytest.raises(ValueError, match="kv_heads"):
+        cost.decode_flops_per_cached_number(32, 5)

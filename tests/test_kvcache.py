@@ -24,9 +24,11 @@ from attn_course.kvcache import (
     measure_prefill,
     measure_step_times,
     next_logits_error,
+    paged_decode_grid_cost,
     predicted_cache_bytes,
     quantize,
     quantized_bytes,
+    splits_to_fill,
     to_float8,
 )
 from attn_course.model import GPT, GPTConfig
@@ -176,3 +178,48 @@ def test_step_and_prefill_timings_have_one_entry_per_repeat_and_restore_threads(
         measure_step_times(model, prompt, 6, repeats=0)
     with pytest.raises(ValueError, match="lengths"):
         measure_prefill(model, torch.zeros(40, dtype=torch.long), [4, 41])
+
+
+def test_paged_decode_grid_gqa_reread_and_occupancy():
+    # Llama-3-8B shape at 32,768 tokens, batch 1, bf16, on an H100 (132 SMs).
+    shape = dict(heads=32, kv_heads=8, head_dim=128, sm_count=132)
+    cost = paged_decode_grid_cost(32768, **shape)
+    assert cost.programs == 32  # grid (batch, heads)
+    assert cost.busy_sm_fraction == pytest.approx(32 / 132)
+    assert cost.blocks_per_program == 32768 // 16
+    assert cost.kv_bytes_cached == kv_cache_bytes(1, 8, 128, 32768, dtype="bfloat16")
+    assert cost.reread_factor == 4  # every query head of a group loads the same blocks
+    assert cost.partial_bytes == 0
+    grouped = paged_decode_grid_cost(32768, group_queries=True, **shape)
+    assert grouped.reread_factor == 1 and grouped.programs == 8
+    # Split-K (FlashDecoding): enough splits to give every SM a program.
+    splits = splits_to_fill(132, batch=1, heads=32)
+    assert splits == 5
+    split = paged_decode_grid_cost(32768, splits=splits, **shape)
+    assert split.programs == 160 and split.busy_sm_fraction == 1
+    assert split.blocks_per_program == -(-2048 // 5)
+    # partial acc (128) + m + l in float32, written and read: 2 * 32 * 5 * 130 * 4 B
+    assert split.partial_bytes == 2 * 32 * 5 * 130 * 4
+    # A big batch fills the GPU without splitting.
+    assert paged_decode_grid_cost(4096, batch=8, **shape).busy_sm_fraction == 1
+
+
+def test_paged_decode_grid_bad_input():
+    shape = dict(heads=32, kv_heads=8, head_dim=128, sm_count=132)
+    with pytest.raises(ValueError, match="kv_heads must divide"):
+        paged_decode_grid_cost(64, heads=32, kv_heads=5, head_dim=128, sm_count=132)
+    with pytest.raises(ValueError, match="splits"):
+        paged_decode_grid_cost(64, splits=5, **shape)  # 64 tokens = 4 blocks of 16
+    with pytest.raises(ValueError, match="context"):
+        paged_decode_grid_cost(0, **shape)
+
+
+def test_grid_cost_describes_the_kernels_launch():
+    """The modelled grid is the one kernels/paged.py launches: (batch, heads)."""
+    from pathlib import Path
+
+    import attn_course
+
+    source = (Path(attn_course.__file__).parent / "kernels" / "paged.py").read_text()
+    assert "_paged_decode_kernel[(batch, heads)]" in source
+    assert "kv_head = head // group_size" in source

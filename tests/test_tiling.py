@@ -26,6 +26,7 @@ from attn_course.tiling import (
     compare_with_naive,
     flash_block_sizes,
     hbm_traffic_figure,
+    hbm_traffic_ratio,
     measure_tiled_memory,
     naive_hbm_bytes,
     online_softmax_finish,
@@ -310,3 +311,30 @@ def test_notebook_03_registers_four_exercises():
     assert [e.id for e in exercises_for("03_tiling")] == [
         "online_softmax_step", "online_softmax_final", "tiled_hbm_bytes", "causal_tiles",
     ]  # fmt: skip
+
+
+def test_traffic_ratio_with_real_tiles_and_unfused_passes():
+    # Extra elementwise passes: each writes and reads the n x n matrix once more, 2 n² b.
+    n, d = 1024, 64
+    assert naive_hbm_bytes(n, d, "float16", extra_passes=2) == 8_912_896 + 2 * 2 * n * n * 2
+    with pytest.raises(ValueError, match="extra_passes"):
+        naive_hbm_bytes(n, d, extra_passes=-1)
+    # The ratio is the quotient of the two exact counts.
+    assert hbm_traffic_ratio(n, d, 128, 64) == naive_hbm_bytes(n, d) / tiled_hbm_bytes_for_blocks(
+        n, d, 128, 64
+    )
+    # Long sequences: 4 n² against 2 n d · n / block_q -> 2 · block_q / d.
+    n = 2**17
+    assert hbm_traffic_ratio(n, 64, 128, 64) == pytest.approx(4, rel=0.01)
+    assert hbm_traffic_ratio(n, 128, 128, 64) == pytest.approx(2, rel=0.01)
+    assert hbm_traffic_ratio(n, 64, 128, 64, extra_passes=2) == pytest.approx(8, rel=0.01)
+    # Blocks that fill the A100's 164 KiB of shared memory: block_q = 328 at d = 64.
+    blocks = flash_block_sizes(64, ON_CHIP_MEMORY["A100"].max_shared_bytes_per_sm)
+    assert blocks.block_q == 328
+    assert hbm_traffic_ratio(n, 64, *blocks) == pytest.approx(2 * 328 / 64, rel=0.01)
+
+
+def test_on_chip_memory_l2_sizes():
+    # Whitepapers: 40 MB L2 on the A100, 50 MB on the H100 SXM5 (MB meaning MiB there).
+    assert ON_CHIP_MEMORY["A100"].l2_bytes == 40 * 2**20
+    assert ON_CHIP_MEMORY["H100"].l2_bytes == 50 * 2**20

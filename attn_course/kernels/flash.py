@@ -1,4 +1,4 @@
-"""FlashAttention in Triton: the forward pass and the FlashAttention-2 backward pass.
+"""FlashAttention in Triton: the forward pass and a deterministic two-pass backward.
 
 The n_q x n_k score matrix is never stored. Each *program* (one instance of a kernel,
 think "one thread block") owns a block of BLOCK_M query rows, walks over the keys in
@@ -10,7 +10,16 @@ blocks of BLOCK_N, and keeps three running quantities per row in registers:
 
 When a new key block raises the maximum from m to m', everything accumulated so far is
 rescaled by exp(m - m') (the "online softmax"), so at the end out = acc / l is exactly
-softmax(S) V. Memory traffic is O(n · d) per head instead of O(n²).
+softmax(S) V.
+
+What this saves, and what it does not. The extra *memory* is O(n) per head: the saved
+``lse`` (n floats) besides the output that any attention returns, instead of the n x n of
+S and P. The *traffic* to main memory stays quadratic: every program reads all the K and
+V rows it needs, so K and V travel once per query block, 2 · n · d · ⌈n / BLOCK_M⌉ elements
+(about n²d/BLOCK_M causal, 2n²d/BLOCK_M not): Θ(n²d²/M) with BLOCK_M ∝ M/d, the
+FlashAttention paper's Theorem 2, counted exactly by
+:func:`attn_course.tiling.tiled_hbm_bytes_for_blocks` (notebook 03, section 8). What the
+kernel removes is the n² traffic of writing and re-reading S and P.
 
 Launch grid (forward, and the dQ pass of the backward)::
 
@@ -455,8 +464,12 @@ def flash_attention_forward(
 #     dQ = scale · dS K,   dK = scale · dSᵀ Q
 #
 # P is recomputed tile by tile from the saved logsumexp, P_ij = exp(S_ij - lse_i): no running
-# max, no second pass. FlashAttention-2 splits the work in two passes so that no two
-# programs ever write the same output (no atomics, deterministic, fine in the interpreter):
+# max is needed the second time.
+#
+# This is NOT FlashAttention-2's backward. FA-2 (Dao 2023, Algorithm 2 and §3.2) runs one
+# pass, a program per key block, and adds each tile's dS K into dQ in main memory with
+# atomic additions (many key-block programs update the same dQ rows). The course splits
+# the work in two passes so that every program owns what it writes:
 #
 #   pass 1, grid (cdiv(n_k, BLOCK_N), batch · kv_heads): a program owns one block of keys,
 #           loops over every query block (of every query head in its GQA group) and sums dK,
@@ -464,7 +477,15 @@ def flash_attention_forward(
 #   pass 2, grid (cdiv(n_q, BLOCK_M), batch · heads): a program owns one block of queries,
 #           loops over the key blocks and sums dQ, like the forward.
 #
-# Both recompute S and P; that is the price of not storing n_q x n_k numbers.
+# What it buys: no atomics, so the gradients are deterministic (float additions in a
+# different order each run round differently), no float32 dQ buffer in main memory, the
+# GQA sum of dK and dV done in registers, and kernels that behave the same in Triton's
+# interpreter. What it costs: pass 2 needs P and dS again, so both passes recompute
+# S = Q Kᵀ and dP = dO Vᵀ. Per (query tile, key tile) pair that is 4 + 3 = 7 matmuls
+# against FA-2's 5, 1.4x the backward FLOPs (9/7 of FA-2's for forward + backward), and
+# Q, dO, K and V are each read by both passes:
+# attn_course.cost.attention_tile_matmuls and backward_flops_ratio count it (notebook 04,
+# section 4).
 #
 # What goes into the 16-bit matmuls (see "Precision of the backward" in the module
 # docstring): p is clamped to [0, 1], its mathematical range, and dS is multiplied by the
@@ -718,7 +739,8 @@ def flash_attention_backward(
     A query row that sees no key (lse -inf) contributes nothing: its dq row is 0.
 
     Three launches: D = rowsum(dO ∘ O) (preprocess), dK and dV per key block (pass 1),
-    dQ per query block (pass 2). See the comment above :func:`_backward_preprocess_kernel`.
+    dQ per query block (pass 2): deterministic, no atomics, 7 matmuls per tile pair against
+    FlashAttention-2's 5. See the comment above :func:`_backward_preprocess_kernel`.
     """
     scale = validate_backward_inputs(
         do, q, k, v, out, lse, causal, scale, head_dims=FLASH_HEAD_DIMS

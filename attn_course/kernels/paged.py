@@ -18,6 +18,17 @@ Launch grid::
     grid = (batch, heads)
     tl.program_id(0) -> sequence       tl.program_id(1) -> query head
 
+What this simple grid costs (:func:`attn_course.kvcache.paged_decode_grid_cost` does the
+arithmetic; notebook 07, section 6, prints it):
+
+* GQA re-read: the ``heads // kv_heads`` programs of one group each load the same K/V
+  blocks, so the kernel loads heads / kv_heads times the cache (4x for Llama-3-8B), unless
+  L2 happens to serve the repeats. A GQA-aware kernel gives one program the whole group.
+* No split over the context (FlashDecoding, Dao et al. 2023): at batch 1 the grid has
+  only ``heads`` programs, fewer than the GPU's SMs, each walking the whole context in
+  sequence. Splitting the context over a third grid axis, then combining the partial
+  (acc, m, ℓ) with the online-softmax rescaling, fills the GPU at long context.
+
 With one query row there is nothing for ``tl.dot`` to multiply (it needs >= 16 rows), so the
 scores are an elementwise product and a sum over head_dim, in float32. That also means
 bf16 needs no special case in the interpreter: every tile is converted to float32 right after
