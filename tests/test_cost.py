@@ -431,3 +431,36 @@ def test_score_matrix_bytes_rectangular():
     assert cost.score_matrix_bytes(10, "float64", heads=3, batch=2, n_k=7) == 3_360
     with pytest.raises(ValueError, match="^n_k"):
         cost.score_count(4, n_k=0)
+
+
+# --- mixture of experts and latent attention -------------------------------------------
+
+
+def test_mla_flops_by_hand():
+    # DeepSeek-V3: 2·128·(192 + 128) = 81,920 FLOPs per n² per layer
+    assert cost.mla_attention_matmul_flops(1, "DeepSeek-V3") == 81_920
+    assert cost.mla_attention_matmul_flops(10, "DeepSeek-V3", causal=True) == 81_920 * 50
+    # weights: 7168·1536 + 1536·128·192 + 7168·576 + 512·128·256 + 128·128·7168 = 187,105,280
+    assert cost.mla_projection_flops_per_token("DeepSeek-V3") == 2 * 187_105_280
+    # 6·7168·18432 = 9·6·7168·2048 = 792,723,456; MoE layers add a 256-expert router
+    router = 2 * 7168 * 256
+    expected = (3 * 792_723_456 + 58 * (792_723_456 + router)) / 61
+    assert cost.moe_ffn_flops_per_token("DeepSeek-V3") == pytest.approx(expected)
+
+
+def test_moe_attention_outweighs_its_ffn_by_about_100x_at_a_million_tokens():
+    ratio = cost.moe_attention_ffn_ratio("DeepSeek-V3", 10**6)
+    assert ratio == pytest.approx(81_920e6 / cost.moe_ffn_flops_per_token("DeepSeek-V3"))
+    assert 100 < ratio < 105
+    assert cost.moe_attention_ffn_ratio("DeepSeek-V3", 10**6, causal=True) == pytest.approx(
+        ratio / 2
+    )
+    assert cost.moe_attention_ffn_ratio(
+        "DeepSeek-V3", 10**6, include_projections=True
+    ) == pytest.approx(70.0, abs=0.1)
+
+
+def test_mla_kv_cache_bytes():
+    # 61 layers · 576 numbers · 2 B per token
+    assert cost.mla_kv_cache_bytes("DeepSeek-V3", 1) == 61 * 576 * 2
+    assert cost.mla_kv_cache_bytes("DeepSeek-V3", 1000, dtype="float8") == 61 * 576 * 1000
