@@ -88,12 +88,15 @@ __all__ = [
     "time_to_first_token",
     "transfer_time_s",
     "weight_bytes",
+    "softmax_flops",
     "mla_attention_matmul_flops",
     "mla_projection_flops_per_token",
     "moe_ffn_flops_per_token",
     "moe_attention_ffn_ratio",
     "moe_parameter_count",
     "mla_kv_cache_bytes",
+    "prefill_chunk_flops",
+    "chunked_prefill_flops",
 ]
 
 # --- dtypes ---------------------------------------------------------------------------
@@ -652,6 +655,19 @@ def position_encoding_flops(
     raise ValueError(f"kind must be 'rope' or 'alibi', got {kind!r}")
 
 
+def softmax_flops(n: int, heads: int, *, causal: bool = False, flops_per_score: int = 5) -> float:
+    """FLOPs of one layer's row softmax over the scores: ``flops_per_score * heads * n**2``.
+
+    Per score: compare with the running max, subtract it, exponentiate, add to the row sum,
+    divide by it: about 5 FLOPs (``flops_per_score``), counting an exponential as one. Half
+    with ``causal=True``. Compare :func:`attention_matmul_flops` (``4 n**2 d``): the ratio
+    is ``4 d / (5 heads) = 0.8 head_dim``, so for head_dim 128 the matmuls do ~100x more.
+    """
+    n, heads = _count("n", n), _count("heads", heads)
+    scores = _count("flops_per_score", flops_per_score) * heads * n * n
+    return _whole(scores / 2) if causal else scores
+
+
 # --- mixture of experts and latent attention (DeepSeek-V3) ------------------------------
 
 
@@ -1129,3 +1145,42 @@ def decode_step_cost(
     weights = matmul_parameter_count(m) * bytes_per_element(dtype)
     cache = model_kv_cache_bytes(m, context, batch=batch, dtype=kv_dtype or dtype)
     return _estimate(flops, weights + cache, hardware, dtype, mfu, bandwidth_utilization)
+
+
+# --- chunked and cached prefill -------------------------------------------------------
+
+
+def prefill_chunk_flops(model: str | ModelShape, start: int, length: int) -> float:
+    """FLOPs of the Transformer layers for prompt tokens ``start .. start + length - 1``.
+
+    The tokens before ``start`` are already in the KV cache. Per layer: projections and
+    FFN for ``length`` tokens, the new queries against the cached keys (a full
+    ``length x start`` block, ``4 * length * start * d``) and among themselves (causal,
+    ``attention_matmul_flops(length, d, causal=True)``). The logits are left out: they do
+    not depend on how the prompt is split. ``start = 0, length = n`` is a causal prefill
+    of n tokens (:func:`prefill_flops` without its LM head).
+    """
+    m = get_model(model)
+    start = _count("start", start, minimum=0)
+    length = _count("length", length)
+    per_layer = (
+        projection_flops(length, m.d_model, m.heads, m.kv_heads)
+        + ffn_flops(length, m.d_model, m.d_ff, gated=m.gated_ffn)
+        + 4 * length * start * m.d_model
+        + attention_matmul_flops(length, m.d_model, causal=True)
+    )
+    return m.layers * per_layer
+
+
+def chunked_prefill_flops(model: str | ModelShape, n: int, chunk: int) -> float:
+    """FLOPs of the layers when an n-token prompt is prefilled ``chunk`` tokens at a time.
+
+    The sum of :func:`prefill_chunk_flops` over the chunks. The attention terms add up to
+    the same ``2 n**2 d`` per layer as one causal pass: chunk i's queries meet the
+    ``i * chunk`` cached keys in full and each other causally, and the blocks tile the same
+    lower triangle. So chunking moves no FLOPs; it only bounds how many a single step runs.
+    """
+    n, chunk = _count("n", n), _count("chunk", chunk)
+    return sum(
+        prefill_chunk_flops(model, start, min(chunk, n - start)) for start in range(0, n, chunk)
+    )

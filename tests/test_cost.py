@@ -433,7 +433,15 @@ def test_score_matrix_bytes_rectangular():
         cost.score_count(4, n_k=0)
 
 
-# --- mixture of experts and latent attention -------------------------------------------
+# --- softmax, mixture of experts, chunked prefill -------------------------------------------
+
+
+def test_softmax_flops_are_small_next_to_the_matmuls():
+    assert cost.softmax_flops(10, 2) == 5 * 2 * 100
+    assert cost.softmax_flops(10, 2, causal=True) == 500
+    # 4 n² d / (5 h n²) = 0.8 · head_dim: 102.4 for head_dim 128
+    ratio = cost.attention_matmul_flops(4096, 4096) / cost.softmax_flops(4096, 32)
+    assert ratio == pytest.approx(102.4)
 
 
 def test_mla_flops_by_hand():
@@ -464,3 +472,18 @@ def test_mla_kv_cache_bytes():
     # 61 layers · 576 numbers · 2 B per token
     assert cost.mla_kv_cache_bytes("DeepSeek-V3", 1) == 61 * 576 * 2
     assert cost.mla_kv_cache_bytes("DeepSeek-V3", 1000, dtype="float8") == 61 * 576 * 1000
+
+
+def test_prefill_chunk_flops_by_hand():
+    # TINY: d = 8, MHA projections 8·n·d², FFN 4·n·d·d_ff; 3 new tokens after 5 cached
+    per_layer = 8 * 3 * 64 + 4 * 3 * 8 * 32 + 4 * 3 * 5 * 8 + 2 * 9 * 8
+    assert cost.prefill_chunk_flops(TINY, 5, 3) == 2 * per_layer
+    # from an empty cache it is the causal prefill without the LM head
+    lm_head = cost.matmul_flops(7, 8, 10)
+    assert cost.prefill_chunk_flops(TINY, 0, 7) + lm_head == cost.prefill_flops(TINY, 7)
+
+
+@pytest.mark.parametrize(("n", "chunk"), [(7, 1), (7, 3), (64, 8), (1000, 512), (4096, 4096)])
+def test_chunking_moves_no_flops(n, chunk):
+    whole = cost.prefill_chunk_flops("Llama-3-8B", 0, n)
+    assert cost.chunked_prefill_flops("Llama-3-8B", n, chunk) == pytest.approx(whole, rel=1e-12)
