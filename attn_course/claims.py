@@ -645,7 +645,7 @@ def _scores_1m_no_device() -> Claim:
         recomputed=(
             f"{_bytes(n_bytes)} is {ratio:.0f}x the {biggest.name}'s {_bytes(biggest.memory_bytes)}"
         ),
-        assumption="largest single-GPU memory among the presets (288 GB parts would hold 1/7)",
+        assumption="largest single-GPU memory among the presets",
         reference="presets (NVIDIA datasheets); cost.score_matrix_bytes",
         parts=(_one("matrix bytes / largest device memory", 1.0, ratio, "more than"),),
     )
@@ -702,7 +702,8 @@ def _matmuls_dominate() -> Claim:
         ),
         correction=(
             "They dwarf the softmax (0.8·head_dim times its FLOPs), but they overtake the "
-            "projections the same paragraph lists only at n > 2d (8,192 tokens here)."
+            f"projections the same paragraph lists only at n > 2d ({2 * model.d_model:,} "
+            "tokens here)."
         ),
     )
 
@@ -1287,7 +1288,7 @@ def _linformer() -> Claim:
         stated="fewer keys than tokens",
         recomputed=f"n = {n}, k = {k}: {fraction:.4f} of the n² scores",
         assumption="Linformer's projections E, F (k x n) applied to K and V",
-        reference="Wang et al., Linformer, arXiv:2006.04768, Sec. 4 (k = 128-256 in Sec. 5); "
+        reference="Wang et al., Linformer, arXiv:2006.04768, Sec. 4 (E, F: k x n, k ≪ n); "
         "cost.score_count",
         parts=(_one("scores after projection / n²", 1.0, fraction, "less than"),),
     )
@@ -1534,6 +1535,7 @@ def _kv_vs_weights() -> Claim:
     n = 100_000
     mha = cost.model_kv_cache_bytes("Llama-2-7B", n) / cost.weight_bytes("Llama-2-7B", "float16")
     gqa = cost.model_kv_cache_bytes("Llama-3-8B", n) / cost.weight_bytes("Llama-3-8B", "float16")
+    overtakes = n / gqa  # the cache is linear in the context
     return Claim(
         id="kv_cache_vs_weights",
         source=TEXTBOOK,
@@ -1555,8 +1557,8 @@ def _kv_vs_weights() -> Claim:
         ),
         correction=(
             "True for multi-head attention. Most long-context models use GQA, and then at "
-            "100K tokens the cache is still smaller than the weights (it overtakes them near "
-            "120K for Llama-3-8B, or with a batch of two)."
+            "100K tokens the cache is still smaller than the weights (for Llama-3-8B it "
+            f"overtakes them at {overtakes:,.0f} tokens, or with a batch of two)."
         ),
     )
 
@@ -1717,6 +1719,10 @@ def _prefill_unavoidable() -> Claim:
     fresh, with_prefix = share_left(0), share_left(cached)
     attention = _exponent(lambda x: cost.attention_matmul_flops(x, model.d_model, causal=True), n)
     growth = _exponent(lambda x: cost.prefill_chunk_flops(model, 0, x), n)
+    crossover = cost.attention_ffn_crossover_n(
+        model.d_model, model.d_ff, gated=True, causal=True, include_projections=True,
+        heads=model.heads, kv_heads=model.kv_heads,
+    ) / model.d_model  # fmt: skip
     return Claim(
         id="prefill_unavoidable",
         source=TEXTBOOK,
@@ -1747,7 +1753,8 @@ def _prefill_unavoidable() -> Claim:
             "A prompt must be prefilled once, but a prefix seen before need not be: serving "
             "systems cache the K and V of shared prefixes (system prompts, documents, earlier "
             "turns) and prefill only the new tokens. And the whole prefill is quadratic only "
-            "well beyond the crossover (13 d for Llama-3-8B, causal); at 200K it is close."
+            f"well beyond the crossover ({crossover:.1f}·d for {model.name}, causal); at "
+            f"{n:,} it is close."
         ),
     )
 
@@ -1971,7 +1978,10 @@ def _mla_order_of_magnitude() -> Claim:
                 Check("against GQA with 8 KV heads", (10.0, 100.0), vs_gqa, "range"),
             ),
         ),
-        correction="The factor depends on the baseline: ~57x against MHA, ~3.6x against GQA-8.",
+        correction=(
+            f"The factor depends on the baseline: {vs_mha:.0f}x against MHA, {vs_gqa:.1f}x "
+            "against GQA-8."
+        ),
     )
 
 
