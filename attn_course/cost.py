@@ -33,7 +33,14 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from attn_course.presets import Hardware, ModelShape, get_hardware, get_model
+from attn_course.presets import (
+    Hardware,
+    ModelShape,
+    MoEShape,
+    get_hardware,
+    get_model,
+    get_moe_model,
+)
 
 __all__ = [
     "DTYPE_BYTES",
@@ -85,6 +92,15 @@ __all__ = [
     "time_to_first_token",
     "transfer_time_s",
     "weight_bytes",
+    "softmax_flops",
+    "mla_attention_matmul_flops",
+    "mla_projection_flops_per_token",
+    "moe_ffn_flops_per_token",
+    "moe_attention_ffn_ratio",
+    "moe_parameter_count",
+    "mla_kv_cache_bytes",
+    "prefill_chunk_flops",
+    "chunked_prefill_flops",
 ]
 
 # --- dtypes ---------------------------------------------------------------------------
@@ -746,6 +762,124 @@ def position_encoding_flops(
     raise ValueError(f"kind must be 'rope' or 'alibi', got {kind!r}")
 
 
+def softmax_flops(n: int, heads: int, *, causal: bool = False, flops_per_score: int = 5) -> float:
+    """FLOPs of one layer's row softmax over the scores: ``flops_per_score * heads * n**2``.
+
+    Per score: compare with the running max, subtract it, exponentiate, add to the row sum,
+    divide by it: about 5 FLOPs (``flops_per_score``), counting an exponential as one. Half
+    with ``causal=True``. Compare :func:`attention_matmul_flops` (``4 n**2 d``): the ratio
+    is ``4 d / (5 heads) = 0.8 head_dim``, so for head_dim 128 the matmuls do ~100x more.
+    """
+    n, heads = _count("n", n), _count("heads", heads)
+    scores = _count("flops_per_score", flops_per_score) * heads * n * n
+    return _whole(scores / 2) if causal else scores
+
+
+# --- mixture of experts and latent attention (DeepSeek-V3) ------------------------------
+
+
+def mla_attention_matmul_flops(n: int, model: str | MoEShape, *, causal: bool = False) -> float:
+    """FLOPs of one layer's ``Q K^T`` and ``P V`` under multi-head latent attention.
+
+    ``2 * n**2 * heads * qk_head_dim + 2 * n**2 * heads * v_head_dim`` (half with
+    ``causal=True``). In training and prefill MLA expands the cached latent into a key
+    (qk_nope + qk_rope channels) and a value (v_head_dim channels) for every head, so the
+    score matrix is computed per head as in multi-head attention, only with head widths
+    that do not add up to d_model. DeepSeek-V3: 2·128·(192 + 128) = 81,920 FLOPs per n².
+    (Decode often "absorbs" the up-projections into the query instead; not counted here.)
+    """
+    m = get_moe_model(model)
+    n = _count("n", n)
+    full = 2 * n * n * m.heads * (m.qk_head_dim + m.v_head_dim)
+    return _whole(full / 2) if causal else full
+
+
+def mla_projection_flops_per_token(model: str | MoEShape) -> float:
+    """FLOPs per token of one layer's MLA projections: 2 x the weights each token uses.
+
+    Weights: W_dq (d x q_lora_rank), W_uq (q_lora_rank x heads·qk_head_dim), W_dkv
+    (d x (kv_lora_rank + qk_rope_head_dim)), W_ukv (kv_lora_rank x heads·(qk_nope + v)),
+    W_o (heads·v_head_dim x d). DeepSeek-V3: 187.1 M weights, 374 MFLOPs per token.
+    """
+    m = get_moe_model(model)
+    return 2.0 * _mla_weights(m)
+
+
+def _mla_weights(m: MoEShape) -> int:
+    return (
+        m.d_model * m.q_lora_rank
+        + m.q_lora_rank * m.heads * m.qk_head_dim
+        + m.d_model * m.cached_dim
+        + m.kv_lora_rank * m.heads * (m.qk_nope_head_dim + m.v_head_dim)
+        + m.heads * m.v_head_dim * m.d_model
+    )
+
+
+def moe_ffn_flops_per_token(model: str | MoEShape) -> float:
+    """FFN FLOPs per token and layer, averaged over the layers of a mixture-of-experts model.
+
+    A dense layer: ``3 * 2 * d * dense_d_ff`` (SwiGLU). A MoE layer: the routed experts a
+    token uses plus the shared ones, ``(active + shared) * 3 * 2 * d * expert_d_ff``, plus the
+    router ``2 * d * routed_experts``. The average weights each kind by its layer count.
+    DeepSeek-V3: 6·7168·18432 = 9·6·7168·2048 = 792.7 MFLOPs in both kinds (+3.7 M router).
+    """
+    m = get_moe_model(model)
+    dense = ffn_flops(1, m.d_model, m.dense_d_ff, gated=True)
+    experts = (m.active_experts + m.shared_experts) * ffn_flops(
+        1, m.d_model, m.expert_d_ff, gated=True
+    )
+    moe = experts + matmul_flops(1, m.d_model, m.routed_experts)
+    return (m.dense_layers * dense + m.moe_layers * moe) / m.layers
+
+
+def moe_attention_ffn_ratio(
+    model: str | MoEShape, n: int, *, causal: bool = False, include_projections: bool = False
+) -> float:
+    """Attention-matmul FLOPs / FFN (+ MLA projection) FLOPs of one layer at length n.
+
+    ``mla_attention_matmul_flops(n) / (n * (moe_ffn_flops_per_token + projections))``: linear
+    in n, like :func:`attention_ffn_ratio` for a dense model. DeepSeek-V3 at n = 10**6,
+    non-causal, against the FFN: 81,920·10**6 / 792.7 M ≈ 103.
+    """
+    m = get_moe_model(model)
+    rest = moe_ffn_flops_per_token(m)
+    if include_projections:
+        rest += mla_projection_flops_per_token(m)
+    return mla_attention_matmul_flops(n, m, causal=causal) / (_count("n", n) * rest)
+
+
+def moe_parameter_count(model: str | MoEShape, *, active: bool = False) -> int:
+    """Parameters of a mixture-of-experts preset; ``active=True``: those one token uses.
+
+    Per layer: the MLA projections (:func:`mla_projection_flops_per_token` / 2), the q and
+    kv latent norms, two RMSNorms (``2 d``); a dense SwiGLU FFN (``3 d dense_d_ff``) in the
+    first ``dense_layers``, else ``(routed + shared) * 3 d expert_d_ff`` experts and a
+    ``routed x d`` router (``active``: only ``active + shared`` experts). Plus a final norm,
+    the embedding and, unless tied, the output projection (``vocab x d`` each). DeepSeek-V3:
+    671.0 B in all, 37.5 B active (the report: 671 B and 37 B).
+    """
+    m = get_moe_model(model)
+    d = m.d_model
+    attention = _mla_weights(m) + m.q_lora_rank + m.kv_lora_rank + 2 * d
+    dense = 3 * d * m.dense_d_ff
+    experts = m.active_experts if active else m.routed_experts
+    moe = (experts + m.shared_experts) * 3 * d * m.expert_d_ff + m.routed_experts * d
+    embeddings = m.vocab * d * (1 if m.tied_embeddings else 2)
+    return m.layers * attention + m.dense_layers * dense + m.moe_layers * moe + d + embeddings
+
+
+def mla_kv_cache_bytes(
+    model: str | MoEShape, context: int, *, batch: int = 1, dtype: Any = "float16"
+) -> float:
+    """KV-cache bytes of an MLA preset: :func:`latent_kv_cache_bytes` with its cached width.
+
+    ``layers * (kv_lora_rank + qk_rope_head_dim) * context * batch * bytes``; DeepSeek-V3
+    caches 576 numbers per token per layer.
+    """
+    m = get_moe_model(model)
+    return latent_kv_cache_bytes(m.layers, m.cached_dim, context, batch=batch, dtype=dtype)
+
+
 # --- the KV cache ---------------------------------------------------------------------
 
 
@@ -1158,3 +1292,42 @@ def decode_step_cost(
     weights = matmul_parameter_count(m) * bytes_per_element(dtype)
     cache = model_kv_cache_bytes(m, context, batch=batch, dtype=kv_dtype or dtype)
     return _estimate(flops, weights + cache, hardware, dtype, mfu, bandwidth_utilization)
+
+
+# --- chunked and cached prefill -------------------------------------------------------
+
+
+def prefill_chunk_flops(model: str | ModelShape, start: int, length: int) -> float:
+    """FLOPs of the Transformer layers for prompt tokens ``start .. start + length - 1``.
+
+    The tokens before ``start`` are already in the KV cache. Per layer: projections and
+    FFN for ``length`` tokens, the new queries against the cached keys (a full
+    ``length x start`` block, ``4 * length * start * d``) and among themselves (causal,
+    ``attention_matmul_flops(length, d, causal=True)``). The logits are left out: they do
+    not depend on how the prompt is split. ``start = 0, length = n`` is a causal prefill
+    of n tokens (:func:`prefill_flops` without its LM head).
+    """
+    m = get_model(model)
+    start = _count("start", start, minimum=0)
+    length = _count("length", length)
+    per_layer = (
+        projection_flops(length, m.d_model, m.heads, m.kv_heads)
+        + ffn_flops(length, m.d_model, m.d_ff, gated=m.gated_ffn)
+        + 4 * length * start * m.d_model
+        + attention_matmul_flops(length, m.d_model, causal=True)
+    )
+    return m.layers * per_layer
+
+
+def chunked_prefill_flops(model: str | ModelShape, n: int, chunk: int) -> float:
+    """FLOPs of the layers when an n-token prompt is prefilled ``chunk`` tokens at a time.
+
+    The sum of :func:`prefill_chunk_flops` over the chunks. The attention terms add up to
+    the same ``2 n**2 d`` per layer as one causal pass: chunk i's queries meet the
+    ``i * chunk`` cached keys in full and each other causally, and the blocks tile the same
+    lower triangle. So chunking moves no FLOPs; it only bounds how many a single step runs.
+    """
+    n, chunk = _count("n", n), _count("chunk", chunk)
+    return sum(
+        prefill_chunk_flops(model, start, min(chunk, n - start)) for start in range(0, n, chunk)
+    )

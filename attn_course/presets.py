@@ -12,6 +12,11 @@ Two kinds of preset:
   few details that decide its parameter count (gated FFN, biases, norm type, learned
   positions, tied embeddings). Values come from the model's published ``config.json``
   on the Hugging Face Hub or from its paper.
+* :class:`MoEShape` — a mixture-of-experts decoder with multi-head latent attention
+  (DeepSeek-V2/V3): per-head query/key/value widths that do not divide d_model, a latent
+  KV cache, and an FFN of routed plus shared experts of which each token uses a few.
+  Kept apart from the dense presets (:data:`MOE_MODELS`, :func:`get_moe_model`), because
+  the dense cost functions assume ``heads * head_dim = d_model`` and one FFN per layer.
 
 Units. Memory capacities on datasheets are written "80 GB", but HBM and GDDR capacities
 are binary: an A100 80GB reports 81920 MiB = 80 GiB in ``nvidia-smi``. We therefore store
@@ -31,12 +36,16 @@ from types import MappingProxyType
 __all__ = [
     "HARDWARE",
     "MODELS",
+    "MOE_MODELS",
     "Hardware",
     "ModelShape",
+    "MoEShape",
     "get_hardware",
     "get_model",
+    "get_moe_model",
     "hardware_names",
     "model_names",
+    "moe_model_names",
 ]
 
 GiB = 2**30
@@ -129,6 +138,90 @@ class ModelShape:
     def head_dim(self) -> int:
         """Channels per head: d_model / heads."""
         return self.d_model // self.heads
+
+
+@dataclass(frozen=True)
+class MoEShape:
+    """A mixture-of-experts decoder with multi-head latent attention (MLA), DeepSeek-V3 style.
+
+    layers:             Transformer blocks (L)
+    d_model:            residual-stream width (d)
+    heads:              attention heads (h); every head has its own query, key and value
+    q_lora_rank:        width of the compressed query (d -> q_lora_rank -> h * qk_head_dim)
+    kv_lora_rank:       width of the compressed key/value latent that is cached per token
+    qk_nope_head_dim:   per-head query/key channels without rotary position encoding
+    qk_rope_head_dim:   per-head query/key channels with RoPE; the key part is shared by
+                        all heads and cached beside the latent
+    v_head_dim:         per-head value channels
+    routed_experts:     experts a router chooses from, in every MoE layer
+    active_experts:     routed experts each token uses (top-k)
+    shared_experts:     experts every token uses
+    expert_d_ff:        hidden width of one expert (a SwiGLU FFN: 3 matrices)
+    dense_layers:       the first layers, which use one dense SwiGLU FFN instead of experts
+    dense_d_ff:         hidden width of that dense FFN
+    vocab, context:     vocabulary size; advertised context length in tokens
+    tied_embeddings:    the output projection reuses the input embedding
+    source:             where the figures come from
+    """
+
+    name: str
+    layers: int
+    d_model: int
+    heads: int
+    q_lora_rank: int
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+    routed_experts: int
+    active_experts: int
+    shared_experts: int
+    expert_d_ff: int
+    dense_layers: int
+    dense_d_ff: int
+    vocab: int
+    context: int
+    tied_embeddings: bool = False
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        for name in (
+            "layers", "d_model", "heads", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
+            "qk_rope_head_dim", "v_head_dim", "routed_experts", "active_experts",
+            "expert_d_ff", "dense_d_ff", "vocab", "context",
+        ):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{self.name}: {name} must be an integer >= 1, got {value!r}")
+        for name in ("shared_experts", "dense_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{self.name}: {name} must be an integer >= 0, got {value!r}")
+        if self.active_experts > self.routed_experts:
+            raise ValueError(
+                f"{self.name}: active_experts ({self.active_experts}) cannot exceed "
+                f"routed_experts ({self.routed_experts})"
+            )
+        if self.dense_layers > self.layers:
+            raise ValueError(
+                f"{self.name}: dense_layers ({self.dense_layers}) cannot exceed layers "
+                f"({self.layers})"
+            )
+
+    @property
+    def qk_head_dim(self) -> int:
+        """Query/key channels per head: qk_nope_head_dim + qk_rope_head_dim."""
+        return self.qk_nope_head_dim + self.qk_rope_head_dim
+
+    @property
+    def cached_dim(self) -> int:
+        """Numbers cached per token per layer: the latent plus the shared RoPE key."""
+        return self.kv_lora_rank + self.qk_rope_head_dim
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers whose FFN is a mixture of experts: layers - dense_layers."""
+        return self.layers - self.dense_layers
 
 
 # --- hardware -------------------------------------------------------------------------
@@ -326,8 +419,42 @@ _MODELS = [
     ),
 ]
 
+_MOE_MODELS = [
+    MoEShape(
+        # HF `deepseek-ai/DeepSeek-V3` config.json (https://huggingface.co/deepseek-ai/
+        # DeepSeek-V3/blob/main/config.json): num_hidden_layers=61, hidden_size=7168,
+        # num_attention_heads=128, q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128,
+        # qk_rope_head_dim=64, v_head_dim=128, n_routed_experts=256, num_experts_per_tok=8,
+        # n_shared_experts=1, moe_intermediate_size=2048, first_k_dense_replace=3,
+        # intermediate_size=18432, vocab_size=129280, tie_word_embeddings=false.
+        # Context: 128K (DeepSeek-V3 technical report, arXiv:2412.19437, Sec. 4.3: YaRN
+        # extension 4K -> 32K -> 128K; the config's max_position_embeddings is 163840).
+        # The report's totals: 671B parameters, 37B activated per token (the config's
+        # multi-token-prediction module, 14B more, is not counted here).
+        name="DeepSeek-V3",
+        layers=61,
+        d_model=7168,
+        heads=128,
+        q_lora_rank=1536,
+        kv_lora_rank=512,
+        qk_nope_head_dim=128,
+        qk_rope_head_dim=64,
+        v_head_dim=128,
+        routed_experts=256,
+        active_experts=8,
+        shared_experts=1,
+        expert_d_ff=2048,
+        dense_layers=3,
+        dense_d_ff=18432,
+        vocab=129280,
+        context=128 * 1024,
+        source="HF deepseek-ai/DeepSeek-V3 config.json; arXiv:2412.19437 (671B total, 37B active)",
+    ),
+]
+
 HARDWARE: Mapping[str, Hardware] = MappingProxyType({hw.name: hw for hw in _HARDWARE})
 MODELS: Mapping[str, ModelShape] = MappingProxyType({m.name: m for m in _MODELS})
+MOE_MODELS: Mapping[str, MoEShape] = MappingProxyType({m.name: m for m in _MOE_MODELS})
 
 
 def hardware_names() -> list[str]:
@@ -361,4 +488,21 @@ def get_model(model: str | ModelShape) -> ModelShape:
     except (KeyError, TypeError):
         raise ValueError(
             f"model must be one of {model_names()} (or a ModelShape), got {model!r}"
+        ) from None
+
+
+def moe_model_names() -> list[str]:
+    """Names of the mixture-of-experts presets, in the order they are defined."""
+    return list(MOE_MODELS)
+
+
+def get_moe_model(model: str | MoEShape) -> MoEShape:
+    """The :class:`MoEShape` preset called ``model`` (a MoEShape passes through)."""
+    if isinstance(model, MoEShape):
+        return model
+    try:
+        return MOE_MODELS[model]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"model must be one of {moe_model_names()} (or a MoEShape), got {model!r}"
         ) from None

@@ -572,9 +572,11 @@ for row in recorded_resources("forward", ["sm_80", "sm_90"], dtype="float16", he
 #
 # **The speed claims.** The textbook says FlashAttention cuts wall-clock time "by a factor
 # of two to four on real GPUs"; the interview answer says "roughly 3–5×" over naive
-# attention. Neither is arithmetic (notebook 02's claims table marks both "cannot be
-# checked by arithmetic"): they are measurements, and they depend on the GPU, n, head_dim,
-# dtype and on what "naive" means. What this course has measured so far:
+# attention. Neither is arithmetic: they are measurements, and they depend on the GPU, n,
+# head_dim, dtype and on what "naive" means. Notebook 02's audit compares them with the
+# papers' own measurements (FlashAttention-1 on A100s: 3× on GPT-2, 2.4× on long-range
+# arena; FlashAttention-2's summary of its predecessor: 2–4×) and judges both "roughly
+# holds"; our own GPU measurement is the open part. What this course has measured so far:
 #
 # * **memory**: the tiled algorithm's peak grows like n, naive attention's like n²
 #   (measured here, on a CPU, and in the committed CPU records);

@@ -570,3 +570,58 @@ def test_decode_flops_per_cached_number_under_gqa():
     assert flops / numbers == cost.decode_flops_per_cached_number(heads, kv)
     with pytest.raises(ValueError, match="kv_heads"):
         cost.decode_flops_per_cached_number(32, 5)
+
+# --- softmax, mixture of experts, chunked prefill -------------------------------------------
+
+
+def test_softmax_flops_are_small_next_to_the_matmuls():
+    assert cost.softmax_flops(10, 2) == 5 * 2 * 100
+    assert cost.softmax_flops(10, 2, causal=True) == 500
+    # 4 n² d / (5 h n²) = 0.8 · head_dim: 102.4 for head_dim 128
+    ratio = cost.attention_matmul_flops(4096, 4096) / cost.softmax_flops(4096, 32)
+    assert ratio == pytest.approx(102.4)
+
+
+def test_mla_flops_by_hand():
+    # DeepSeek-V3: 2·128·(192 + 128) = 81,920 FLOPs per n² per layer
+    assert cost.mla_attention_matmul_flops(1, "DeepSeek-V3") == 81_920
+    assert cost.mla_attention_matmul_flops(10, "DeepSeek-V3", causal=True) == 81_920 * 50
+    # weights: 7168·1536 + 1536·128·192 + 7168·576 + 512·128·256 + 128·128·7168 = 187,105,280
+    assert cost.mla_projection_flops_per_token("DeepSeek-V3") == 2 * 187_105_280
+    # 6·7168·18432 = 9·6·7168·2048 = 792,723,456; MoE layers add a 256-expert router
+    router = 2 * 7168 * 256
+    expected = (3 * 792_723_456 + 58 * (792_723_456 + router)) / 61
+    assert cost.moe_ffn_flops_per_token("DeepSeek-V3") == pytest.approx(expected)
+
+
+def test_moe_attention_outweighs_its_ffn_by_about_100x_at_a_million_tokens():
+    ratio = cost.moe_attention_ffn_ratio("DeepSeek-V3", 10**6)
+    assert ratio == pytest.approx(81_920e6 / cost.moe_ffn_flops_per_token("DeepSeek-V3"))
+    assert 100 < ratio < 105
+    assert cost.moe_attention_ffn_ratio("DeepSeek-V3", 10**6, causal=True) == pytest.approx(
+        ratio / 2
+    )
+    assert cost.moe_attention_ffn_ratio(
+        "DeepSeek-V3", 10**6, include_projections=True
+    ) == pytest.approx(70.0, abs=0.1)
+
+
+def test_mla_kv_cache_bytes():
+    # 61 layers · 576 numbers · 2 B per token
+    assert cost.mla_kv_cache_bytes("DeepSeek-V3", 1) == 61 * 576 * 2
+    assert cost.mla_kv_cache_bytes("DeepSeek-V3", 1000, dtype="float8") == 61 * 576 * 1000
+
+
+def test_prefill_chunk_flops_by_hand():
+    # TINY: d = 8, MHA projections 8·n·d², FFN 4·n·d·d_ff; 3 new tokens after 5 cached
+    per_layer = 8 * 3 * 64 + 4 * 3 * 8 * 32 + 4 * 3 * 5 * 8 + 2 * 9 * 8
+    assert cost.prefill_chunk_flops(TINY, 5, 3) == 2 * per_layer
+    # from an empty cache it is the causal prefill without the LM head
+    lm_head = cost.matmul_flops(7, 8, 10)
+    assert cost.prefill_chunk_flops(TINY, 0, 7) + lm_head == cost.prefill_flops(TINY, 7)
+
+
+@pytest.mark.parametrize(("n", "chunk"), [(7, 1), (7, 3), (64, 8), (1000, 512), (4096, 4096)])
+def test_chunking_moves_no_flops(n, chunk):
+    whole = cost.prefill_chunk_flops("Llama-3-8B", 0, n)
+    assert cost.chunked_prefill_flops("Llama-3-8B", n, chunk) == pytest.approx(whole, rel=1e-12)

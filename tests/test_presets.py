@@ -143,3 +143,38 @@ def test_hardware_refuses_non_positive_figures():
         Hardware("x", 0, 1e9, {"float32": 1e12}, "test")
     with pytest.raises(ValueError, match="peak FLOP/s must be > 0"):
         Hardware("x", 1, 1e9, {"float32": 0.0}, "test")
+
+
+# --- the mixture-of-experts preset --------------------------------------------------------
+
+
+def test_deepseek_v3_matches_its_config():
+    # HF deepseek-ai/DeepSeek-V3 config.json
+    m = presets.get_moe_model("DeepSeek-V3")
+    assert (m.layers, m.d_model, m.heads) == (61, 7168, 128)
+    assert (m.q_lora_rank, m.kv_lora_rank) == (1536, 512)
+    assert (m.qk_nope_head_dim, m.qk_rope_head_dim, m.v_head_dim) == (128, 64, 128)
+    assert (m.routed_experts, m.active_experts, m.shared_experts) == (256, 8, 1)
+    assert (m.expert_d_ff, m.dense_layers, m.dense_d_ff) == (2048, 3, 18432)
+    assert (m.qk_head_dim, m.cached_dim, m.moe_layers) == (192, 576, 58)
+    assert m.source and "DeepSeek-V3" in presets.moe_model_names()
+    assert "DeepSeek-V3" not in presets.MODELS  # the dense cost functions do not apply
+
+
+def test_deepseek_v3_reproduces_its_published_totals():
+    # arXiv:2412.19437: 671B parameters, 37B activated per token
+    assert cost.moe_parameter_count("DeepSeek-V3") == pytest.approx(671e9, rel=2e-3)
+    assert cost.moe_parameter_count("DeepSeek-V3", active=True) == pytest.approx(37e9, rel=0.02)
+
+
+def test_moe_lookup_and_bad_shapes():
+    m = presets.get_moe_model("DeepSeek-V3")
+    assert presets.get_moe_model(m) is m
+    with pytest.raises(ValueError, match=r"model must be one of \['DeepSeek-V3'\]"):
+        presets.get_moe_model("Llama-2-7B")
+    with pytest.raises(ValueError, match="active_experts .* cannot exceed routed_experts"):
+        dataclasses.replace(m, active_experts=300)
+    with pytest.raises(ValueError, match="dense_layers .* cannot exceed layers"):
+        dataclasses.replace(m, dense_layers=62)
+    with pytest.raises(ValueError, match="kv_lora_rank must be an integer >= 1"):
+        dataclasses.replace(m, kv_lora_rank=0)
