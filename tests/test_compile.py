@@ -180,19 +180,24 @@ FACTS = textwrap.dedent(
     broken = Case("forward", "sm_80", "float16", 64, {"BLOCK_M": 64, "BLOCK_N": 8}, 4, 1)
     fine = Case("paged", "sm_80", "float16", 64, {"BLOCK_SIZE": 16})
     out["broken"], out["after"] = run_cases([broken, fine], jobs=1)
-    # The committed record must know every configuration the autotuners may try.
+    # The committed records must know every configuration the autotuners may try, for
+    # every (kernel, target, dtype) they cover at all: a record made before a
+    # configuration list changed is stale, and this says so.
     records = choose_records(compile_records(), triton.__version__)
     if records:
         results = [r for record in records for r in record["results"]]
         recorded = {(r["kernel"], r["target"], r["dtype"], r["head_dim"], r["config_key"])
                     for r in results}
+        covered = {(r["kernel"], r["target"], r["dtype"]) for r in results}
         targets = sorted({r["target"] for r in results})
         from attn_course.kernels.fit import config_key
         wanted = {(c.kernel, c.target, c.dtype, c.head_dim,
                    config_key(c.config, c.num_warps, c.num_stages))
                   for c in cases(["forward", "dkdv", "dq"], targets)
-                  if c.head_dim in ALLOWED_HEAD_DIMS}
+                  if c.head_dim in ALLOWED_HEAD_DIMS
+                  and (c.kernel, c.target, c.dtype) in covered}
         out["unrecorded"] = sorted(map(str, wanted - recorded))
+        out["covered"] = sorted(map(list, covered))
     print("RESULT" + json.dumps(out))
     """
 )
@@ -244,6 +249,12 @@ def test_committed_record_covers_every_autotune_config(facts: dict) -> None:
     if "unrecorded" not in facts:
         pytest.skip("no compile record for this Triton in records/")
     assert facts["unrecorded"] == [], "rerun python -m attn_course.kernels.compile --out ..."
+    # The records cover at least the three flash kernels on A100 and H100 in every dtype.
+    covered = {tuple(c) for c in facts["covered"]}
+    for kernel in ("forward", "dkdv", "dq"):
+        for target in ("sm_80", "sm_90"):
+            for dtype in ("float32", "float16", "bfloat16"):
+                assert (kernel, target, dtype) in covered
 
 
 # --- CI's subset -------------------------------------------------------------------------
