@@ -17,6 +17,7 @@ import torch
 from attn_course.cost import kv_cache_bytes
 from attn_course.figures import style
 from attn_course.model import GPT, LayerCache
+from attn_course.scores import check_count
 from attn_course.timing import Trend, fit_trend, torch_threads
 
 
@@ -411,8 +412,7 @@ def paged_decode_grid_cost(
     for name, value in (("context", context), ("heads", heads), ("kv_heads", kv_heads),
                         ("head_dim", head_dim), ("sm_count", sm_count), ("batch", batch),
                         ("block_size", block_size), ("splits", splits)):  # fmt: skip
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_count(value, name)
     if heads % kv_heads:
         raise ValueError(f"kv_heads must divide heads, got heads={heads}, kv_heads={kv_heads}")
     blocks = -(-context // block_size)
@@ -438,8 +438,7 @@ def paged_decode_grid_cost(
 def splits_to_fill(sm_count: int, *, batch: int, heads: int) -> int:
     """Fewest context splits that give every SM a program: ``⌈sm_count / (batch · heads)⌉``."""
     for name, value in (("sm_count", sm_count), ("batch", batch), ("heads", heads)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_count(value, name)
     return -(-sm_count // (batch * heads))
 
 
