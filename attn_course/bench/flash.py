@@ -41,14 +41,15 @@ import torch.nn.functional as F
 from attn_course.bench.harness import (
     BenchConfig,
     add_common_arguments,
+    add_sweep_arguments,
     choose_implementations,
     configs_from,
-    default_dtype,
     kernel_status,
     kernel_unavailable,
     measure,
     new_record,
     resolve_device,
+    sweep_configs,
 )
 from attn_course.bench.records import UNAVAILABLE, BenchResult
 from attn_course.scores import naive_attention, resolve_dtype
@@ -90,6 +91,9 @@ LABELS = {
     "sdpa_cudnn": "PyTorch SDPA, cuDNN backend",
     "sdpa_math": "PyTorch SDPA, math backend",
 }
+FLOPS = (
+    "attn_course.bench.attention_flops: 4·b·h·n²·d forward, ×3.5 with backward, halved when causal"
+)
 _SDPA_BACKENDS = {
     "sdpa_flash": "FLASH_ATTENTION",
     "sdpa_efficient": "EFFICIENT_ATTENTION",
@@ -299,11 +303,8 @@ def run_flash_benchmark(
             _measure(name, config, device, mode, reference_for.get(config), min_run_time_s)
         )
     return new_record(
-        "flash", smoke=smoke, device=device, kernel_mode=mode, min_run_time_s=min_run_time_s,
-        command=command or "attn_course.bench.flash.run_flash_benchmark(...)",
-        flops="attn_course.bench.attention_flops: 4·b·h·n²·d forward, ×3.5 with backward, "
-        "halved when causal",
-        error_max_n=error_max_n, results=results,
+        "flash", results, FLOPS, device=device, kernel_mode=mode, command=command, smoke=smoke,
+        min_run_time_s=min_run_time_s, error_max_n=error_max_n,
     )  # fmt: skip
 
 
@@ -312,31 +313,22 @@ def run_flash_benchmark(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``python -m attn_course.bench flash``."""
-    parser.add_argument("--n", type=int, nargs="+", default=[512, 1024, 2048, 4096])
-    parser.add_argument("--head-dim", type=int, nargs="+", default=[64])
-    parser.add_argument("--dtype", nargs="+", default=None, help="bf16 fp16 fp32 ...")
+    add_sweep_arguments(parser)
     parser.add_argument("--causal", choices=["both", "yes", "no"], default="both")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--kv-heads", type=int, default=None, help="GQA: key/value heads")
     parser.add_argument("--backward", action="store_true", help="time forward + backward")
     add_common_arguments(parser, IMPLEMENTATIONS, error_max_n=1024)
 
 
 def run(args: argparse.Namespace, *, command: str) -> dict[str, Any]:
-    """Run the suite that the parsed :func:`add_arguments` options describe; its record.
-
-    ``command`` is the command line recorded (``python -m attn_course.bench`` passes its own).
-    """
+    """The record of the flash run the parsed :func:`add_arguments` options ask for,
+    with ``command`` as its command line."""
     if args.smoke:
         configs = smoke_configs()
         if args.backward:
             configs += [BenchConfig(n=64, heads=2, causal=True, backward=True)]
     else:
-        configs = configs_from(
-            args.n, args.head_dim, args.dtype or [default_dtype(args.device)], args.causal,
-            backward=args.backward, batch=args.batch, heads=args.heads, kv_heads=args.kv_heads,
-        )  # fmt: skip
+        configs = sweep_configs(args, args.causal, backward=args.backward, kv_heads=args.kv_heads)
     return run_flash_benchmark(
         configs, args.impl, device=args.device, error_max_n=args.error_max_n,
         min_run_time_s=0.05 if args.smoke else args.min_run_time,

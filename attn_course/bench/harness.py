@@ -46,6 +46,7 @@ __all__ = [
     "INTERPRETER_MAX_N",
     "BenchConfig",
     "add_common_arguments",
+    "add_sweep_arguments",
     "attention_flops",
     "call_peak_bytes",
     "choose_implementations",
@@ -60,6 +61,7 @@ __all__ = [
     "median_ms",
     "new_record",
     "resolve_device",
+    "sweep_configs",
     "tflops_per_s",
 ]
 
@@ -187,6 +189,23 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 def default_dtype(device: str | torch.device | None) -> str:
     """What a suite measures in when not told: bfloat16 on a GPU, float32 on a CPU."""
     return "bfloat16" if resolve_device(device).type == "cuda" else "float32"
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a sweep over :func:`configs_from`: sizes, head dims, dtypes, batch, heads."""
+    parser.add_argument("--n", type=int, nargs="+", default=[512, 1024, 2048, 4096])
+    parser.add_argument("--head-dim", type=int, nargs="+", default=[64])
+    parser.add_argument("--dtype", nargs="+", default=None, help="bf16 fp16 fp32 ...")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--heads", type=int, default=8)
+
+
+def sweep_configs(args: argparse.Namespace, causal: str, **fields: Any) -> list[BenchConfig]:
+    """:func:`configs_from` the options of :func:`add_sweep_arguments` (and ``--device``:
+    the default dtype is :func:`default_dtype`'s); ``fields``: backward, kv_heads."""
+    dtypes = args.dtype or [default_dtype(args.device)]
+    return configs_from(args.n, args.head_dim, dtypes, causal, batch=args.batch,
+                        heads=args.heads, **fields)  # fmt: skip
 
 
 def add_common_arguments(
@@ -351,21 +370,24 @@ def measure(
 
 def new_record(
     benchmark: str,
+    results: Sequence[BenchResult],
+    flops: str,
     *,
-    smoke: bool,
     device: torch.device,
     kernel_mode: str,
-    command: str,
+    command: str | None,
+    smoke: bool,
     min_run_time_s: float,
-    flops: str,
     error_max_n: int,
-    results: Sequence[BenchResult],
 ) -> dict[str, Any]:
     """A benchmark record (schema in records/README.md): where, when, how, and the results.
 
     Every suite (flash, linear, sparse) writes its record through this one function, so the
     provenance fields (device, date, versions, command, timing method) cannot drift apart.
+    ``flops`` says how the FLOPs were counted; ``command`` None: the suite was called from
+    Python (``attn_course.bench.<benchmark>.run_<benchmark>_benchmark(...)``).
     """
+    command = command or f"attn_course.bench.{benchmark}.run_{benchmark}_benchmark(...)"
     return {
         "schema": SCHEMA,
         "benchmark": benchmark,

@@ -36,15 +36,16 @@ import torch.nn.functional as F
 from attn_course.bench.harness import (
     BenchConfig,
     add_common_arguments,
+    add_sweep_arguments,
     attention_flops,
     choose_implementations,
     configs_from,
-    default_dtype,
     kernel_status,
     kernel_unavailable,
     measure,
     new_record,
     resolve_device,
+    sweep_configs,
 )
 from attn_course.bench.records import UNAVAILABLE, BenchResult
 from attn_course.linear import (
@@ -74,6 +75,11 @@ LABELS = {
     "sdpa": "PyTorch SDPA, causal softmax (exact)",
 }
 CHUNK = 64
+FLOPS = (
+    "own algorithm's matmul FLOPs: attn_course.linear.linear_attention_flops "
+    f"(causal, chunk {CHUNK}) x batch x heads for linear_*, attn_course.bench."
+    "attention_flops (causal: 2·b·h·n²·d) for sdpa"
+)
 #: The head dims the linear kernel compiles for.
 KERNEL_HEAD_DIMS = (16, 32, 64, 128)
 
@@ -140,6 +146,8 @@ def _measure(
     )  # fmt: skip
 
 
+# Takes the options of flash.run_flash_benchmark, deliberately side by side: every suite's
+# entry point is called alike (the gpucheck and notebooks pass them by name).
 def run_linear_benchmark(
     configs: Sequence[BenchConfig],
     implementations: Sequence[str] | None = None,
@@ -162,12 +170,8 @@ def run_linear_benchmark(
         for name in names
     ]
     return new_record(
-        "linear", smoke=smoke, device=device, kernel_mode=mode, min_run_time_s=min_run_time_s,
-        command=command or "attn_course.bench.linear.run_linear_benchmark(...)",
-        flops="own algorithm's matmul FLOPs: attn_course.linear.linear_attention_flops "
-        f"(causal, chunk {CHUNK}) x batch x heads for linear_*, attn_course.bench."
-        "attention_flops (causal: 2·b·h·n²·d) for sdpa",
-        error_max_n=error_max_n, results=results,
+        "linear", results, FLOPS, device=device, kernel_mode=mode, command=command,
+        smoke=smoke, min_run_time_s=min_run_time_s, error_max_n=error_max_n,
     )  # fmt: skip
 
 
@@ -175,25 +179,14 @@ def run_linear_benchmark(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``python -m attn_course.bench linear``."""
-    parser.add_argument("--n", type=int, nargs="+", default=[512, 1024, 2048, 4096])
-    parser.add_argument("--head-dim", type=int, nargs="+", default=[64])
-    parser.add_argument("--dtype", nargs="+", default=None, help="bf16 fp16 fp32 ...")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--heads", type=int, default=8)
+    """The options of ``python -m attn_course.bench linear`` (always causal, forward)."""
+    add_sweep_arguments(parser)
     add_common_arguments(parser, IMPLEMENTATIONS, error_max_n=1024)
 
 
 def run(args: argparse.Namespace, *, command: str) -> dict[str, Any]:
-    """Run the suite that the parsed :func:`add_arguments` options describe; its record.
-
-    ``command`` is the command line recorded (``python -m attn_course.bench`` passes its own).
-    """
-    if args.smoke:
-        configs = smoke_configs()
-    else:
-        configs = configs_from(args.n, args.head_dim, args.dtype or [default_dtype(args.device)],
-                               "yes", batch=args.batch, heads=args.heads)  # fmt: skip
+    """The record of the linear run that ``args`` ask for, with ``command`` recorded."""
+    configs = smoke_configs() if args.smoke else sweep_configs(args, "yes")
     return run_linear_benchmark(
         configs, args.impl, device=args.device, error_max_n=args.error_max_n,
         min_run_time_s=0.05 if args.smoke else args.min_run_time, command=command,

@@ -76,6 +76,10 @@ LABELS = {
     "naive": "sliding window as a dense mask, naive (materialises S and P)",
     "sdpa": "dense causal attention, PyTorch SDPA (no window)",
 }
+FLOPS = (
+    "attn_course.sparse.BlockLayout.flops: 4·d per score of the visited tiles, "
+    "× batch · heads (the same credit for every implementation)"
+)
 
 
 def _implementation(name: str, pattern: Any, block: int, mask: torch.Tensor) -> Callable:
@@ -168,11 +172,8 @@ def run_sparse_benchmark(
                 timed=not (name == "triton_sparse" and mode == "interpreter"),
             )  # fmt: skip
     return new_record(
-        "sparse", smoke=smoke, device=device_, kernel_mode=mode, min_run_time_s=min_run_time_s,
-        command=command or "attn_course.bench.sparse.run_sparse_benchmark(...)",
-        flops="attn_course.sparse.BlockLayout.flops: 4·d per score of the visited tiles, "
-        "× batch · heads (the same credit for every implementation)",
-        error_max_n=error_max_n, results=results,
+        "sparse", results, FLOPS, device=device_, kernel_mode=mode, command=command,
+        smoke=smoke, min_run_time_s=min_run_time_s, error_max_n=error_max_n,
     )  # fmt: skip
 
 
@@ -192,10 +193,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, *, command: str) -> dict[str, Any]:
-    """Run the suite that the parsed :func:`add_arguments` options describe; its record.
-
-    ``command`` is the command line recorded (``python -m attn_course.bench`` passes its own).
-    """
+    """The sparse suite's record for the parsed options (``--smoke``: a fixed toy run)."""
     if args.smoke:
         ns, window, block, head_dim, dtype, heads = [64, 128, 256], 32, 16, 16, "float32", 2
     else:
