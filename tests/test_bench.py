@@ -23,6 +23,7 @@ from attn_course.bench.harness import (
 from attn_course.bench.plots import benchmark_figure
 from attn_course.bench.records import (
     SCHEMA,
+    BenchResult,
     load_records,
     ratios,
     record_label,
@@ -211,6 +212,8 @@ def test_every_suite_records_the_command_it_was_given(suite, tmp_path, monkeypat
     assert record["command"] == "python -m attn_course.bench " + shlex.join(argv)
     assert {r["implementation"] for r in record["results"]} == {CHEAP[suite]}
     assert all(r["label"] == SUITES[suite].LABELS[CHEAP[suite]] for r in record["results"])
+    # every suite's results are BenchResults: the same keys, whatever the suite
+    assert all(set(r) == set(BenchResult.__dataclass_fields__) for r in record["results"])
 
 
 def test_cli_usage_error_exits_2(capsys):
