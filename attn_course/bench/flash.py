@@ -42,13 +42,11 @@ from attn_course.bench.harness import (
     BenchConfig,
     add_common_arguments,
     add_sweep_arguments,
-    choose_implementations,
     configs_from,
-    kernel_status,
     kernel_unavailable,
     measure,
     new_record,
-    resolve_device,
+    prepare_run,
     sweep_configs,
 )
 from attn_course.bench.records import UNAVAILABLE, BenchResult
@@ -102,7 +100,7 @@ _SDPA_BACKENDS = {
 }
 
 
-# --- configurations and implementations -------------------------------------------------
+# --- configurations ---------------------------------------------------------------------
 
 
 def smoke_configs() -> list[BenchConfig]:
@@ -171,6 +169,9 @@ def _implementation(name: str) -> Callable[..., torch.Tensor]:
     if name == "sdpa":
         return _sdpa(None)
     return _sdpa(_SDPA_BACKENDS[name])
+
+
+# --- measuring --------------------------------------------------------------------------
 
 
 def _inputs(config: BenchConfig, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -278,9 +279,7 @@ def run_flash_benchmark(
     """
     if not configs:
         raise ValueError("configs must hold at least one BenchConfig")
-    names = choose_implementations(implementations, IMPLEMENTATIONS)
-    device = resolve_device(device)
-    mode, problem = kernel_status(device)
+    names, device, mode, problem = prepare_run(implementations, IMPLEMENTATIONS, device)
     results: list[BenchResult] = []
     jobs = [(config, name) for config in configs for name in names]
     if progress:

@@ -49,7 +49,6 @@ __all__ = [
     "add_sweep_arguments",
     "attention_flops",
     "call_peak_bytes",
-    "choose_implementations",
     "configs_from",
     "default_dtype",
     "device_info",
@@ -60,6 +59,7 @@ __all__ = [
     "measure",
     "median_ms",
     "new_record",
+    "prepare_run",
     "resolve_device",
     "sweep_configs",
     "tflops_per_s",
@@ -172,13 +172,22 @@ def configs_from(
     ]
 
 
-def choose_implementations(wanted: Sequence[str] | None, known: Sequence[str]) -> list[str]:
-    """``wanted`` (all of ``known`` when None), or a ValueError naming the unknown ones."""
-    names = list(known if wanted is None else wanted)
+def prepare_run(
+    implementations: Sequence[str] | None,
+    known: Sequence[str],
+    device: str | torch.device | None,
+) -> tuple[list[str], torch.device, str, str | None]:
+    """What every suite settles before measuring: (names, device, kernel mode, problem).
+
+    names: ``implementations`` (all of ``known`` when None), or a ValueError naming the
+    unknown ones; device: :func:`resolve_device`; mode and problem: :func:`kernel_status`.
+    """
+    names = list(known if implementations is None else implementations)
     unknown = [name for name in names if name not in known]
     if unknown:
         raise ValueError(f"unknown implementations {unknown}; known: {list(known)}")
-    return names
+    device = resolve_device(device)
+    return names, device, *kernel_status(device)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

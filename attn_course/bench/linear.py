@@ -38,13 +38,11 @@ from attn_course.bench.harness import (
     add_common_arguments,
     add_sweep_arguments,
     attention_flops,
-    choose_implementations,
     configs_from,
-    kernel_status,
     kernel_unavailable,
     measure,
     new_record,
-    resolve_device,
+    prepare_run,
     sweep_configs,
 )
 from attn_course.bench.records import UNAVAILABLE, BenchResult
@@ -161,9 +159,7 @@ def run_linear_benchmark(
     """Measure every implementation on every (causal, forward) configuration: the record."""
     if not configs:
         raise ValueError("configs must hold at least one BenchConfig")
-    names = choose_implementations(implementations, IMPLEMENTATIONS)
-    device = resolve_device(device)
-    mode, problem = kernel_status(device)
+    names, device, mode, problem = prepare_run(implementations, IMPLEMENTATIONS, device)
     results = [
         _measure(name, config, device, mode, problem, error_max_n, min_run_time_s)
         for config in configs

@@ -39,13 +39,11 @@ import torch
 from attn_course.bench.harness import (
     BenchConfig,
     add_common_arguments,
-    choose_implementations,
     default_dtype,
-    kernel_status,
     kernel_unavailable,
     measure,
     new_record,
-    resolve_device,
+    prepare_run,
 )
 from attn_course.bench.records import UNAVAILABLE, BenchResult
 from attn_course.scores import naive_attention, resolve_dtype
@@ -130,9 +128,7 @@ def run_sparse_benchmark(
     """Measure every implementation at every n; return the JSON record (bench schema)."""
     if not ns:
         raise ValueError("ns must list at least one sequence length")
-    names = choose_implementations(implementations, IMPLEMENTATIONS)
-    device_ = resolve_device(device)
-    mode, problem = kernel_status(device_)
+    names, device_, mode, problem = prepare_run(implementations, IMPLEMENTATIONS, device)
     results = []
     for n in sorted(set(ns)):
         config = BenchConfig(n, head_dim, dtype, causal=True, batch=batch, heads=heads)
