@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import shlex
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -214,6 +217,18 @@ def test_every_suite_records_the_command_it_was_given(suite, tmp_path, monkeypat
     assert all(r["label"] == SUITES[suite].LABELS[CHEAP[suite]] for r in record["results"])
     # every suite's results are BenchResults: the same keys, whatever the suite
     assert all(set(r) == set(BenchResult.__dataclass_fields__) for r in record["results"])
+
+
+def test_measuring_and_records_import_neither_plotly_nor_the_suites():
+    # Imports point one way: __main__ -> suites -> harness -> records; plots stand apart.
+    code = (
+        "import sys, attn_course.bench.harness; "
+        "print(sorted(m for m in sys.modules if m.startswith(('plotly', 'attn_course.bench'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    loaded = ast.literal_eval(done.stdout)
+    assert loaded == ["attn_course.bench", "attn_course.bench.harness", "attn_course.bench.records"]
 
 
 def test_cli_usage_error_exits_2(capsys):
