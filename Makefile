@@ -75,12 +75,12 @@ SITE_SIZE ?= full
 site: $(VENV)/.installed
 	$(BIN)/python -m attn_course.site --out site --size $(SITE_SIZE)
 
-# One short, prepared check on a GPU machine (attn_course/gpucheck.py): kernel tests
+# One short, prepared check on a GPU machine (attn_course/bench/gpucheck.py): kernel tests
 # compiled, device peaks, the headline benchmark; one JSON record in GPUCHECK_OUT.
 GPUCHECK_OUT ?= records
 gpucheck: $(VENV)/.installed
 	$(need_repository)
-	$(BIN)/python -m attn_course.gpucheck --out $(GPUCHECK_OUT) $(GPUCHECK_ARGS)
+	$(BIN)/python -m attn_course.bench.gpucheck --out $(GPUCHECK_OUT) $(GPUCHECK_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -54,16 +54,15 @@ from IPython.display import Code, display
 
 from attn_course import kernels
 from attn_course.bench import (
-    benchmark_figure,
     configs_from,
     load_records,
-    naive_gqa_attention,
     ratios,
     record_label,
     results_table,
-    run_flash_benchmark,
     scaling_exponent,
 )
+from attn_course.bench.flash import naive_gqa_attention, run_flash_benchmark
+from attn_course.bench.plots import benchmark_figure
 from attn_course.config import course_size, pick
 from attn_course.kernels import flash as flash_kernels
 

@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from attn_course import bench
-from attn_course.bench import (
+from attn_course.bench import flash as flash_suite
+from attn_course.bench.__main__ import SUITES
+from attn_course.bench.__main__ import main as bench_main
+from attn_course.bench.harness import (
+    INTERPRETER_MAX_N,
     BenchConfig,
     attention_flops,
-    benchmark_figure,
     configs_from,
+    tflops_per_s,
+)
+from attn_course.bench.plots import benchmark_figure
+from attn_course.bench.records import (
+    SCHEMA,
+    BenchResult,
     load_records,
     ratios,
     record_label,
     scaling_exponent,
-    tflops_per_s,
+    write_record,
 )
 from attn_course.checks import get_exercise
 from attn_course.checks.flash import _blocked_reference
@@ -39,13 +52,13 @@ RECORD_KEYS = {
 @pytest.fixture(scope="module")
 def smoke_record(tmp_path_factory):
     path = tmp_path_factory.mktemp("records") / "smoke.json"
-    assert bench.main(["flash", "--smoke", "--quiet", "--out", str(path)]) == 0
+    assert bench_main(["flash", "--smoke", "--quiet", "--out", str(path)]) == 0
     return json.loads(path.read_text())
 
 
 def test_smoke_record_has_the_schema(smoke_record):
     assert set(smoke_record) >= RECORD_KEYS
-    assert smoke_record["schema"] == bench.SCHEMA
+    assert smoke_record["schema"] == SCHEMA
     assert smoke_record["smoke"] is True
     assert smoke_record["command"] == "python -m attn_course.bench flash --smoke --quiet --out " + \
         smoke_record["command"].split("--out ")[1]  # fmt: skip
@@ -63,9 +76,9 @@ def test_every_config_has_a_result_or_a_reason_for_every_implementation(smoke_re
     configs = {json.dumps(r["config"], sort_keys=True) for r in results}
     # smoke_configs: n in (64, 128, 256) x causal in (no, yes) = 6 configurations
     assert len(configs) == 6
-    assert len(results) == 6 * len(bench.IMPLEMENTATIONS)
+    assert len(results) == 6 * len(flash_suite.IMPLEMENTATIONS)
     for r in results:
-        assert r["label"] == bench.LABELS[r["implementation"]]
+        assert r["label"] == flash_suite.LABELS[r["implementation"]]
         if r["status"] == "ok":
             assert r["ms"] > 0 and r["peak_bytes"] > 0 and r["tflops"] > 0
             assert r["reason"] is None
@@ -105,7 +118,7 @@ def test_triton_is_checked_not_timed_in_the_interpreter(smoke_record):
         pytest.skip("kernels run on a GPU here; the GPU path is timed")
     for r in triton_results:
         assert r["ms"] is None and r["tflops"] is None
-        if r["config"]["n"] <= bench.INTERPRETER_MAX_N:
+        if r["config"]["n"] <= INTERPRETER_MAX_N:
             assert r["status"] == "checked, not timed"
             assert r["max_abs_error"] < 1e-5  # correct: float32 vs float64
         else:
@@ -123,7 +136,7 @@ def test_cuda_only_backends_are_unavailable_on_cpu_with_a_reason(smoke_record):
 def test_a_configuration_the_kernel_refuses_is_recorded_not_raised():
     # The course's kernel takes head dims that are multiples of 8 from 16 to 256 (it pads
     # them to a power of two): 44 is a ValueError.
-    record = bench.run_flash_benchmark(
+    record = flash_suite.run_flash_benchmark(
         [BenchConfig(n=32, heads=1, head_dim=44)], ["triton", "naive"], progress=False
     )
     triton_result, naive_result = record["results"]
@@ -140,8 +153,8 @@ def test_a_backend_that_cannot_run_is_recorded_with_its_warnings(monkeypatch):
         )
         raise RuntimeError("No available kernel. Aborting execution.")
 
-    monkeypatch.setattr(bench, "_implementation", lambda name: refuses)
-    record = bench.run_flash_benchmark([BenchConfig(n=32, heads=1)], ["sdpa"], progress=False)
+    monkeypatch.setattr(flash_suite, "_implementation", lambda name: refuses)
+    record = flash_suite.run_flash_benchmark([BenchConfig(n=32, heads=1)], ["sdpa"], progress=False)
     (result,) = record["results"]
     assert result["status"] == "unavailable"
     assert "No available kernel" in result["reason"] and "same last dimension" in result["reason"]
@@ -186,8 +199,40 @@ def test_config_validation():
     assert len(configs_from([64, 128, 256, 64], [64], ["fp32", "bf16"], "both")) == 12
 
 
+# One cheap implementation per suite, so that the command-line test runs in seconds.
+CHEAP = {"flash": "naive", "linear": "sdpa", "sparse": "sdpa"}
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_every_suite_records_the_command_it_was_given(suite, tmp_path, monkeypatch):
+    # A regression test: the linear and sparse suites used to record sys.argv, not the
+    # argv main() was given. Make sys.argv say something else to tell the two apart.
+    monkeypatch.setattr(sys, "argv", ["elsewhere", suite, "--not-these-options"])
+    argv = [suite, "--smoke", "--quiet", "--impl", CHEAP[suite], "--out", str(tmp_path / "r.json")]
+    assert bench_main(argv) == 0
+    (record,) = load_records(tmp_path / "r.json")
+    assert record["benchmark"] == suite
+    assert record["command"] == "python -m attn_course.bench " + shlex.join(argv)
+    assert {r["implementation"] for r in record["results"]} == {CHEAP[suite]}
+    assert all(r["label"] == SUITES[suite].LABELS[CHEAP[suite]] for r in record["results"])
+    # every suite's results are BenchResults: the same keys, whatever the suite
+    assert all(set(r) == set(BenchResult.__dataclass_fields__) for r in record["results"])
+
+
+def test_measuring_and_records_import_neither_plotly_nor_the_suites():
+    # Imports point one way: __main__ -> suites -> harness -> records; plots stand apart.
+    code = (
+        "import sys, attn_course.bench.harness; "
+        "print(sorted(m for m in sys.modules if m.startswith(('plotly', 'attn_course.bench'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    loaded = ast.literal_eval(done.stdout)
+    assert loaded == ["attn_course.bench", "attn_course.bench.harness", "attn_course.bench.records"]
+
+
 def test_cli_usage_error_exits_2(capsys):
-    assert bench.main(["flash", "--n", "0", "--quiet"]) == 2
+    assert bench_main(["flash", "--n", "0", "--quiet"]) == 2
     assert "n must be" in capsys.readouterr().err
 
 
@@ -204,7 +249,7 @@ def _synthetic_record(device: str, date: str) -> dict:
             results.append(
                 {
                     "implementation": impl,
-                    "label": bench.LABELS[impl],
+                    "label": flash_suite.LABELS[impl],
                     "config": config,
                     "status": "ok",
                     "ms": ms,
@@ -215,18 +260,18 @@ def _synthetic_record(device: str, date: str) -> dict:
                     "reason": None,
                 }
             )
-        results.append({"implementation": "sdpa_cudnn", "label": bench.LABELS["sdpa_cudnn"],
+        results.append({"implementation": "sdpa_cudnn", "label": flash_suite.LABELS["sdpa_cudnn"],
                         "config": config, "status": "unavailable", "ms": None, "tflops": None,
                         "peak_bytes": None, "max_abs_error": None, "grad_max_abs_error": None,
                         "reason": "CUDA only"})  # fmt: skip
-    return {"schema": bench.SCHEMA, "date": date, "device": {"type": "cpu", "name": device},
+    return {"schema": SCHEMA, "date": date, "device": {"type": "cpu", "name": device},
             "command": "test", "results": results}  # fmt: skip
 
 
 def test_load_records_reads_sorts_and_skips_other_files(tmp_path):
-    bench.write_record(_synthetic_record("Later CPU", "2026-11-24T10:00:00Z"), tmp_path / "b.json")
+    write_record(_synthetic_record("Later CPU", "2026-11-24T10:00:00Z"), tmp_path / "b.json")
     earlier = _synthetic_record("Earlier CPU", "2026-11-20T10:00:00Z")
-    bench.write_record(earlier, tmp_path / "a2.json")
+    write_record(earlier, tmp_path / "a2.json")
     (tmp_path / "notes.json").write_text(json.dumps({"schema": "something else"}))
     (tmp_path / "broken.json").write_text("{not json")
     records = load_records(tmp_path / "*.json")
@@ -270,7 +315,7 @@ def test_figure_is_labelled_and_log_scaled():
     assert figure.layout.yaxis.title.text == "time per call (ms)"
     # one line per measured implementation; the unavailable backend draws nothing
     names = [trace.name for trace in figure.data]
-    assert names == [bench.LABELS["naive"], bench.LABELS["sdpa_flash"]]
+    assert names == [flash_suite.LABELS["naive"], flash_suite.LABELS["sdpa_flash"]]
     assert list(figure.data[0].x) == [256, 512, 1024]
     assert "(TFLOP/s)" in benchmark_figure(record, "tflops").layout.yaxis.title.text
     assert "(bytes)" in benchmark_figure(record, "peak_bytes").layout.yaxis.title.text

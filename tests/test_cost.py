@@ -458,7 +458,7 @@ def test_backward_matmuls_per_tile_pair():
 
 
 def test_fa2_backward_count_is_the_benchmarks_convention():
-    from attn_course.bench import BACKWARD_FLOPS_FACTOR
+    from attn_course.bench.harness import BACKWARD_FLOPS_FACTOR
 
     forward = cost.attention_tile_flops("forward", 64, 64, 64)
     assert cost.attention_tile_flops("fa2_backward", 64, 64, 64) / forward == BACKWARD_FLOPS_FACTOR

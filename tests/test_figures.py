@@ -208,7 +208,9 @@ def _hbm_traffic() -> list[go.Figure]:
 
 
 def _benchmarks() -> list[go.Figure]:
-    from attn_course.bench import benchmark_figure, configs_from, load_records, run_flash_benchmark
+    from attn_course.bench import configs_from, load_records
+    from attn_course.bench.flash import run_flash_benchmark
+    from attn_course.bench.plots import benchmark_figure
 
     live = run_flash_benchmark(
         configs_from([32, 64], [16], ["float32"], "no", batch=1, heads=2),

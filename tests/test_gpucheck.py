@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from attn_course import gpucheck
+from attn_course.bench import gpucheck
 
 pytestmark = pytest.mark.nb04
 

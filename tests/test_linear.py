@@ -338,12 +338,12 @@ def test_triton_kernel_refuses_bad_input_before_launch(kernels, change, word):
 def test_bench_linear_smoke_writes_a_record(tmp_path):
     import argparse
 
-    from attn_course import bench_linear
-    from attn_course.bench import load_records, results_table, write_record
+    from attn_course.bench import linear as bench_linear
+    from attn_course.bench.records import load_records, results_table, write_record
 
     parser = argparse.ArgumentParser()
     bench_linear.add_arguments(parser)
-    record = bench_linear.run(parser.parse_args(["--smoke"]))
+    record = bench_linear.run(parser.parse_args(["--smoke"]), command="test")
     assert record["benchmark"] == "linear" and record["smoke"] is True
     # 3 sizes x 3 implementations
     assert len(record["results"]) == 9
@@ -359,12 +359,12 @@ def test_bench_linear_smoke_writes_a_record(tmp_path):
     write_record(record, tmp_path / "linear.json")
     (loaded,) = load_records(tmp_path / "*.json")
     # The same suite through the command line: python -m attn_course.bench linear ...
-    from attn_course.bench import main as bench_main
+    from attn_course.bench.__main__ import main as bench_main
 
     assert bench_main(["linear", "--smoke", "--quiet", "--out", str(tmp_path / "cli.json")]) == 0
     assert load_records(tmp_path / "cli.json")[0]["benchmark"] == "linear"
     # The course's benchmark figure draws any suite's record, one line per implementation.
-    from attn_course.bench import benchmark_figure
+    from attn_course.bench.plots import benchmark_figure
 
     figure = benchmark_figure(record)
     drawn = {trace.name for trace in figure.data}

@@ -530,13 +530,13 @@ def test_the_checks_longformer_tile_count_matches_the_layout(n, radius, block, d
 
 
 def test_bench_sparse_smoke(tmp_path):
-    from attn_course import bench_sparse
-    from attn_course.bench import SCHEMA, load_records
-    from attn_course.bench import main as bench_main
+    from attn_course.bench import sparse as bench_sparse
+    from attn_course.bench.__main__ import main as bench_main
+    from attn_course.bench.records import SCHEMA, load_records
 
     parser = argparse.ArgumentParser()
     bench_sparse.add_arguments(parser)
-    record = bench_sparse.run(parser.parse_args(["--smoke"]))
+    record = bench_sparse.run(parser.parse_args(["--smoke"]), command="test")
     out = tmp_path / "sparse.json"
     # The same suite through the command line: python -m attn_course.bench sparse ...
     assert bench_main(["sparse", "--smoke", "--quiet", "--out", str(out)]) == 0
