@@ -41,6 +41,7 @@ lab: $(VENV)/.installed
 	$(BIN)/python -m attn_course.classroom.lab $(LAB_ARGS)
 
 # Grade your own work: make check [NOTEBOOK=workspace/exercises/01_score_matrix.ipynb]
+# (exercise notebooks are named NN_topic.ipynb: the rule of attn_course/course.py)
 NOTEBOOK ?= $(wildcard workspace/exercises/[0-9][0-9]_*.ipynb)
 check: $(VENV)/.installed
 	@test -n "$(NOTEBOOK)" || { echo "no exercise notebooks in workspace/exercises/: run make lab first"; exit 2; }
