@@ -291,12 +291,10 @@ def readme_table() -> str:
 
 
 def main() -> int:
-    """Print the tables the README, the instructor guide and notebook 00 quote."""
-    from attn_course.runtimes import run_time_table  # it reads this map: imported late
-
+    """Print the tables the README and notebook 00 quote (the instructor guide's table of
+    run times: ``python -m attn_course.runtimes``)."""
     for heading, table in (
         ("README.md, 'The course'", readme_table()),
-        ("docs/instructors.md, 'Run times'", run_time_table()),
         ("notebooks/00_start_here.py, '1 · The course, in order'", course_map_table()),
     ):
         print(f"{heading}:\n\n{table}\n")

@@ -36,7 +36,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from attn_course.course import COURSE_ROOT, lesson_files
+from attn_course.course import COURSE_ROOT, LESSONS, lesson_files
 
 __all__ = [
     "FIRST_NOTEBOOK",
@@ -47,7 +47,8 @@ __all__ = [
     "prepare_workspace",
 ]
 
-FIRST_NOTEBOOK = Path("notebooks") / "00_start_here.ipynb"
+# The course map (lesson 00), first lesson of the map.
+FIRST_NOTEBOOK = Path("notebooks") / f"{LESSONS[0].slug}.ipynb"
 WORKSPACE_ENV = "ATTN_COURSE_WORKSPACE"
 # Copied side by side under the same names, so the lessons' relative links
 # (``../exercises/01_score_matrix.ipynb``) work in the workspace too.
