@@ -38,9 +38,10 @@ $(VENV)/.installed: pyproject.toml constraints/cpu.txt | $(BIN)/python
 # LAB_ARGS go to jupyter lab (e.g. LAB_ARGS="--no-browser --port 8890"); --instructor
 # opens the course folder itself with nbgrader's tools instead of the learner's workspace.
 lab: $(VENV)/.installed
-	$(BIN)/python -m attn_course.lab $(LAB_ARGS)
+	$(BIN)/python -m attn_course.classroom.lab $(LAB_ARGS)
 
 # Grade your own work: make check [NOTEBOOK=workspace/exercises/01_score_matrix.ipynb]
+# (exercise notebooks are named NN_topic.ipynb: the rule of attn_course/course.py)
 NOTEBOOK ?= $(wildcard workspace/exercises/[0-9][0-9]_*.ipynb)
 check: $(VENV)/.installed
 	@test -n "$(NOTEBOOK)" || { echo "no exercise notebooks in workspace/exercises/: run make lab first"; exit 2; }
@@ -56,13 +57,13 @@ test: $(VENV)/.installed
 # and exercises/*.ipynb from solutions/ (tests fail when these are out of date).
 notebooks: $(VENV)/.installed
 	$(need_repository)
-	$(BIN)/python -m attn_course.build
+	$(BIN)/python -m attn_course.classroom.build
 
 # Instructor commands (docs/instructors.md).
 # The student release: exercises rebuilt from solutions/, copied without them, verified.
 release: $(VENV)/.installed
 	$(need_repository)
-	$(BIN)/python -m attn_course.release --out release
+	$(BIN)/python -m attn_course.classroom.release --out release
 
 # Grade a class: make grade SUBMISSIONS=path/to/lms-export [GRADE_ARGS="--jobs 2"]
 GRADE_ARGS ?= --jobs 2
@@ -73,7 +74,7 @@ grade: $(VENV)/.installed
 # The static HTML edition of the course, executed at full size unless SITE_SIZE=small.
 SITE_SIZE ?= full
 site: $(VENV)/.installed
-	$(BIN)/python -m attn_course.site --out site --size $(SITE_SIZE)
+	$(BIN)/python -m attn_course.classroom.site --out site --size $(SITE_SIZE)
 
 # One short, prepared check on a GPU machine (attn_course/bench/gpucheck.py): kernel tests
 # compiled, device peaks, the headline benchmark; one JSON record in GPUCHECK_OUT.

@@ -8,7 +8,7 @@ on small inputs, in seconds rather than minutes.
     ATTN_COURSE_SIZE=small  # CI: same cells, small n
 
 A second, display-only knob: ``ATTN_COURSE_STATIC=1`` is set by the static HTML
-edition (``python -m attn_course.site``) for the kernels it runs, so that the
+edition (``python -m attn_course.classroom.site``) for the kernels it runs, so that the
 interactive calculators show a frozen figure instead of live widgets
 (:func:`static_site`).
 """

@@ -1,9 +1,11 @@
-"""How long each lesson takes to run, in one place.
+"""How long each lesson takes to run: the sentences every notebook and guide quotes.
 
-The notebooks' headers, their "Run time" cell comments and the instructor guide's table
-all quote the sentences these functions build; ``tests/test_runtimes.py`` checks that
-they agree, so a new measurement is entered here once and copied from
-``python -m attn_course.runtimes`` (which prints every sentence and the table).
+The measurements are in the lesson map (:data:`attn_course.course.LESSONS`, one
+:class:`~attn_course.course.RunTime` each). The notebooks' headers, their "Run time" cell
+comments and the instructor guide's table all quote the sentences these functions build;
+``tests/test_runtimes.py`` checks that they agree, so a new measurement is entered in the
+map once and copied from ``python -m attn_course.runtimes`` (which prints every sentence
+and the table).
 
 What a run time depends on: the number of cores, what else runs on the machine, and the
 size knob ``ATTN_COURSE_SIZE`` (``small`` runs every cell on tiny inputs). The times
@@ -14,7 +16,8 @@ below were measured on an idle machine; a learner's runs on a shared 2-core mach
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from attn_course import course
+from attn_course.course import RunTime
 
 __all__ = [
     "MEASURED_ON",
@@ -40,46 +43,8 @@ REPORTED_SLOWDOWN = (2, 4)
 SHARED_SLOWDOWN = REPORTED_SLOWDOWN[1]  # the busy end of every stated range
 
 
-@dataclass(frozen=True)
-class RunTime:
-    """One lesson at full size on the CPU of :data:`MEASURED_ON`.
-
-    idle_s:  the whole notebook, seconds (the typical of the runs)
-    runs:    what the idle time summarises, e.g. "43–51 s in three runs" ("" if one run)
-    ram:     free RAM the full size needs, as the guide's table shows it
-    small_s: the whole notebook with ``ATTN_COURSE_SIZE=small``, seconds (None: not timed)
-    cells_s: the cells that carry a "# Run time:" comment, in order, seconds
-    """
-
-    title: str
-    idle_s: float
-    runs: str
-    ram: str
-    small_s: float | None
-    cells_s: tuple[float, ...] = ()
-
-
-RUN_TIMES: dict[str, RunTime] = {
-    "00_start_here": RunTime("start here", 5, "", "—", None),
-    "01_score_matrix": RunTime("score matrix", 45, "43–51 s in three runs", "≈ 3 GB", 15, (31,)),
-    "02_cost_arithmetic": RunTime("cost arithmetic", 13, "", "< 1 GB", None),
-    "03_tiling": RunTime("tiling", 30, "25–50 s in three runs", "≈ 2.5 GB", 25, (10,)),
-    "04_flash_attention": RunTime("FlashAttention in Triton", 80, "", "≈ 2 GB", None, (23, 20)),
-    "05_linear_attention": RunTime(
-        "linear attention", 45, "43–48 s in three runs", "≈ 1.1 GB", 10, (29,)
-    ),
-    "06_sparse_attention": RunTime(
-        "sparse attention",
-        30,
-        "20–55 s in three runs, some with other jobs running",
-        "≈ 1 GB",
-        30,
-        (8,),
-    ),
-    # 07 was timed before its timing cells took more repeats; on 2026-12-02 the new version ran
-    # in 63 s on the same kind of VM with other programs running (load average ≈ 1).
-    "07_kv_cache": RunTime("KV cache", 37, "", "< 0.5 GB", 10, (11, 11)),
-}
+# The lessons' run times by slug, in course order, as the map had them at import.
+RUN_TIMES: dict[str, RunTime] = {lesson.slug: lesson.run_time for lesson in course.LESSONS}
 
 
 def format_duration(seconds: float) -> str:
@@ -94,9 +59,7 @@ def format_duration(seconds: float) -> str:
 
 
 def _get(stem: str) -> RunTime:
-    if stem not in RUN_TIMES:
-        raise ValueError(f"no run time recorded for {stem!r}; known: {sorted(RUN_TIMES)}")
-    return RUN_TIMES[stem]
+    return course.get_lesson(stem).run_time
 
 
 def _cpu_range(seconds: float) -> str:
@@ -156,10 +119,11 @@ def run_time_table() -> str:
         "| notebook | CPU, full size: quiet – busy | free RAM needed | `small` | GPU |",
         "|---|---|---|---|---|",
     ]
-    for stem, rt in RUN_TIMES.items():
+    for lesson in course.LESSONS:
+        rt = lesson.run_time
         small = "—" if rt.small_s is None else f"≈ {format_duration(rt.small_s)}"
         lines.append(
-            f"| {stem[:2]} {rt.title} | {_cpu_range(rt.idle_s)} | {rt.ram} | {small} "
+            f"| {lesson.slug[:2]} {lesson.title} | {_cpu_range(rt.idle_s)} | {rt.ram} | {small} "
             "| not measured |"
         )
     return "\n".join(lines)

@@ -585,6 +585,6 @@ for row in recorded_resources("forward", ["sm_80", "sm_90"], dtype="float16", he
 #   the Triton kernel's GPU speed, or about 2–4× versus 3–5×. The commands above produce
 #   the record that settles it for one GPU.
 #
-# **Next:** [05 · Linear attention](05_linear_attention.ipynb): changing the maths itself, to escape the n²
+# **Next:** [05 · Linear (kernel) attention](05_linear_attention.ipynb): changing the maths itself, to escape the n²
 # in compute as well as in memory. Practise first with the exercises in
 # [`exercises/04_flash_attention.ipynb`](../exercises/04_flash_attention.ipynb).

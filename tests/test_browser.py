@@ -52,12 +52,12 @@ from typing import Any
 import nbformat
 import pytest
 
-from attn_course.lab import (
-    COURSE_ROOT,
+from attn_course.classroom.lab import (
     FIRST_NOTEBOOK,
     NBGRADER_SERVER_EXTENSIONS,
     write_learner_settings,
 )
+from attn_course.course import COURSE_ROOT, LESSONS
 
 try:
     from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
@@ -487,7 +487,7 @@ def test_calculator_legends_name_every_curve(cost_notebook: RunAll) -> None:
 def test_start_here_shows_a_ready_environment_report(
     browser: Browser, lab: Lab, artifacts: Path
 ) -> None:
-    # `make lab` opens this notebook first (attn_course.lab.FIRST_NOTEBOOK): a new user's
+    # `make lab` opens this notebook first (attn_course.classroom.lab.FIRST_NOTEBOOK): a new user's
     # first Run All must end in the environment report, with the kernel smoke test passed.
     assert FIRST_NOTEBOOK.name == "00_start_here.ipynb"
     with browser_page(browser, artifacts, "00") as page:
@@ -507,7 +507,7 @@ def test_start_here_shows_a_ready_environment_report(
 
 # --- every lesson: what plotly and MathJax drew ---------------------------------------------
 
-LESSONS = sorted(path.name for path in (COURSE_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+LESSON_NAMES = [f"{lesson.slug}.ipynb" for lesson in LESSONS]
 
 # What a figure and an equation look like on the page, read from the DOM: for every plotly
 # figure the boxes of its legend, tick labels, axis titles (plotly classes them xtick,
@@ -636,7 +636,7 @@ def shut_down_kernel(lab: Lab, notebook: str) -> None:
             urllib.request.urlopen(delete, timeout=30).close()
 
 
-@pytest.mark.parametrize("lesson", LESSONS, ids=lambda name: name[:2])
+@pytest.mark.parametrize("lesson", LESSON_NAMES, ids=lambda name: name[:2])
 def test_lesson_runs_and_its_figures_and_equations_fit(
     lesson: str, browser: Browser, lab: Lab, artifacts: Path, request: pytest.FixtureRequest
 ) -> None:

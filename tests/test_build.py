@@ -16,7 +16,7 @@ import jupytext
 import nbformat
 import pytest
 
-from attn_course.build import (
+from attn_course.classroom.build import (
     CODE_STUB,
     build,
     changes_by_hand,
@@ -27,16 +27,17 @@ from attn_course.build import (
     notebook_text,
     validate_exercise_notebook,
 )
+from attn_course.course import COURSE_ROOT, lesson_paths
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "grading"
 sys.path.insert(0, str(FIXTURES))
 import fake_course  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = COURSE_ROOT
 FOLDERS = ("notebooks", "solutions", "exercises")
 COMMITTED = sorted(p for folder in FOLDERS for p in (ROOT / folder).glob("*.ipynb"))
-LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+LESSONS = lesson_paths("notebooks")
+SOLUTIONS = lesson_paths("solutions")
 
 LESSON_SCRIPT = """\
 # ---
@@ -312,7 +313,8 @@ def test_committed_notebooks_have_no_outputs(path):
 
 def test_committed_notebooks_are_up_to_date():
     stale, problems = build(ROOT, check_only=True)
-    assert [str(p.relative_to(ROOT)) for p in stale] == [], "run `python -m attn_course.build`"
+    stale_names = [str(p.relative_to(ROOT)) for p in stale]
+    assert stale_names == [], "run `python -m attn_course.classroom.build`"
     assert problems == []
 
 

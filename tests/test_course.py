@@ -14,14 +14,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from attn_course.release import local_links
+from attn_course.classroom.release import local_links
+from attn_course.course import COURSE_ROOT, lesson_paths
 
-ROOT = Path(__file__).resolve().parent.parent
-LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+ROOT = COURSE_ROOT
+LESSONS = lesson_paths("notebooks")
 ALL_NOTEBOOKS = [
-    path
-    for folder in ("notebooks", "solutions", "exercises")
-    for path in sorted((ROOT / folder).glob("[0-9][0-9]_*.ipynb"))
+    path for folder in ("notebooks", "solutions", "exercises") for path in lesson_paths(folder)
 ]
 
 

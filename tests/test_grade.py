@@ -22,6 +22,7 @@ import pytest
 
 from attn_course import checks
 from attn_course.checks import exercise, expect_equal
+from attn_course.course import COURSE_ROOT, lesson_paths
 from attn_course.grade import (
     FIRST_START_TRIES,
     CheckResult,
@@ -39,10 +40,9 @@ sys.path.insert(0, str(FIXTURES))
 import fake_course  # noqa: E402
 from load import cpu_hog  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-COURSE_NOTEBOOK = "[0-9][0-9]_*.ipynb"
-SOLUTIONS = sorted((ROOT / "solutions").glob(COURSE_NOTEBOOK))
-EXERCISES = sorted((ROOT / "exercises").glob(COURSE_NOTEBOOK))
+ROOT = COURSE_ROOT
+SOLUTIONS = lesson_paths("solutions")
+EXERCISES = lesson_paths("exercises")
 
 
 # --- check(): unit tests ---------------------------------------------------------------
@@ -500,7 +500,7 @@ WRONG_CELLS = {
 
 
 def _wrong_notebook(stem: str):
-    from attn_course.build import notebook_from_script
+    from attn_course.classroom.build import notebook_from_script
 
     nb = notebook_from_script(ROOT / "solutions" / f"{stem}.py")
     for grade_id, source in WRONG_CELLS[stem].items():

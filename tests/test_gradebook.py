@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from attn_course.checks import scores as checks_scores
-from attn_course.gradebook import (
+from attn_course.classroom.gradebook import (
     POINTS_POSSIBLE,
     Submission,
     find_submissions,
@@ -424,7 +424,7 @@ def test_a_killed_run_leaves_the_previous_gradebook_intact(tmp_path):
     fake_course.save(nb, tmp_path / "submissions" / "alice")
     with fake_course.fake_exercises():
         run = subprocess.Popen(
-            [sys.executable, "-m", "attn_course.gradebook", str(tmp_path / "submissions"),
+            [sys.executable, "-m", "attn_course.classroom.gradebook", str(tmp_path / "submissions"),
              "--out", str(out), "--quiet"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip

@@ -1,7 +1,7 @@
 """The lab command: a workspace nothing overwrites, and a JupyterLab that really serves it.
 
 The workspace tests copy a small fake course. The server test starts ``python -m
-attn_course.lab`` (what ``make lab`` runs once the environment is set up) headless on a
+attn_course.classroom.lab`` (what ``make lab`` runs once the environment is set up) headless on a
 free local port with a workspace in a temporary folder, waits for HTTP 200 from its REST
 API, saves a notebook through it the way JupyterLab does, checks that only the workspace
 copy changed, that nbgrader's instructor tools are off and widget state is saved, and
@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from attn_course.lab import (
-    COURSE_ROOT,
+from attn_course.classroom.lab import (
     FIRST_NOTEBOOK,
     NBGRADER_LAB_EXTENSION,
     lab_command,
     prepare_workspace,
 )
+from attn_course.course import COURSE_ROOT
 
 # --- the workspace ----------------------------------------------------------------------------
 
@@ -143,7 +143,7 @@ def get(url: str, token: str, data: bytes | None = None) -> tuple[int, bytes]:
 def test_make_lab_runs_the_lab_module():
     makefile = (COURSE_ROOT / "Makefile").read_text()
     lab_recipe = makefile.split("\nlab:", 1)[1].split("\n\n", 1)[0]
-    assert "-m attn_course.lab" in lab_recipe
+    assert "-m attn_course.classroom.lab" in lab_recipe
 
 
 @pytest.mark.slow
@@ -164,7 +164,7 @@ def test_lab_serves_the_course(tmp_path: Path):
         "--ServerApp.port_retries=0",
     ]
     log = (tmp_path / "lab.log").open("w")
-    command = [sys.executable, "-m", "attn_course.lab", *args]
+    command = [sys.executable, "-m", "attn_course.classroom.lab", *args]
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -1,4 +1,5 @@
-"""The student release: ``python -m attn_course.release --out DIR`` builds it and verifies it."""
+"""The student release: ``python -m attn_course.classroom.release --out DIR`` builds and
+verifies it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from attn_course.release import (
+from attn_course.classroom.release import (
     STUDENT_README,
     WITHHELD,
     broken_links,
@@ -18,8 +19,9 @@ from attn_course.release import (
     make_release,
     verify_release,
 )
+from attn_course.course import COURSE_ROOT, lesson_paths
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = COURSE_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def test_release_has_the_student_files_and_no_solutions(release):
     for name in ("README.md", "pyproject.toml", "Makefile", "attn_course/grade.py"):
         assert (release / name).is_file(), name
     lessons = sorted(p.name for p in (release / "notebooks").iterdir())
-    assert lessons == sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert lessons == [p.name for p in lesson_paths("notebooks")]
     exercises = sorted(p.name for p in (release / "exercises").glob("*.ipynb"))
     assert exercises == sorted(p.name for p in (ROOT / "solutions").glob("*.ipynb"))
     for name in WITHHELD:

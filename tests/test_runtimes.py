@@ -8,11 +8,11 @@ builds (whitespace aside: Markdown wraps lines).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
 
+from attn_course.course import COURSE_ROOT, lesson_paths
 from attn_course.runtimes import (
     RUN_TIMES,
     SHARED_SLOWDOWN,
@@ -24,8 +24,8 @@ from attn_course.runtimes import (
     size_knob,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+ROOT = COURSE_ROOT
+LESSONS = lesson_paths("notebooks")
 
 
 def flat(text: str) -> str:

@@ -1,4 +1,4 @@
-"""attn_course.site: link rewriting, frozen widgets and figures, and the whole static site.
+"""attn_course.classroom.site: link rewriting, frozen widgets and figures, the whole site.
 
 The unit tests run on tiny hand-made notebooks and pages. The ``slow`` tests build the real
 site once (every lesson, executed at ATTN_COURSE_SIZE=small, two kernels at a time) and
@@ -19,10 +19,8 @@ from urllib.parse import urlsplit
 import nbformat
 import pytest
 
-from attn_course import site
-from attn_course.site import (
-    COURSE_ROOT,
-    LESSON_NAME,
+from attn_course.classroom import site
+from attn_course.classroom.site import (
     Page,
     build_site,
     course_pages,
@@ -34,6 +32,7 @@ from attn_course.site import (
     rewrite_links,
     scrub_paths,
 )
+from attn_course.course import COURSE_ROOT, lesson_paths
 from attn_course.widgets import FlopsCalculator, StaticSnapshot
 
 P = PurePosixPath
@@ -342,9 +341,7 @@ def test_page_parser_counts_only_unexpected_errors() -> None:
 
 # --- the real site --------------------------------------------------------------------------
 
-LESSONS = sorted(
-    p for p in (COURSE_ROOT / "notebooks").glob("*.ipynb") if LESSON_NAME.match(p.name)
-)
+LESSONS = lesson_paths("notebooks")
 
 
 @pytest.fixture(scope="module")
@@ -365,10 +362,8 @@ def test_site_index_lists_every_lesson_in_course_order(built_site: tuple[Path, l
     for page in pages:
         assert (out / page.target).is_file()
         assert f">{html.escape(page.title)}</a>" in index
-    exercises = sorted((COURSE_ROOT / "exercises").glob("*.ipynb"))
-    for exercise in exercises:
-        if (COURSE_ROOT / "notebooks" / exercise.name).exists():
-            assert (out / "exercises" / f"{exercise.stem}.html").is_file()
+    for exercise in lesson_paths("exercises"):
+        assert (out / "exercises" / f"{exercise.stem}.html").is_file()
 
 
 @pytest.mark.slow

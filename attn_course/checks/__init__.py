@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import importlib
 import math
-import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from attn_course import course
 from attn_course.grading.answers import Forbidden, StudentError
 
 __all__ = [
@@ -55,17 +55,13 @@ __all__ = [
 
 
 def topic_modules() -> list[str]:
-    """Every module of this package: one per topic, each registering its exercises.
+    """The checks module of every lesson of the course map, each registering its exercises.
 
-    Found on disk, so a new topic's checks module needs no list to be edited. Imported
-    lazily by the look-ups below so that importing attn_course.checks stays cheap.
-    Modules whose name starts with ``_`` are shared helpers, not topics.
+    Named by the map (:data:`attn_course.course.LESSONS`), so a new lesson's checks need
+    only its map entry. Imported lazily by the look-ups below so that importing
+    attn_course.checks stays cheap. Modules whose name starts with ``_`` are shared helpers.
     """
-    return [
-        f"{__name__}.{info.name}"
-        for info in pkgutil.iter_modules(__path__)
-        if not info.name.startswith("_")
-    ]
+    return [lesson.checks for lesson in course.LESSONS if lesson.checks]
 
 
 class CheckFailed(AssertionError):

@@ -18,10 +18,10 @@ import functools
 import linecache
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from attn_course.course import COURSE_ROOT
+
 MIN_WRONG = 4
 MIN_WRONG_TWO_POINTS = 6
 
@@ -41,11 +41,11 @@ def solution_answers(stem: str) -> dict[str, Any]:
 
     Runs every code cell except the check cells, as a student's "Run All" would.
     """
-    from attn_course.build import notebook_from_script
+    from attn_course.classroom.build import notebook_from_script
     from attn_course.grade import is_check_cell
 
     namespace: dict[str, Any] = {"__name__": f"solutions_{stem}"}
-    cells = notebook_from_script(ROOT / "solutions" / f"{stem}.py").cells
+    cells = notebook_from_script(COURSE_ROOT / "solutions" / f"{stem}.py").cells
     for number, cell in enumerate(cells, start=1):
         if cell.cell_type == "code" and not is_check_cell(cell):
             # Registered with linecache, so that @triton.jit (which reads a kernel's source)

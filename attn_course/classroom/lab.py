@@ -1,4 +1,4 @@
-"""Open the course in JupyterLab: ``python -m attn_course.lab [options] [jupyter lab options]``.
+"""Open the course in JupyterLab: ``python -m attn_course.classroom.lab [options] [lab options]``.
 
 ``make lab`` sets up the virtual environment and then runs this module. A learner's work
 never lives in the course's tracked files: the first time, the lessons (``notebooks/``) and
@@ -36,8 +36,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from attn_course.course import COURSE_ROOT, LESSONS, lesson_files
+
 __all__ = [
-    "COURSE_ROOT",
     "FIRST_NOTEBOOK",
     "WorkspaceReport",
     "default_workspace",
@@ -46,8 +47,8 @@ __all__ = [
     "prepare_workspace",
 ]
 
-COURSE_ROOT = Path(__file__).resolve().parent.parent
-FIRST_NOTEBOOK = Path("notebooks") / "00_start_here.ipynb"
+# The course map (lesson 00), first lesson of the map.
+FIRST_NOTEBOOK = Path("notebooks") / f"{LESSONS[0].slug}.ipynb"
 WORKSPACE_ENV = "ATTN_COURSE_WORKSPACE"
 # Copied side by side under the same names, so the lessons' relative links
 # (``../exercises/01_score_matrix.ipynb``) work in the workspace too.
@@ -108,7 +109,7 @@ def _course_notebooks(course: Path) -> list[Path]:
     return [
         path.relative_to(course)
         for folder in COPIED_FOLDERS
-        for path in sorted((course / folder).glob("[0-9][0-9]_*.ipynb"))
+        for path in lesson_files(course / folder)
     ]
 
 
@@ -206,7 +207,7 @@ def lab_command(
 
 def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
-        prog="python -m attn_course.lab",
+        prog="python -m attn_course.classroom.lab",
         description="Open the course in JupyterLab; other options go to `jupyter lab`.",
         allow_abbrev=False,  # never take one of jupyter's options for one of ours
     )

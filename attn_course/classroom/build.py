@@ -1,4 +1,4 @@
-"""Build the course's notebooks from their sources: ``python -m attn_course.build``.
+"""Build the course's notebooks from their sources: ``python -m attn_course.classroom.build``.
 
 Notebooks are written as jupytext percent scripts; the ``.ipynb`` files are
 generated from them and committed::
@@ -15,17 +15,17 @@ ClearSolutions replaces each ``### BEGIN SOLUTION`` ... ``### END SOLUTION``
 region with a stub that raises NotImplementedError (which the grader reports as
 "not attempted"), and LockCells makes the check cells read-only in JupyterLab.
 
-    python -m attn_course.build            # (re)write whatever is out of date
-    python -m attn_course.build --check    # only report; exit 1 if anything is out of date
-    python -m attn_course.build --root DIR # a course checkout other than this one
-    python -m attn_course.build --force    # also overwrite notebooks changed by hand
+    python -m attn_course.classroom.build             # (re)write whatever is out of date
+    python -m attn_course.classroom.build --check     # only report; exit 1 if any is out of date
+    python -m attn_course.classroom.build --root DIR  # a course checkout other than this one
+    python -m attn_course.classroom.build --force     # also overwrite notebooks changed by hand
 
 A generated notebook carries its own fingerprint: it has no outputs and each cell's id
 is a hash of the cell's content, which JupyterLab keeps when it saves. A notebook that
 was run, or had a cell edited or added, no longer matches it
 (:func:`changes_by_hand`), and the build refuses to overwrite it, saying why, unless
 ``--force`` is given: answers written into ``exercises/`` or a lesson run in place are
-never lost silently. (Learners work in copies, see :mod:`attn_course.lab`.)
+never lost silently. (Learners work in copies, see :mod:`attn_course.classroom.lab`.)
 
 The build also checks every solutions notebook: each solution cell is followed
 by a check cell of a registered exercise of that notebook
@@ -47,6 +47,8 @@ from typing import TYPE_CHECKING
 
 import nbformat
 
+from attn_course.course import COURSE_ROOT, lesson_files
+
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
@@ -65,7 +67,6 @@ __all__ = [
     "validate_exercise_notebook",
 ]
 
-SOURCE_PATTERN = "[0-9][0-9]_*.py"
 SOURCE_FOLDERS = ("notebooks", "solutions")
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
@@ -84,8 +85,7 @@ JUPYTEXT_CELL_NOISE = ("lines_to_next_cell",)
 
 def default_root() -> Path:
     """This checkout (the folder holding the package) if it has the course folders, else cwd."""
-    checkout = Path(__file__).resolve().parent.parent
-    return checkout if (checkout / "solutions").is_dir() else Path.cwd()
+    return COURSE_ROOT if (COURSE_ROOT / "solutions").is_dir() else Path.cwd()
 
 
 # --- one notebook ----------------------------------------------------------------------
@@ -297,7 +297,7 @@ def planned_notebooks(root: Path) -> dict[Path, NotebookNode]:
     """Every notebook the build writes under ``root``, by path, in build order."""
     planned: dict[Path, NotebookNode] = {}
     for folder in SOURCE_FOLDERS:
-        for script in sorted((root / folder).glob(SOURCE_PATTERN)):
+        for script in lesson_files(root / folder, ".py"):
             planned[script.with_suffix(".ipynb")] = notebook_from_script(script)
     for path, nb in list(planned.items()):
         if path.parent.name == "solutions":
@@ -309,7 +309,7 @@ def _orphans(root: Path, planned: dict[Path, NotebookNode]) -> list[Path]:
     """Committed course notebooks that no source builds any more."""
     found = []
     for folder in (*SOURCE_FOLDERS, "exercises"):
-        found += [p for p in sorted((root / folder).glob("[0-9][0-9]_*.ipynb")) if p not in planned]
+        found += [p for p in lesson_files(root / folder) if p not in planned]
     return found
 
 
@@ -337,8 +337,8 @@ def build(
         if by_hand:
             problems.append(
                 f"{path.relative_to(root)}: NOT overwritten, {'; '.join(by_hand)}. Move it "
-                "elsewhere to keep that work, or discard it with `python -m attn_course.build "
-                "--force`"
+                "elsewhere to keep that work, or discard it with "
+                "`python -m attn_course.classroom.build --force`"
             )
             stale.pop()  # still out of date, but not written: reported as a problem instead
             continue
@@ -359,7 +359,7 @@ def build(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m attn_course.build",
+        prog="python -m attn_course.classroom.build",
         description="Build notebooks/, solutions/ and exercises/ .ipynb files from the "
         "jupytext scripts notebooks/NN_*.py and solutions/NN_*.py.",
     )
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
     if args.check and stale:
-        print("run `python -m attn_course.build` to regenerate them", file=sys.stderr)
+        print("run `python -m attn_course.classroom.build` to regenerate them", file=sys.stderr)
     if not stale and not problems:
         print("all notebooks up to date")
     return 1 if problems or (args.check and stale) else 0

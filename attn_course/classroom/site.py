@@ -1,11 +1,11 @@
-"""The static HTML edition of the course: ``python -m attn_course.site``.
+"""The static HTML edition of the course: ``python -m attn_course.classroom.site``.
 
 Runs every lesson notebook (``notebooks/NN_*.ipynb``, in course order) in a fresh kernel and
 renders it, outputs included, into a folder of plain HTML pages that need no kernel and no
 network: open ``site/index.html`` in a browser, or copy the folder to any static web host.
 
-    python -m attn_course.site                      # every lesson, size from $ATTN_COURSE_SIZE
-    python -m attn_course.site --size small --out /tmp/site notebooks/03_tiling.ipynb
+    python -m attn_course.classroom.site     # every lesson, size from $ATTN_COURSE_SIZE
+    python -m attn_course.classroom.site --size small --out /tmp/site notebooks/03_tiling.ipynb
 
 What the site holds, and why:
 
@@ -67,10 +67,10 @@ from nbconvert import HTMLExporter
 from traitlets.config import Config
 
 from attn_course.config import SIZE_ENV, SIZES, STATIC_ENV, course_size
+from attn_course.course import COURSE_ROOT, lesson_files
 from attn_course.widgets import static_note_html
 
 __all__ = [
-    "COURSE_ROOT",
     "BuildError",
     "Page",
     "build_site",
@@ -83,7 +83,6 @@ __all__ = [
     "rewrite_links",
 ]
 
-COURSE_ROOT = Path(__file__).resolve().parent.parent
 STATIC = PurePosixPath("_static")
 PLOTLY_JS = STATIC / "plotly.min.js"
 MATHJAX_DIR = STATIC / "mathjax"
@@ -93,7 +92,6 @@ MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"
 # Written into the output folder, so that a rebuild may wipe a folder it made itself and
 # never one that happens to be passed by mistake (``--out .``).
 MARKER = ".attn-course-site"
-LESSON_NAME = re.compile(r"^\d\d_\w+\.ipynb$")
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
@@ -145,7 +143,7 @@ def course_pages(root: Path, lessons: Sequence[Path] | None = None) -> list[Page
     bare file names; an exercise page is made for every picked lesson that has an
     ``exercises/`` notebook of that name.
     """
-    available = sorted(p for p in (root / "notebooks").glob("*.ipynb") if LESSON_NAME.match(p.name))
+    available = lesson_files(root / "notebooks")
     if lessons is None:
         chosen = available
     else:
@@ -621,7 +619,9 @@ def prepare_out(out: Path) -> None:
             )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("Built by python -m attn_course.site; rebuilt from scratch.\n")
+    (out / MARKER).write_text(
+        "Built by python -m attn_course.classroom.site; rebuilt from scratch.\n"
+    )
 
 
 def build_site(
@@ -700,7 +700,7 @@ def folder_megabytes(folder: Path) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m attn_course.site",
+        prog="python -m attn_course.classroom.site",
         description="Run the lesson notebooks and render them as a static, offline HTML site.",
     )
     parser.add_argument(

@@ -1,11 +1,11 @@
-"""Build and verify the student release: ``python -m attn_course.release --out DIR``.
+"""Build and verify the student release: ``python -m attn_course.classroom.release --out DIR``.
 
 The release is the course as students get it: the lessons, the exercise
 notebooks, the package (whose checks the exercises call), the recorded
 benchmark results and the install files, without ``solutions/`` or the test
 suite. One command
 
-1. rebuilds every notebook from its source (:func:`attn_course.build.build`), which
+1. rebuilds every notebook from its source (:func:`attn_course.classroom.build.build`), which
    regenerates ``exercises/`` from ``solutions/`` and fails on any problem there;
 2. copies the student files into ``DIR``, with the students' own README
    (``docs/release-README.md``) in place of the course repository's;
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import nbformat
 
-from attn_course.build import (
+from attn_course.classroom.build import (
     CODE_STUB,
     build,
     check_call,
@@ -38,6 +38,7 @@ from attn_course.build import (
     nbgrader_meta,
     notebook_from_script,
 )
+from attn_course.course import lesson_files
 
 __all__ = [
     "RELEASE_FILES",
@@ -79,7 +80,7 @@ def _copy(root: Path, out: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
     # The lessons' paired .py sources are the authors' files, not the students'.
-    for script in (out / "notebooks").glob("[0-9][0-9]_*.py"):
+    for script in lesson_files(out / "notebooks", ".py"):
         script.unlink()
 
 
@@ -153,7 +154,7 @@ def verify_release(out: Path | str, root: Path | str | None = None) -> list[str]
     out = Path(out)
     root = Path(root) if root is not None else default_root()
     problems = [f"{name}/ must not be in a release" for name in WITHHELD if (out / name).exists()]
-    exercise_notebooks = sorted((out / "exercises").glob("[0-9][0-9]_*.ipynb"))
+    exercise_notebooks = lesson_files(out / "exercises")
     if not exercise_notebooks:
         problems.append("exercises/ holds no exercise notebooks")
     for path in exercise_notebooks:
@@ -187,7 +188,7 @@ def make_release(out: Path | str, root: Path | str | None = None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m attn_course.release",
+        prog="python -m attn_course.classroom.release",
         description="Build the student release (lessons, exercise notebooks, package; no "
         "solutions) from the solutions and verify it.",
     )

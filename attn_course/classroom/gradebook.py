@@ -1,4 +1,4 @@
-"""Grade a whole class: ``python -m attn_course.gradebook SUBMISSIONS --out RESULTS``.
+"""Grade a whole class: ``python -m attn_course.classroom.gradebook SUBMISSIONS --out RESULTS``.
 
 ``SUBMISSIONS`` is a folder as a learning management system exports it, either
 one sub-folder per student or one file per student (or a mix)::
