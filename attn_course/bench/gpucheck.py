@@ -49,6 +49,7 @@ from attn_course.bench.harness import (
     median_ms,
     tflops_per_s,
 )
+from attn_course.course import COURSE_ROOT
 
 __all__ = [
     "KERNEL_TESTS",
@@ -62,7 +63,6 @@ __all__ = [
 
 # The name predates the move into attn_course.bench; committed records keep it.
 SCHEMA = "attn_course.gpucheck/1"
-COURSE_ROOT = Path(__file__).resolve().parents[2]
 KERNEL_TESTS = (
     "tests/test_flash.py",
     "tests/test_sparse.py",

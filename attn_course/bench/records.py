@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from attn_course.course import COURSE_ROOT
 from attn_course.memory import loglog_slope
 
 __all__ = [
@@ -83,7 +84,7 @@ def write_record(record: dict[str, Any], path: str | Path) -> Path:
 
 def default_records_dir() -> Path:
     """The course's ``records/`` folder (next to the package)."""
-    return Path(__file__).resolve().parents[2] / "records"
+    return COURSE_ROOT / "records"
 
 
 def load_records(pattern: str | Path | None = None) -> list[dict[str, Any]]:
