@@ -67,7 +67,7 @@ from nbconvert import HTMLExporter
 from traitlets.config import Config
 
 from attn_course.config import SIZE_ENV, SIZES, STATIC_ENV, course_size
-from attn_course.widgets import static_note_html
+from attn_course.ui.base import static_note_html
 
 __all__ = [
     "COURSE_ROOT",

@@ -34,7 +34,8 @@ from attn_course.site import (
     rewrite_links,
     scrub_paths,
 )
-from attn_course.widgets import FlopsCalculator, StaticSnapshot
+from attn_course.ui.base import StaticSnapshot
+from attn_course.ui.cost import FlopsCalculator
 
 P = PurePosixPath
 LESSON = Page(P("notebooks/02_cost.ipynb"), P("02_cost.html"), "02 · Cost", execute=True)

@@ -1,7 +1,10 @@
-"""Plots and widgets of notebook 01: heatmaps of S and P, and memory/time against n.
+"""Notebook 01's screens: heatmaps of S and P, the ScoreExplorer, and memory/time against n.
 
 Everything here returns plain plotly figures or ipywidgets objects, so tests can build
-them, flip the controls and read the figure data without a browser.
+them, flip the controls and read the figure data without a browser. The figures live here
+with the explorer that draws them (:func:`heatmap_figure`) rather than in
+:mod:`attn_course.scores`, so that the lesson's arithmetic, which the kernels' argument
+checks import, stays free of plotly.
 """
 
 from __future__ import annotations
