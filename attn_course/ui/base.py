@@ -5,8 +5,8 @@ Every screen of the course is built from these pieces:
 * :func:`choice_slider`, :func:`int_slider`, :func:`dropdown`, :func:`checkbox` — the
   controls, all with the same label width and layout, so the calculators line up;
 * :func:`log_grid`, :func:`powers_of_two`, :func:`divisors` — the values they offer;
-* :func:`discrete_colourscale` — a plotly colour scale of flat bands, for heatmaps whose
-  cells are states (0, 1, 2, ...) rather than numbers;
+* :func:`discrete_colourscale`, :func:`add_state_legend` — a plotly colour scale of flat
+  bands and its legend, for heatmaps whose cells are states (0, 1, 2, ...), not numbers;
 * :class:`Calculator` — the abstract base of every calculator: controls, a
   ``FigureWidget`` updated in place, an HTML read-out, ``set()``/``values()``/``trace()``;
 * :func:`live_or_static` — how every calculator and explorer displays: the live widget in
@@ -45,6 +45,7 @@ from attn_course.figures import style
 __all__ = [
     "CUSTOM",
     "Calculator",
+    "add_state_legend",
     "StaticSnapshot",
     "checkbox",
     "choice_slider",
@@ -93,6 +94,25 @@ def discrete_colourscale(colours: Sequence[str]) -> list[list[Any]]:
     for index, colour in enumerate(colours):
         scale += [[index / len(colours), colour], [(index + 1) / len(colours), colour]]
     return scale
+
+
+def add_state_legend(
+    figure: go.Figure, colours: Sequence[str], names: Sequence[str], **subplot: Any
+) -> None:
+    """One legend entry per state: a square of its colour (a heatmap has no legend of its own).
+
+    ``subplot`` places the entries (``row=1, col=2``) in a figure of several panels.
+    """
+    for colour, name in zip(colours, names, strict=True):
+        figure.add_scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            name=name,
+            marker={"size": 12, "symbol": "square", "color": colour,
+                    "line": {"width": 1, "color": "#555"}},
+            **subplot,
+        )  # fmt: skip
 
 
 # --- controls ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 from attn_course.figures import style
 from attn_course.scores import check_count
 from attn_course.sparse import PATTERN_NAMES, BlockLayout, SparsePattern, make_pattern
-from attn_course.ui.base import discrete_colourscale, live_or_static
+from attn_course.ui.base import add_state_legend, discrete_colourscale, live_or_static
 
 __all__ = ["SparsityExplorer", "sparse_layout_figure"]
 
@@ -54,11 +54,7 @@ def _draw(figure: go.Figure, pattern: SparsePattern, layout: BlockLayout) -> Non
                            zmin=-0.5, zmax=2.5,
                            hovertemplate="query %{y}, key %{x}<extra></extra>",
                            row=1, col=2)  # fmt: skip
-        for colour, name in zip(_LAYOUT_COLOURS, _LAYOUT_NAMES, strict=True):
-            figure.add_scatter(x=[None], y=[None], mode="markers", name=name,
-                               marker={"size": 12, "symbol": "square", "color": colour,
-                                       "line": {"width": 1, "color": "#555"}},
-                               row=1, col=2)  # fmt: skip
+        add_state_legend(figure, _LAYOUT_COLOURS, _LAYOUT_NAMES, row=1, col=2)
         for col in (1, 2):
             figure.update_xaxes(title_text="key j (token index)", row=1, col=col)
             figure.update_yaxes(title_text="query i (token index)", autorange="reversed",

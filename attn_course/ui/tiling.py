@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 from attn_course.figures import style
 from attn_course.scores import check_count
 from attn_course.tiling import TileStep, tiling_schedule, trace_row
-from attn_course.ui.base import discrete_colourscale, live_or_static
+from attn_course.ui.base import add_state_legend, discrete_colourscale, live_or_static
 
 __all__ = ["TilingExplorer"]
 
@@ -140,19 +140,7 @@ class TilingExplorer:
             showscale=False,
             hovertemplate="query %{y}, key %{x}<br>%{text}<extra></extra>",
         )
-        for colour, name in zip(_STATE_COLOURS, _STATE_NAMES, strict=True):  # a legend
-            self.grid_figure.add_scatter(
-                x=[None],
-                y=[None],
-                mode="markers",
-                name=name,
-                marker={
-                    "size": 12,
-                    "symbol": "square",
-                    "color": colour,
-                    "line": {"width": 1, "color": "#555"},
-                },
-            )
+        add_state_legend(self.grid_figure, _STATE_COLOURS, _STATE_NAMES)
         self.grid_figure.update_layout(
             xaxis={"title": {"text": "key j (token index)"}, "constrain": "domain"},
             yaxis={
