@@ -14,6 +14,9 @@ It lives here rather than in :mod:`attn_course.cost` so that the cost arithmetic
 of plotly (the checks and kernels import it).
 
 All numbers come from :mod:`attn_course.cost`; this module only wires them to the screen.
+The calculators are written side by side on purpose: each one's ``_make_controls``,
+``_redraw`` and read-out have the same shape and different formulas, so that one reads as
+its figure; the wiring they share is :class:`~attn_course.ui.base.Calculator`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import plotly.graph_objects as go
 
 from attn_course import cost
 from attn_course.figures import style
-from attn_course.presets import get_hardware, get_model, hardware_names, model_names
+from attn_course.presets import Hardware, get_hardware, get_model, hardware_names, model_names
 from attn_course.ui.base import (
     CUSTOM,
     Calculator,
@@ -59,6 +62,12 @@ def _markers(key: str, name: str, symbol: str = "circle") -> go.Scatter:
         marker=dict(size=10, symbol=symbol, color="black"),
         showlegend=False,
     )
+
+
+def _device_memory_line(trace: go.Scatter, xs: Sequence[int], hw: Hardware) -> None:
+    """``trace`` as a level line at the device's memory across the plotted range."""
+    memory = cost.format_bytes(hw.memory_bytes, binary=True)
+    trace.update(x=[xs[0], xs[-1]], y=[hw.memory_bytes] * 2, name=f"{hw.name} memory ({memory})")
 
 
 # --- 1. score-matrix memory -----------------------------------------------------------
@@ -115,11 +124,7 @@ class ScoreMemoryCalculator(Calculator):
         self.trace("one_head").update(x=ns, y=one)
         self.trace("layer_forward_peak").update(x=ns, y=peak)
         self.trace("model_kept").update(x=ns, y=kept)
-        self.trace("device_memory").update(
-            x=[ns[0], ns[-1]],
-            y=[hw.memory_bytes] * 2,
-            name=f"{hw.name} memory ({cost.format_bytes(hw.memory_bytes, binary=True)})",
-        )
+        _device_memory_line(self.trace("device_memory"), ns, hw)
         self.trace("fit_limit").update(
             x=[fit, fit], y=[y_low, y_high], name=f"kept scores fit up to n = {fit:,}"
         )
@@ -311,11 +316,7 @@ class KVCacheCalculator(Calculator):
         self.trace("mha").update(x=xs, y=curves["mha"], name=f"MHA ({m.heads} KV heads)")
         self.trace("gqa").update(x=xs, y=curves["gqa"], name=f"GQA ({v['kv_heads']} KV heads)")
         self.trace("mqa").update(x=xs, y=curves["mqa"])
-        self.trace("device_memory").update(
-            x=[xs[0], xs[-1]],
-            y=[hw.memory_bytes] * 2,
-            name=f"{hw.name} memory ({cost.format_bytes(hw.memory_bytes, binary=True)})",
-        )
+        _device_memory_line(self.trace("device_memory"), xs, hw)
         self.trace("memory_after_weights").update(
             x=[xs[0], xs[-1]] if left > 0 else [],
             y=[left] * 2 if left > 0 else [],
