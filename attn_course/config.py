@@ -45,6 +45,6 @@ def static_site() -> bool:
     """True while the static HTML edition runs the notebook (``$ATTN_COURSE_STATIC`` is set).
 
     A static page has no kernel behind it, so widgets cannot react; the calculators use this
-    to display plain figures and a note instead (see :func:`attn_course.widgets.live_or_static`).
+    to display plain figures and a note instead (see :func:`attn_course.ui.base.live_or_static`).
     """
     return os.environ.get(STATIC_ENV, "").strip().lower() in ("1", "true", "yes")

@@ -106,6 +106,7 @@ class Lesson:
     does:    what a learner does, for the README's table
     modules: the package modules it teaches, as ``attn_course.<name>`` (``kernels.flash``)
     checks:  the module registering its exercises (None: no exercise notebook)
+    screens: its calculators and explorers, as ``attn_course.<name>`` (``ui.cost``)
     kernel:  its Triton kernel's module, if it writes one
     bench:   its suite of ``python -m attn_course.bench``, if it has one
     gpu:     whether it needs an NVIDIA GPU, as notebook 00's map says it
@@ -119,6 +120,7 @@ class Lesson:
     modules: tuple[str, ...]
     checks: str | None
     run_time: RunTime
+    screens: tuple[str, ...] = ()
     kernel: str | None = None
     bench: str | None = None
     gpu: str = "no"
@@ -142,8 +144,9 @@ class Lesson:
         return self.checks is not None
 
     def module_files(self) -> list[str]:
-        """Its modules and kernel as paths in the course: ``attn_course/kernels/flash.py``."""
-        names = [*self.modules, *([self.kernel] if self.kernel not in self.modules else [])]
+        """Its modules, kernel and screens as paths in the course: ``attn_course/ui/cost.py``."""
+        kernel = [self.kernel] if self.kernel not in self.modules else []
+        names = [*self.modules, *kernel, *self.screens]
         return [f"attn_course/{name.replace('.', '/')}.py" for name in names if name]
 
 
@@ -160,7 +163,8 @@ LESSONS: tuple[Lesson, ...] = (
         learn="build S = QKᵀ/√d, softmax it, weigh it in bytes, measure its n² memory",
         does="build the n×n score matrix, look at it, measure its bytes and the peak memory "
         "of naive attention as n grows",
-        modules=("scores", "memory"), checks="attn_course.checks.scores",
+        modules=("scores", "memory"), screens=("ui.scores",),
+        checks="attn_course.checks.scores",
         run_time=RunTime(45, "43–51 s in three runs", "≈ 3 GB", 15, (31,)),
     ),
     Lesson(
@@ -169,7 +173,8 @@ LESSONS: tuple[Lesson, ...] = (
         "calculators; claims checked",
         does="FLOPs, bytes and time of attention vs the FFN, the KV cache, prefill vs decode; "
         "interactive calculators; the published claims rechecked",
-        modules=("cost", "presets", "claims"), checks="attn_course.checks.cost",
+        modules=("cost", "presets", "claims"), screens=("ui.cost",),
+        checks="attn_course.checks.cost",
         run_time=RunTime(13, "", "< 1 GB", None),
     ),
     Lesson(
@@ -177,7 +182,8 @@ LESSONS: tuple[Lesson, ...] = (
         learn="exact attention in O(n) memory, proved by measurement",
         does="exact attention block by block with the online softmax; O(n) memory and the "
         "Θ(n²d²/M) memory traffic, both measured",
-        modules=("tiling",), checks="attn_course.checks.tiling",
+        modules=("tiling",), screens=("ui.tiling",),
+        checks="attn_course.checks.tiling",
         run_time=RunTime(30, "25–50 s in three runs", "≈ 2.5 GB", 25, (10,)),
     ),
     Lesson(
@@ -204,7 +210,8 @@ LESSONS: tuple[Lesson, ...] = (
         learn="sliding windows, global + local, random and block-sparse kernels",
         does="sliding window, Longformer, BigBird masks and their block layouts; a "
         "block-sparse Triton kernel; FlexAttention; O(n·w) measured",
-        modules=("sparse",), checks="attn_course.checks.sparse",
+        modules=("sparse",), screens=("ui.sparse",),
+        checks="attn_course.checks.sparse",
         kernel="kernels.sparse", bench="sparse",
         run_time=RunTime(
             30, "20–55 s in three runs, some with other jobs running", "≈ 1 GB", 30, (8,)
@@ -216,7 +223,8 @@ LESSONS: tuple[Lesson, ...] = (
         does="a small GPT decoding with and without a cache; prefill vs decode; GQA/MQA, "
         "int8/int4/float8 and MLA compression; a paged cache with copy-on-write and a Triton "
         "paged-decode kernel",
-        modules=("model", "kvcache", "paged"), checks="attn_course.checks.kvcache",
+        modules=("model", "kvcache", "paged"), screens=("ui.kvcache",),
+        checks="attn_course.checks.kvcache",
         kernel="kernels.paged",
         # Timed before its timing cells took more repeats; on 2026-12-02 the new version ran
         # in 63 s on the same kind of VM with other programs running (load average ≈ 1).

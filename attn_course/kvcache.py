@@ -7,6 +7,7 @@ token and appends its key and value per layer; step t reads t cached keys and va
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,9 +15,10 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 import torch
 
-from attn_course.cost import kv_cache_bytes
+from attn_course.cost import kv_cache_bytes, model_kv_cache_bytes, weight_bytes
 from attn_course.figures import style
 from attn_course.model import GPT, LayerCache
+from attn_course.presets import Hardware, ModelShape, get_hardware
 from attn_course.scores import check_count
 from attn_course.timing import Trend, fit_trend, torch_threads
 
@@ -440,6 +442,30 @@ def splits_to_fill(sm_count: int, *, batch: int, heads: int) -> int:
     for name, value in (("sm_count", sm_count), ("batch", batch), ("heads", heads)):
         check_count(value, name)
     return -(-sm_count // (batch * heads))
+
+
+# --- the memory budget of serving ---------------------------------------------------------
+
+# Serving keeps the weights in 16 bits whatever the cache's dtype (the budget calculator's bars).
+WEIGHT_DTYPE = "bfloat16"
+
+
+def max_batch(
+    model: str | ModelShape,
+    hardware: str | Hardware,
+    context: int,
+    *,
+    kv_heads: int | None = None,
+    dtype: str = "bfloat16",
+) -> int:
+    """Most sequences of ``context`` tokens whose KV cache fits beside the bf16 weights.
+
+    ``floor((memory - weight_bytes) / model_kv_cache_bytes(context, batch=1))``; 0 if the
+    weights alone do not fit.
+    """
+    left = get_hardware(hardware).memory_bytes - weight_bytes(model, WEIGHT_DTYPE)
+    per_sequence = model_kv_cache_bytes(model, context, kv_heads=kv_heads, dtype=dtype)
+    return max(0, math.floor(left / per_sequence))
 
 
 # --- figures ----------------------------------------------------------------------------

@@ -65,7 +65,7 @@ from attn_course.scores import (
     toy_sentence_qkv,
 )
 from attn_course.timing import fit_trend, machine_load
-from attn_course.viz import ScoreExplorer, memory_scaling_figure, time_scaling_figure
+from attn_course.ui.scores import ScoreExplorer, memory_scaling_figure, time_scaling_figure
 
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=110)
 print(f"size: {course_size()}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")

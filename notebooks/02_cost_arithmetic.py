@@ -50,7 +50,7 @@ from IPython.display import HTML, Markdown, display
 from attn_course import claims, cost
 from attn_course.config import course_size, pick
 from attn_course.presets import HARDWARE, MODELS, get_hardware, get_model
-from attn_course.widgets import (
+from attn_course.ui.cost import (
     FlopsCalculator,
     KVCacheCalculator,
     ScoreMemoryCalculator,

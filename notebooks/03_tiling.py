@@ -64,7 +64,6 @@ from attn_course.scores import naive_attention, naive_attention_peak_bytes
 from attn_course.tiling import (
     ON_CHIP_MEMORY,
     HBMTraffic,
-    TilingExplorer,
     causal_visited_fraction,
     compare_with_naive,
     flash_block_sizes,
@@ -84,6 +83,7 @@ from attn_course.tiling import (
     tiling_schedule,
     visited_tiles,
 )
+from attn_course.ui.tiling import TilingExplorer
 
 torch.set_printoptions(precision=4, sci_mode=False, linewidth=110)
 print(f"size: {course_size()}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")

@@ -56,7 +56,6 @@ from attn_course.memory import loglog_slope
 from attn_course.scores import naive_attention, toy_sentence_qkv
 from attn_course.sparse import (
     SparsePattern,
-    SparsityExplorer,
     bigbird_pattern,
     causal_pattern,
     dilated_pattern,
@@ -71,7 +70,6 @@ from attn_course.sparse import (
     measure_window_scaling,
     sliding_window_pattern,
     sliding_window_tiles,
-    sparse_layout_figure,
     window_distance_to_keys,
     window_error_curve,
     window_error_figure,
@@ -79,6 +77,7 @@ from attn_course.sparse import (
     window_scaling_figure,
 )
 from attn_course.timing import fit_trend, machine_load
+from attn_course.ui.sparse import SparsityExplorer, sparse_layout_figure
 
 torch.set_printoptions(precision=4, sci_mode=False, linewidth=110)
 print(f"size: {course_size()}, torch {torch.__version__}, kernels: {kernel_mode()}")

@@ -419,7 +419,6 @@ from IPython.display import display
 from attn_course.config import pick
 from attn_course.kernels import kernel_device
 from attn_course.kernels.paged import paged_decode
-from attn_course.kv_widgets import KVBudgetCalculator
 from attn_course.paged import (
     PagedKVCache,
     dense_decode_attention,
@@ -430,6 +429,7 @@ from attn_course.paged import (
     prefix_sharing_figure,
     sample_requests,
 )
+from attn_course.ui.kvcache import KVBudgetCalculator
 
 # %% [markdown]
 # A small cache: 2 layers, a pool of 16 blocks of 4 tokens, 2 key/value heads of 16

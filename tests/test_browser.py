@@ -429,7 +429,7 @@ def test_score_memory_calculator_redraws_when_n_moves(
 ) -> None:
     page = cost_notebook.page
     # The score-memory calculator: the first widget with an "n" slider (its class comes
-    # from attn_course.widgets: control.add_class(f"attn-course-{name}")).
+    # from attn_course.ui.base.Calculator: control.add_class(f"attn-course-{name}")).
     calculator = page.locator(".jp-Cell", has=page.locator(".attn-course-n")).first
     calculator.scroll_into_view_if_needed()
     plot = calculator.locator(".js-plotly-plot").first

@@ -149,14 +149,14 @@ def test_style_grows_the_figure_with_its_title():
 
 def _memory_figures() -> list[go.Figure]:
     from attn_course.memory import measure_naive_attention
-    from attn_course.viz import memory_scaling_figure, time_scaling_figure
+    from attn_course.ui.scores import memory_scaling_figure, time_scaling_figure
 
     rows = measure_naive_attention([32, 64, 128], head_dim=16, dtype="float32")
     return [memory_scaling_figure(rows, head_dim=16), time_scaling_figure(rows)]
 
 
 def _score_explorer() -> list[go.Figure]:
-    from attn_course.viz import ScoreExplorer
+    from attn_course.ui.scores import ScoreExplorer
 
     explorer = ScoreExplorer()
     figures = [explorer.figure]
@@ -167,16 +167,16 @@ def _score_explorer() -> list[go.Figure]:
 
 def _calculator(name: str) -> Callable[[], list[go.Figure]]:
     def build() -> list[go.Figure]:
-        from attn_course import kv_widgets, widgets
+        from attn_course.ui import cost, kvcache
 
-        module = kv_widgets if hasattr(kv_widgets, name) else widgets
+        module = kvcache if hasattr(kvcache, name) else cost
         return [getattr(module, name)().figure]
 
     return build
 
 
 def _prefill() -> list[go.Figure]:
-    from attn_course.widgets import prefill_time_figure
+    from attn_course.ui.cost import prefill_time_figure
 
     return [
         prefill_time_figure("Llama-3-8B", "H100-SXM5-80GB", mfu=0.5),
@@ -185,7 +185,7 @@ def _prefill() -> list[go.Figure]:
 
 
 def _tiling_explorer() -> list[go.Figure]:
-    from attn_course.tiling import TilingExplorer
+    from attn_course.ui.tiling import TilingExplorer
 
     explorer = TilingExplorer(n=40, head_dim=8, block_q=8, block_k=8, causal=True)
     figures = [go.Figure(explorer.grid_figure), go.Figure(explorer.row_figure)]
@@ -258,7 +258,8 @@ def _retrieval() -> list[go.Figure]:
 
 
 def _sparse_layout() -> list[go.Figure]:
-    from attn_course.sparse import make_pattern, sparse_layout_figure
+    from attn_course.sparse import make_pattern
+    from attn_course.ui.sparse import sparse_layout_figure
 
     return [
         sparse_layout_figure(make_pattern(name, 32, window=4, global_tokens=2, random_blocks=1), 8)
@@ -267,7 +268,7 @@ def _sparse_layout() -> list[go.Figure]:
 
 
 def _sparsity_explorer() -> list[go.Figure]:
-    from attn_course.sparse import SparsityExplorer
+    from attn_course.ui.sparse import SparsityExplorer
 
     explorer = SparsityExplorer(n=64, pattern="sliding window", block=8)
     return [go.Figure(explorer.figure)]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import attn_course.kernels  # noqa: F401  (fixes the kernel mode before anything imports triton)
 from attn_course import cost
 from attn_course.kernels.paged import paged_decode
-from attn_course.kv_widgets import KVBudgetCalculator, max_batch
+from attn_course.kvcache import max_batch
 from attn_course.paged import (
     BlockAllocator,
     PagedKVCache,
@@ -31,6 +31,7 @@ from attn_course.paged import (
     sample_requests,
 )
 from attn_course.triton_mode import kernel_device
+from attn_course.ui.kvcache import KVBudgetCalculator
 
 pytestmark = pytest.mark.nb07
 

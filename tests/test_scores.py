@@ -322,7 +322,7 @@ def test_toy_sentence_is_deterministic_and_validated():
 
 
 def test_score_explorer_reacts_to_its_controls():
-    from attn_course.viz import ScoreExplorer
+    from attn_course.ui.scores import ScoreExplorer
 
     explorer = ScoreExplorer()
     n = len(explorer.toy.tokens)
@@ -344,7 +344,7 @@ def test_score_explorer_reacts_to_its_controls():
 
 def test_memory_figure_is_log_log_with_units():
     from attn_course.memory import measure_naive_attention
-    from attn_course.viz import memory_scaling_figure, time_scaling_figure
+    from attn_course.ui.scores import memory_scaling_figure, time_scaling_figure
 
     rows = measure_naive_attention([32, 64], head_dim=8, rss=False, repeats=1)
     figure = memory_scaling_figure(rows, head_dim=8)

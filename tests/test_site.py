@@ -33,7 +33,8 @@ from attn_course.classroom.site import (
     scrub_paths,
 )
 from attn_course.course import COURSE_ROOT, lesson_paths
-from attn_course.widgets import FlopsCalculator, StaticSnapshot
+from attn_course.ui.base import StaticSnapshot
+from attn_course.ui.cost import FlopsCalculator
 
 P = PurePosixPath
 LESSON = Page(P("notebooks/02_cost.ipynb"), P("02_cost.html"), "02 · Cost", execute=True)

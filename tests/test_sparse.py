@@ -24,7 +24,6 @@ from attn_course.scores import naive_attention, toy_sentence_qkv
 from attn_course.sparse import (
     BlockLayout,
     SparsePattern,
-    SparsityExplorer,
     bigbird_pattern,
     blocked_sparse_attention,
     causal_pattern,
@@ -44,12 +43,12 @@ from attn_course.sparse import (
     measure_window_scaling,
     sliding_window_pattern,
     sliding_window_tiles,
-    sparse_layout_figure,
     window_distance_to_keys,
     window_error_curve,
     window_keys_to_distance,
     window_scaling_figure,
 )
+from attn_course.ui.sparse import SparsityExplorer, sparse_layout_figure
 
 pytestmark = pytest.mark.nb06
 

@@ -21,7 +21,6 @@ from attn_course.scores import naive_attention
 from attn_course.tiling import (
     ON_CHIP_MEMORY,
     HBMTraffic,
-    TilingExplorer,
     causal_visited_fraction,
     compare_with_naive,
     flash_block_sizes,
@@ -42,6 +41,7 @@ from attn_course.tiling import (
     trace_row,
     visited_tiles,
 )
+from attn_course.ui.tiling import TilingExplorer
 
 pytestmark = pytest.mark.nb03
 

@@ -1,4 +1,4 @@
-"""attn_course.widgets: drive the calculators' controls and check the figures' numbers."""
+"""attn_course.ui.cost (on ui.base): drive the calculators and check the figures' numbers."""
 
 from __future__ import annotations
 
@@ -8,13 +8,8 @@ import pytest
 
 from attn_course import cost
 from attn_course.presets import GiB, get_hardware
-from attn_course.widgets import (
-    FlopsCalculator,
-    KVCacheCalculator,
-    ScoreMemoryCalculator,
-    log_grid,
-    powers_of_two,
-)
+from attn_course.ui.base import log_grid, powers_of_two
+from attn_course.ui.cost import FlopsCalculator, KVCacheCalculator, ScoreMemoryCalculator
 
 pytestmark = pytest.mark.nb02
 
@@ -227,7 +222,7 @@ def test_set_rejects_unknown_controls(kv_calc):
 
 
 def test_prefill_time_figure():
-    from attn_course.widgets import prefill_time_figure
+    from attn_course.ui.cost import prefill_time_figure
 
     ns = [1024, 8192, 65536, 200_000]
     figure = prefill_time_figure("Llama-3-8B", "H100-SXM5-80GB", mfu=0.5, prompt_lengths=ns)

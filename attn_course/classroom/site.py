@@ -29,7 +29,7 @@ What the site holds, and why:
 Interactive calculators cannot run without a kernel. The kernels run with
 ``ATTN_COURSE_STATIC=1`` (:func:`attn_course.config.static_site`), under which the course's
 calculators and explorers display a frozen figure plus a note naming their controls
-(:func:`attn_course.widgets.live_or_static`). Any other widget is frozen here, from the
+(:func:`attn_course.ui.base.live_or_static`). Any other widget is frozen here, from the
 widget state the kernel left: the same kind of note, then what it showed (what it drew into
 an ``Output`` is kept in the cell, see :func:`execute_notebook`). Progress bars are dropped:
 on a page they would only show how long the build took.
@@ -68,7 +68,7 @@ from traitlets.config import Config
 
 from attn_course.config import SIZE_ENV, SIZES, STATIC_ENV, course_size
 from attn_course.course import COURSE_ROOT, lesson_files
-from attn_course.widgets import static_note_html
+from attn_course.ui.base import static_note_html
 
 __all__ = [
     "BuildError",

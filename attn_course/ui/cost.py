@@ -1,6 +1,6 @@
-"""Interactive cost calculators for notebook 02: ipywidgets controls driving plotly figures.
+"""Notebook 02's screens: interactive cost calculators, and the prefill-time figure.
 
-Three calculators, one class each:
+Three calculators, one class each, all :class:`attn_course.ui.base.Calculator`:
 
 * :class:`ScoreMemoryCalculator` — bytes of the n x n score matrices vs n (one head, one
   layer's forward peak, every layer's matrices kept for backward), against device memory.
@@ -10,104 +10,44 @@ Three calculators, one class each:
   device memory and the memory left after the weights.
 
 and one static figure, :func:`prefill_time_figure` (time to first token vs prompt length).
+It lives here rather than in :mod:`attn_course.cost` so that the cost arithmetic stays free
+of plotly (the checks and kernels import it).
 
-Every calculator has the same small interface, so it can be driven (and tested)
-without a browser:
-
-    calc = FlopsCalculator()
-    calc.controls["d_model"].value = 8192   # any control; the figure updates in place
-    calc.trace("crossover_ffn").x           # traces are found by a stable key
-    calc.widget                             # the box to display in a notebook
-
-``controls`` is a dict of widgets, ``figure`` a ``plotly.graph_objects.FigureWidget``
-(updated in place, no re-render), ``readout`` an HTML widget with the numbers at the
-selected point, ``error`` the message of the last rejected input (or ""). All numbers
-come from :mod:`attn_course.cost`; this module only wires them to the screen.
-
-In the static HTML edition (``python -m attn_course.site``) there is no kernel to react to
-the controls, so every calculator and explorer of the course displays through
-:func:`live_or_static`: the live widget in JupyterLab, a frozen :class:`StaticSnapshot`
-(figures at the default settings, plus a note naming the controls) on a static page.
+All numbers come from :mod:`attn_course.cost`; this module only wires them to the screen.
+The calculators are written side by side on purpose: each one's ``_make_controls``,
+``_redraw`` and read-out have the same shape and different formulas, so that one reads as
+its figure; the wiring they share is :class:`~attn_course.ui.base.Calculator`.
 """
 
 from __future__ import annotations
 
-import html
-from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import ipywidgets as widgets
-import numpy as np
 import plotly.graph_objects as go
-from IPython.display import HTML, display
 
 from attn_course import cost
-from attn_course.config import static_site
 from attn_course.figures import style
-from attn_course.presets import get_hardware, get_model, hardware_names, model_names
+from attn_course.presets import Hardware, get_hardware, get_model, hardware_names, model_names
+from attn_course.ui.base import (
+    CUSTOM,
+    Calculator,
+    checkbox,
+    choice_slider,
+    divisors,
+    dropdown,
+    int_slider,
+    log_grid,
+    powers_of_two,
+)
 
 __all__ = [
     "FlopsCalculator",
     "KVCacheCalculator",
     "ScoreMemoryCalculator",
-    "StaticSnapshot",
-    "live_or_static",
-    "log_grid",
-    "powers_of_two",
     "prefill_time_figure",
-    "static_note_html",
 ]
-
-CUSTOM = "custom"
-_STYLE = {"description_width": "110px"}
-_WIDE = widgets.Layout(width="330px")
-
-
-def log_grid(low: int, high: int, points: int = 61) -> list[int]:
-    """About ``points`` integers spaced evenly on a log axis from ``low`` to ``high``."""
-    values = np.unique(np.round(np.geomspace(low, high, points)).astype(int))
-    return [int(v) for v in values]
-
-
-def powers_of_two(low_exponent: int, high_exponent: int) -> list[int]:
-    """``[2**low, ..., 2**high]``."""
-    return [2**e for e in range(low_exponent, high_exponent + 1)]
-
-
-def _choice_slider(description: str, options: Sequence[int], value: int) -> widgets.Widget:
-    """A slider over a fixed list of sizes (e.g. powers of two), labelled with commas."""
-    return widgets.SelectionSlider(
-        description=description,
-        options=[(f"{v:,}", v) for v in options],
-        value=value,
-        continuous_update=False,
-        style=_STYLE,
-        layout=_WIDE,
-    )
-
-
-def _int_slider(description: str, value: int, low: int, high: int, step: int = 1) -> Any:
-    return widgets.IntSlider(
-        description=description,
-        value=value,
-        min=low,
-        max=high,
-        step=step,
-        continuous_update=False,
-        style=_STYLE,
-        layout=_WIDE,
-    )
-
-
-def _dropdown(description: str, options: Sequence[Any], value: Any) -> Any:
-    return widgets.Dropdown(
-        description=description, options=list(options), value=value, style=_STYLE, layout=_WIDE
-    )
-
-
-def _checkbox(description: str, value: bool) -> Any:
-    return widgets.Checkbox(description=description, value=value, indent=False)
 
 
 def _line(key: str, name: str, dash: str | None = None, width: float = 2.5) -> go.Scatter:
@@ -124,231 +64,16 @@ def _markers(key: str, name: str, symbol: str = "circle") -> go.Scatter:
     )
 
 
-def static_note_html(kind: str, controls: Sequence[tuple[str, str]], figures: int) -> str:
-    """The note a static page shows in place of an interactive display's controls.
-
-    ``controls`` are (description, value as shown) pairs; ``figures`` is how many figures
-    follow the note (the wording differs for none, one and several).
-    """
-    names = ", ".join(f"<i>{html.escape(name)}</i>" for name, _ in controls) or "its controls"
-    settings = "; ".join(html.escape(f"{name} = {value}") for name, value in controls)
-    frozen = f"frozen at one setting ({settings})" if settings else "frozen"
-    if figures == 1:
-        frozen += "; the figure below still zooms and hovers"
-    elif figures > 1:
-        frozen += "; the figures below still zoom and hover"
-    return (
-        "<div class='attn-course-static-note' style='border-left:4px solid #1976d2;"
-        "background:#e3f2fd;padding:6px 10px;margin:4px 0'>"
-        f"<b>Live in JupyterLab.</b> When you run this notebook, this is an interactive "
-        f"{html.escape(kind)} with these controls: {names}. This page shows it {frozen}.</div>"
-    )
-
-
-class StaticSnapshot:
-    """A calculator or explorer frozen for a static page: its figures, read-outs and a note.
-
-    ``parts`` are shown in order: a plotly figure (a ``FigureWidget`` is copied into a plain
-    ``go.Figure``, which a static page can still zoom and hover) or an HTML widget (its
-    text). They are read when the snapshot is displayed, so they show the settings of that
-    moment (the defaults, in a notebook that just built the calculator).
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        controls: Mapping[str, widgets.Widget],
-        parts: Sequence[go.Figure | widgets.HTML],
-    ) -> None:
-        self.kind = kind
-        self.controls = controls
-        self.parts = parts
-
-    def note_html(self) -> str:
-        """The note that stands in for the controls (see :func:`static_note_html`)."""
-
-        def shown(control: widgets.Widget) -> str:
-            # Dropdowns and selection sliders have a label ("32,768"); the rest show the value.
-            value = getattr(control, "label", None) or control.value
-            if isinstance(value, bool):
-                return "on" if value else "off"
-            return str(value)
-
-        controls = [(c.description, shown(c)) for c in self.controls.values()]
-        figures = sum(not isinstance(part, widgets.HTML) for part in self.parts)
-        return static_note_html(self.kind, controls, figures)
-
-    def _ipython_display_(self) -> None:
-        display(HTML(self.note_html()))
-        for part in self.parts:
-            if isinstance(part, widgets.HTML):
-                if part.value:
-                    display(HTML(part.value))
-            else:
-                display(go.Figure(part))
-
-
-def live_or_static(
-    widget: widgets.Widget,
-    *,
-    kind: str,
-    controls: Mapping[str, widgets.Widget],
-    parts: Sequence[go.Figure | widgets.HTML],
-) -> widgets.Widget | StaticSnapshot:
-    """``widget`` itself, or a :class:`StaticSnapshot` of it while the static site is built.
-
-    The one place where the course's interactive displays learn about the static HTML edition
-    (:func:`attn_course.config.static_site`); JupyterLab always gets the live widget.
-    """
-    if not static_site():
-        return widget
-    return StaticSnapshot(kind, controls, parts)
-
-
-class _Calculator(ABC):
-    """Shared wiring: build controls and figure, observe every control, update in place."""
-
-    title = ""
-
-    def __init__(self) -> None:
-        self._loading = False
-        self.error = ""
-        self.controls: dict[str, widgets.Widget] = self._make_controls()
-        self.figure = go.FigureWidget(data=self._make_traces())
-        # No width: the figure fills its cell; the legend goes to the right of the plot.
-        self.figure.update_layout(template="plotly_white")
-        style(self.figure, self.title, height=460)
-        self._style_axes()
-        self.readout = widgets.HTML()
-        for name, control in self.controls.items():
-            control.observe(self._on_change, names="value")
-            control.add_class(f"attn-course-{name}")
-        left, right = self._split_controls()
-        self.widget = live_or_static(
-            widgets.VBox(
-                [widgets.HBox([widgets.VBox(left), widgets.VBox(right)]), self.figure, self.readout]
-            ),
-            kind="calculator",
-            controls=self.controls,
-            parts=[self.figure, self.readout],
-        )
-        if "model" in self.controls:
-            self._load_model(self.controls["model"].value)
-        self.update()
-
-    # -- to override ------------------------------------------------------------------
-    @abstractmethod
-    def _make_controls(self) -> dict[str, widgets.Widget]:
-        """The calculator's sliders and dropdowns, by name."""
-
-    @abstractmethod
-    def _make_traces(self) -> list[go.Scatter]:
-        """Empty traces, one per curve, each keyed by ``meta``; ``_redraw`` fills them."""
-
-    @abstractmethod
-    def _style_axes(self) -> None:
-        """Axis titles (with units) and scales."""
-
-    def _model_values(self, model_name: str) -> dict[str, Any]:
-        """Control values that a model preset sets."""
-        return {}
-
-    @abstractmethod
-    def _redraw(self) -> None:
-        """Recompute every trace and the readout from the current control values."""
-
-    # -- shared -----------------------------------------------------------------------
-    def _split_controls(self) -> tuple[list[widgets.Widget], list[widgets.Widget]]:
-        controls = list(self.controls.values())
-        half = (len(controls) + 1) // 2
-        return controls[:half], controls[half:]
-
-    def trace(self, key: str) -> go.Scatter:
-        """The figure's trace with this key (kept in ``trace.meta``; names change with the data)."""
-        for trace in self.figure.data:
-            if trace.meta == key:
-                return trace
-        raise KeyError(f"no trace {key!r}; traces: {[t.meta for t in self.figure.data]}")
-
-    def values(self) -> dict[str, Any]:
-        """Current value of every control."""
-        return {name: control.value for name, control in self.controls.items()}
-
-    def set(self, **values: Any) -> None:
-        """Set several controls at once and redraw once (a model preset is applied first)."""
-        self._loading = True
-        try:
-            if "model" in values:
-                self.controls["model"].value = values.pop("model")
-                self._apply_model(self.controls["model"].value)
-            for name, value in values.items():
-                if name not in self.controls:
-                    raise ValueError(f"control must be one of {list(self.controls)}, got {name!r}")
-                self.controls[name].value = value
-        finally:
-            self._loading = False
-        self._mark_custom_if_edited()
-        self.update()
-
-    def _on_change(self, change: dict[str, Any]) -> None:
-        if self._loading:
-            return
-        if change["owner"] is self.controls.get("model"):
-            self._load_model(change["new"])
-        else:
-            self._mark_custom_if_edited()
-        self.update()
-
-    def _load_model(self, model_name: str) -> None:
-        self._loading = True
-        try:
-            self._apply_model(model_name)
-        finally:
-            self._loading = False
-
-    def _apply_model(self, model_name: str) -> None:
-        if model_name == CUSTOM:
-            return
-        for name, value in self._model_values(model_name).items():
-            self.controls[name].value = value
-
-    def _mark_custom_if_edited(self) -> None:
-        """Show "custom" in the preset dropdown once a shape control leaves the preset."""
-        model = self.controls.get("model")
-        if model is None or CUSTOM not in model.options or model.value == CUSTOM:
-            return
-        preset = self._model_values(model.value)
-        if any(self.controls[name].value != value for name, value in preset.items()):
-            self._loading = True
-            try:
-                model.value = CUSTOM
-            finally:
-                self._loading = False
-
-    def update(self) -> None:
-        """Recompute every trace from the controls; a bad combination shows its ValueError."""
-        try:
-            # Not inside figure.batch_update(): a batch sends all traces' changes as one
-            # restyle, and plotly.js then clears a property (such as a trace's name) on every
-            # trace the batch did not set it for, so the legends would read "trace 0, 1, ...".
-            self._redraw()
-        except ValueError as err:
-            self.error = str(err)
-            self.readout.value = (
-                f"<span style='color:#c62828'><b>Not drawn:</b> {html.escape(self.error)}</span>"
-            )
-            return
-        self.error = ""
-
-
-def _divisors(value: int) -> list[int]:
-    return [k for k in range(1, value + 1) if value % k == 0]
+def _device_memory_line(trace: go.Scatter, xs: Sequence[int], hw: Hardware) -> None:
+    """``trace`` as a level line at the device's memory across the plotted range."""
+    memory = cost.format_bytes(hw.memory_bytes, binary=True)
+    trace.update(x=[xs[0], xs[-1]], y=[hw.memory_bytes] * 2, name=f"{hw.name} memory ({memory})")
 
 
 # --- 1. score-matrix memory -----------------------------------------------------------
 
 
-class ScoreMemoryCalculator(_Calculator):
+class ScoreMemoryCalculator(Calculator):
     """Memory of the n x n score matrices vs n, against one device's memory (log-log)."""
 
     title = "Score-matrix memory vs sequence length"
@@ -356,13 +81,13 @@ class ScoreMemoryCalculator(_Calculator):
 
     def _make_controls(self) -> dict[str, widgets.Widget]:
         return {
-            "model": _dropdown("model preset", [*model_names(), CUSTOM], "Llama-2-7B"),
-            "heads": _int_slider("heads", 32, 1, 128),
-            "layers": _int_slider("layers", 32, 1, 128),
-            "batch": _int_slider("batch", 1, 1, 64),
-            "dtype": _dropdown("dtype", ["float32", "bfloat16", "float16", "float8"], "bfloat16"),
-            "hardware": _dropdown("device", hardware_names(), "H100-SXM5-80GB"),
-            "n": _choice_slider("n (tokens)", powers_of_two(8, 20), 32768),
+            "model": dropdown("model preset", [*model_names(), CUSTOM], "Llama-2-7B"),
+            "heads": int_slider("heads", 32, 1, 128),
+            "layers": int_slider("layers", 32, 1, 128),
+            "batch": int_slider("batch", 1, 1, 64),
+            "dtype": dropdown("dtype", ["float32", "bfloat16", "float16", "float8"], "bfloat16"),
+            "hardware": dropdown("device", hardware_names(), "H100-SXM5-80GB"),
+            "n": choice_slider("n (tokens)", powers_of_two(8, 20), 32768),
         }
 
     def _model_values(self, model_name: str) -> dict[str, Any]:
@@ -399,11 +124,7 @@ class ScoreMemoryCalculator(_Calculator):
         self.trace("one_head").update(x=ns, y=one)
         self.trace("layer_forward_peak").update(x=ns, y=peak)
         self.trace("model_kept").update(x=ns, y=kept)
-        self.trace("device_memory").update(
-            x=[ns[0], ns[-1]],
-            y=[hw.memory_bytes] * 2,
-            name=f"{hw.name} memory ({cost.format_bytes(hw.memory_bytes, binary=True)})",
-        )
+        _device_memory_line(self.trace("device_memory"), ns, hw)
         self.trace("fit_limit").update(
             x=[fit, fit], y=[y_low, y_high], name=f"kept scores fit up to n = {fit:,}"
         )
@@ -427,7 +148,7 @@ class ScoreMemoryCalculator(_Calculator):
 # --- 2. attention vs FFN FLOPs ----------------------------------------------------------
 
 
-class FlopsCalculator(_Calculator):
+class FlopsCalculator(Calculator):
     """FLOPs per layer of attention, FFN and FFN + projections vs n, crossovers marked."""
 
     title = "FLOPs per layer: attention vs feed-forward"
@@ -435,14 +156,14 @@ class FlopsCalculator(_Calculator):
 
     def _make_controls(self) -> dict[str, widgets.Widget]:
         return {
-            "model": _dropdown("model preset", [*model_names(), CUSTOM], "Llama-2-7B"),
-            "d_model": _int_slider("d_model", 4096, 128, 16384, step=128),
-            "d_ff": _int_slider("d_ff", 11008, 128, 65536, step=64),
-            "heads": _int_slider("heads", 32, 1, 128),
-            "kv_heads": _int_slider("kv_heads", 32, 1, 128),
-            "gated": _checkbox("gated FFN (SwiGLU: 3 matrices)", True),
-            "causal": _checkbox("causal (skip the masked half)", True),
-            "n": _choice_slider("n (tokens)", powers_of_two(6, 21), 8192),
+            "model": dropdown("model preset", [*model_names(), CUSTOM], "Llama-2-7B"),
+            "d_model": int_slider("d_model", 4096, 128, 16384, step=128),
+            "d_ff": int_slider("d_ff", 11008, 128, 65536, step=64),
+            "heads": int_slider("heads", 32, 1, 128),
+            "kv_heads": int_slider("kv_heads", 32, 1, 128),
+            "gated": checkbox("gated FFN (SwiGLU: 3 matrices)", True),
+            "causal": checkbox("causal (skip the masked half)", True),
+            "n": choice_slider("n (tokens)", powers_of_two(6, 21), 8192),
         }
 
     def _model_values(self, model_name: str) -> dict[str, Any]:
@@ -537,7 +258,7 @@ class FlopsCalculator(_Calculator):
 # --- 3. KV cache ------------------------------------------------------------------------
 
 
-class KVCacheCalculator(_Calculator):
+class KVCacheCalculator(Calculator):
     """KV-cache bytes vs context for MHA / GQA / MQA, against device memory."""
 
     title = "KV-cache memory vs context length"
@@ -545,14 +266,12 @@ class KVCacheCalculator(_Calculator):
 
     def _make_controls(self) -> dict[str, widgets.Widget]:
         return {
-            "model": _dropdown("model preset", model_names(), "Llama-3-8B"),
-            "kv_heads": _dropdown("GQA KV heads", _divisors(32), 8),
-            "dtype": _dropdown(
-                "cache dtype", ["float32", "bfloat16", "float8", "int4"], "bfloat16"
-            ),
-            "batch": _int_slider("batch", 1, 1, 256),
-            "hardware": _dropdown("device", hardware_names(), "H100-SXM5-80GB"),
-            "context": _choice_slider("context (tokens)", powers_of_two(10, 21), 131072),
+            "model": dropdown("model preset", model_names(), "Llama-3-8B"),
+            "kv_heads": dropdown("GQA KV heads", divisors(32), 8),
+            "dtype": dropdown("cache dtype", ["float32", "bfloat16", "float8", "int4"], "bfloat16"),
+            "batch": int_slider("batch", 1, 1, 256),
+            "hardware": dropdown("device", hardware_names(), "H100-SXM5-80GB"),
+            "context": choice_slider("context (tokens)", powers_of_two(10, 21), 131072),
         }
 
     def _model_values(self, model_name: str) -> dict[str, Any]:
@@ -562,7 +281,7 @@ class KVCacheCalculator(_Calculator):
         return {"kv_heads": kv}
 
     def _apply_model(self, model_name: str) -> None:
-        self.controls["kv_heads"].options = _divisors(get_model(model_name).heads)
+        self.controls["kv_heads"].options = divisors(get_model(model_name).heads)
         super()._apply_model(model_name)
 
     def _make_traces(self) -> list[go.Scatter]:
@@ -597,11 +316,7 @@ class KVCacheCalculator(_Calculator):
         self.trace("mha").update(x=xs, y=curves["mha"], name=f"MHA ({m.heads} KV heads)")
         self.trace("gqa").update(x=xs, y=curves["gqa"], name=f"GQA ({v['kv_heads']} KV heads)")
         self.trace("mqa").update(x=xs, y=curves["mqa"])
-        self.trace("device_memory").update(
-            x=[xs[0], xs[-1]],
-            y=[hw.memory_bytes] * 2,
-            name=f"{hw.name} memory ({cost.format_bytes(hw.memory_bytes, binary=True)})",
-        )
+        _device_memory_line(self.trace("device_memory"), xs, hw)
         self.trace("memory_after_weights").update(
             x=[xs[0], xs[-1]] if left > 0 else [],
             y=[left] * 2 if left > 0 else [],

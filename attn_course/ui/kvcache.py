@@ -1,61 +1,36 @@
-"""The memory budget of serving: weights + KV cache + what is left, on one device.
+"""Notebook 07's screen: the memory budget of serving, weights + KV cache + what is left.
 
-:class:`KVBudgetCalculator` follows the pattern of :mod:`attn_course.widgets` (controls,
-figure, ``update()``, ``widget``; testable without a browser through ``set`` and
-``numbers``). Every number comes from :mod:`attn_course.cost`.
+:class:`KVBudgetCalculator` is a :class:`attn_course.ui.base.Calculator` (controls, figure,
+``update()``, ``widget``; testable without a browser through ``set`` and ``numbers``).
+Every number comes from :mod:`attn_course.cost` and :func:`attn_course.kvcache.max_batch`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
 
 from attn_course import cost
-from attn_course.presets import (
-    Hardware,
-    ModelShape,
-    get_hardware,
-    get_model,
-    hardware_names,
-    model_names,
-)
-from attn_course.widgets import (
-    _Calculator,
-    _choice_slider,
-    _divisors,
-    _dropdown,
-    _int_slider,
+from attn_course.kvcache import WEIGHT_DTYPE, max_batch
+from attn_course.presets import get_hardware, get_model, hardware_names, model_names
+from attn_course.ui.base import (
+    Calculator,
+    choice_slider,
+    divisors,
+    dropdown,
+    int_slider,
     powers_of_two,
 )
 
-__all__ = ["CACHE_DTYPES", "KVBudgetCalculator", "max_batch"]
+__all__ = ["CACHE_DTYPES", "KVBudgetCalculator"]
 
+# The cache dtypes the calculator offers (the weights stay in WEIGHT_DTYPE).
 CACHE_DTYPES = ("bfloat16", "float8", "int8", "int4")
-WEIGHT_DTYPE = "bfloat16"
 
 
-def max_batch(
-    model: str | ModelShape,
-    hardware: str | Hardware,
-    context: int,
-    *,
-    kv_heads: int | None = None,
-    dtype: str = "bfloat16",
-) -> int:
-    """Most sequences of ``context`` tokens whose KV cache fits beside the bf16 weights.
-
-    ``floor((memory - weight_bytes) / model_kv_cache_bytes(context, batch=1))``; 0 if the
-    weights alone do not fit.
-    """
-    left = get_hardware(hardware).memory_bytes - cost.weight_bytes(model, WEIGHT_DTYPE)
-    per_sequence = cost.model_kv_cache_bytes(model, context, kv_heads=kv_heads, dtype=dtype)
-    return max(0, math.floor(left / per_sequence))
-
-
-class KVBudgetCalculator(_Calculator):
+class KVBudgetCalculator(Calculator):
     """Stacked bars of device memory: weights, KV cache, free — for MHA, your GQA, and MQA."""
 
     title = "Device memory while serving: weights + KV cache"
@@ -63,12 +38,12 @@ class KVBudgetCalculator(_Calculator):
 
     def _make_controls(self) -> dict[str, widgets.Widget]:
         return {
-            "model": _dropdown("model preset", model_names(), "Llama-3-8B"),
-            "hardware": _dropdown("device", hardware_names(), "H100-SXM5-80GB"),
-            "kv_heads": _dropdown("GQA KV heads", _divisors(32), 8),
-            "dtype": _dropdown("cache dtype", list(CACHE_DTYPES), "bfloat16"),
-            "context": _choice_slider("context (tokens)", powers_of_two(9, 20), 8192),
-            "batch": _int_slider("batch", 8, 1, 512),
+            "model": dropdown("model preset", model_names(), "Llama-3-8B"),
+            "hardware": dropdown("device", hardware_names(), "H100-SXM5-80GB"),
+            "kv_heads": dropdown("GQA KV heads", divisors(32), 8),
+            "dtype": dropdown("cache dtype", list(CACHE_DTYPES), "bfloat16"),
+            "context": choice_slider("context (tokens)", powers_of_two(9, 20), 8192),
+            "batch": int_slider("batch", 8, 1, 512),
         }
 
     def _model_values(self, model_name: str) -> dict[str, Any]:
@@ -76,7 +51,7 @@ class KVBudgetCalculator(_Calculator):
         return {"kv_heads": m.kv_heads if m.kv_heads < m.heads else max(1, m.heads // 4)}
 
     def _apply_model(self, model_name: str) -> None:
-        self.controls["kv_heads"].options = _divisors(get_model(model_name).heads)
+        self.controls["kv_heads"].options = divisors(get_model(model_name).heads)
         super()._apply_model(model_name)
 
     def _make_traces(self) -> list[go.Bar]:  # type: ignore[override]

@@ -1,13 +1,17 @@
-"""Plots and widgets of notebook 01: heatmaps of S and P, and memory/time against n.
+"""Notebook 01's screens: heatmaps of S and P, the ScoreExplorer, and memory/time against n.
 
 Everything here returns plain plotly figures or ipywidgets objects, so tests can build
-them, flip the controls and read the figure data without a browser.
+them, flip the controls and read the figure data without a browser. The figures live here
+with the explorer that draws them (:func:`heatmap_figure`) rather than in
+:mod:`attn_course.scores`, so that the lesson's arithmetic, which the kernels' argument
+checks import, stays free of plotly.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
@@ -164,37 +168,26 @@ def memory_scaling_figure(
     ns = [row.n for row in rows]
     element = resolve_dtype(dtype).itemsize
     figure = go.Figure()
-    figure.add_scatter(
-        x=ns, y=[3 * n * head_dim * element for n in ns], mode="lines",
-        name="inputs q, k, v (formula, ∝ n)", line={"dash": "dot", "color": "grey"},
-    )  # fmt: skip
-    figure.add_scatter(
-        x=ns, y=[r.formula_score_bytes for r in rows], mode="lines",
-        name="S alone (formula)", line={"color": "#1f77b4"},
-    )  # fmt: skip
-    figure.add_scatter(
-        x=ns, y=[r.score_bytes for r in rows], mode="markers",
-        name="S tensor (measured storage)", marker={"color": "#1f77b4", "size": 9},
-    )  # fmt: skip
-    figure.add_scatter(
-        x=ns, y=[r.formula_peak_bytes for r in rows], mode="lines",
-        name="peak S + P + O (formula)", line={"color": "#d62728"},
-    )  # fmt: skip
-    figure.add_scatter(
-        x=ns, y=[r.peak_bytes for r in rows], mode="markers",
-        name="peak (measured, PyTorch allocator)",
-        marker={"color": "#d62728", "size": 9, "symbol": "circle-open", "line": {"width": 2}},
-    )  # fmt: skip
+
+    # Formulas are lines, measurements markers; the traces differ only in data and look.
+    def formula(y: Sequence[float], name: str, **line: Any) -> None:
+        figure.add_scatter(x=ns, y=y, mode="lines", name=name, line=line)
+
+    def measured(y: Sequence[float], name: str, **marker: Any) -> None:
+        figure.add_scatter(x=ns, y=y, mode="markers", name=name, marker=marker)
+
+    inputs = [3 * n * head_dim * element for n in ns]
+    formula(inputs, "inputs q, k, v (formula, ∝ n)", dash="dot", color="grey")
+    formula([r.formula_score_bytes for r in rows], "S alone (formula)", color="#1f77b4")
+    measured([r.score_bytes for r in rows], "S tensor (measured storage)", color="#1f77b4", size=9)
+    formula([r.formula_peak_bytes for r in rows], "peak S + P + O (formula)", color="#d62728")
+    measured([r.peak_bytes for r in rows], "peak (measured, PyTorch allocator)",
+             color="#d62728", size=9, symbol="circle-open", line={"width": 2})  # fmt: skip
     if all(r.rss_peak_bytes is not None for r in rows):
-        figure.add_scatter(
-            x=ns, y=[r.rss_peak_bytes for r in rows], mode="markers",
-            name="peak (measured, resident memory)",
-            marker={"color": "black", "size": 7, "symbol": "x"},
-        )  # fmt: skip
-    figure.add_scatter(
-        x=ns, y=_guide(ns, 8 * rows[0].formula_peak_bytes, 2), mode="lines",
-        name="slope-2 guide: ×4 per doubling of n", line={"dash": "dash", "color": "#2ca02c"},
-    )  # fmt: skip
+        measured([r.rss_peak_bytes for r in rows], "peak (measured, resident memory)",
+                 color="black", size=7, symbol="x")  # fmt: skip
+    formula(_guide(ns, 8 * rows[0].formula_peak_bytes, 2), "slope-2 guide: ×4 per doubling of n",
+            dash="dash", color="#2ca02c")  # fmt: skip
     name = str(dtype).removeprefix("torch.")
     title = f"Naive attention memory vs sequence length ({name}, 1 head, head_dim {head_dim})"
     return _loglog_layout(figure, title, "sequence length n (tokens)", "memory (bytes)")
