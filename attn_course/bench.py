@@ -24,7 +24,7 @@ forward or forward + backward):
   with float32 on a GPU, ...) is recorded with the reason, not skipped silently.
 
 For each it records the median time (ms), the throughput (TFLOP/s, from
-:func:`attention_flops`), the peak memory the call added (bytes), and, up to
+:func:`attn_course.cost.attention_flops`), the peak memory the call added (bytes), and, up to
 ``error_max_n``, the largest absolute error against a float64 reference (and of the
 gradients, with ``--backward``). The JSON record also holds the device, the date, the
 host, the library versions and the command line; ``records/README.md`` documents it.
@@ -59,7 +59,7 @@ import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 
-from attn_course.cost import attention_matmul_flops, canonical_dtype
+from attn_course.cost import attention_flops, canonical_dtype, tflops_per_s
 from attn_course.figures import style
 from attn_course.memory import loglog_slope, measure_peak_bytes
 from attn_course.scores import naive_attention, resolve_dtype
@@ -75,7 +75,6 @@ __all__ = [
     "SCHEMA",
     "BenchConfig",
     "BenchResult",
-    "attention_flops",
     "benchmark_figure",
     "configs_from",
     "load_records",
@@ -87,7 +86,6 @@ __all__ = [
     "run_flash_benchmark",
     "scaling_exponent",
     "smoke_configs",
-    "tflops_per_s",
     "write_record",
 ]
 
@@ -118,10 +116,6 @@ _SDPA_BACKENDS = {
     "sdpa_cudnn": "CUDNN_ATTENTION",
     "sdpa_math": "MATH",
 }
-#: What the (FlashAttention) backward costs, in units of the forward's FLOPs: it runs five
-#: matmuls of the forward's size (S = QKᵀ again, dV = PᵀdO, dP = dO Vᵀ, dQ = dS K,
-#: dK = dSᵀ Q) where the forward runs two (QKᵀ and PV): 5 / 2 = 2.5.
-BACKWARD_FLOPS_FACTOR = 2.5
 #: The triton kernel runs in the interpreter only up to this n (a correctness check).
 INTERPRETER_MAX_N = 128
 
@@ -130,33 +124,6 @@ OK = "ok"  # timed
 CHECKED = "checked, not timed"  # ran once for correctness (the interpreter)
 UNAVAILABLE = "unavailable"  # cannot run this configuration here; `reason` says why
 FAILED = "failed"  # ran and raised (out of memory, ...); `reason` says what
-
-
-# --- FLOPs ------------------------------------------------------------------------------
-
-
-def attention_flops(
-    batch: int, heads: int, n: int, head_dim: int, *, causal: bool = False, backward: bool = False
-) -> float:
-    """FLOPs of attention over (batch, heads, n, head_dim): forward, or forward + backward.
-
-    Forward: the two matmuls QKᵀ and PV, ``4 · batch · heads · n² · head_dim``
-    (:func:`attn_course.cost.attention_matmul_flops` with d_model = heads · head_dim);
-    causal halves it (a kernel skips the masked triangle). Forward + backward:
-    ``(1 + 2.5) ×`` that (see ``BACKWARD_FLOPS_FACTOR``), the convention of the
-    FlashAttention papers' benchmarks. Every implementation is credited with these same
-    nominal FLOPs, so TFLOP/s compare like with like (a naive backward that skips the
-    recomputation of S simply gets the same credit for less work).
-    """
-    forward = attention_matmul_flops(n, heads * head_dim, causal=causal, batch=batch)
-    return forward * (1 + BACKWARD_FLOPS_FACTOR) if backward else forward
-
-
-def tflops_per_s(flops: float, ms: float) -> float:
-    """Throughput in TFLOP/s (10¹² FLOP per second) of ``flops`` done in ``ms`` milliseconds."""
-    if not (isinstance(ms, int | float) and math.isfinite(ms) and ms > 0):
-        raise ValueError(f"ms must be a finite number > 0, got {ms!r}")
-    return flops / (ms * 1e-3) / 1e12
 
 
 # --- configurations and results ---------------------------------------------------------
@@ -552,7 +519,7 @@ def run_flash_benchmark(
     return new_record(
         "flash", smoke=smoke, device=device, kernel_mode=mode, min_run_time_s=min_run_time_s,
         command=command or "attn_course.bench.run_flash_benchmark(...)",
-        flops="attn_course.bench.attention_flops: 4·b·h·n²·d forward, ×3.5 with backward, "
+        flops="attn_course.cost.attention_flops: 4·b·h·n²·d forward, ×3.5 with backward, "
         "halved when causal",
         error_max_n=error_max_n, results=[r.to_dict() for r in results],
     )  # fmt: skip

@@ -21,7 +21,7 @@ Errors are against a float64 reference of the *same* attention (causal elu + 1 l
 attention for the linear implementations, causal softmax for sdpa). FLOPs: each
 implementation is credited with its own algorithm's matmul FLOPs:
 :func:`attn_course.linear.linear_attention_flops` (causal, chunk 64) for the linear ones,
-:func:`attn_course.bench.attention_flops` (causal) for sdpa, so TFLOP/s says how well each
+:func:`attn_course.cost.attention_flops` (causal) for sdpa, so TFLOP/s says how well each
 uses the hardware, and ms says which is faster.
 """
 
@@ -44,13 +44,12 @@ from attn_course.bench import (
     OK,
     UNAVAILABLE,
     BenchConfig,
-    attention_flops,
     call_peak_bytes,
     configs_from,
     median_ms,
     new_record,
-    tflops_per_s,
 )
+from attn_course.cost import attention_flops, tflops_per_s
 from attn_course.linear import (
     causal_linear_attention_chunked,
     elu_feature_map,
@@ -171,7 +170,7 @@ def run_linear_benchmark(
         "linear", smoke=smoke, device=device, kernel_mode=mode, min_run_time_s=min_run_time_s,
         command=command or "attn_course.bench_linear.run_linear_benchmark(...)",
         flops="own algorithm's matmul FLOPs: attn_course.linear.linear_attention_flops "
-        f"(causal, chunk {CHUNK}) x batch x heads for linear_*, attn_course.bench."
+        f"(causal, chunk {CHUNK}) x batch x heads for linear_*, attn_course.cost."
         "attention_flops (causal: 2·b·h·n²·d) for sdpa",
         error_max_n=error_max_n, results=results,
     )  # fmt: skip

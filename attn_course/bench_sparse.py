@@ -46,8 +46,8 @@ from attn_course.bench import (
     call_peak_bytes,
     median_ms,
     new_record,
-    tflops_per_s,
 )
+from attn_course.cost import tflops_per_s
 from attn_course.scores import naive_attention, resolve_dtype
 from attn_course.sparse import (
     blocked_sparse_attention,

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from attn_course import bench
+from attn_course.cost import tflops_per_s
 
 __all__ = [
     "KERNEL_TESTS",
@@ -104,7 +105,7 @@ def matmul_tflops(n: int, device: torch.device, time_ms: Timer) -> float:
     """bf16 ``a @ b`` of two n × n matrices: 2·n³ FLOPs over the median time, in TFLOP/s."""
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
     b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    return bench.tflops_per_s(2 * n**3, time_ms(lambda: a @ b))
+    return tflops_per_s(2 * n**3, time_ms(lambda: a @ b))
 
 
 def copy_bandwidth(n_bytes: int, device: torch.device, time_ms: Timer) -> float:

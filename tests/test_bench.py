@@ -11,18 +11,16 @@ import torch
 from attn_course import bench
 from attn_course.bench import (
     BenchConfig,
-    attention_flops,
     benchmark_figure,
     configs_from,
     load_records,
     ratios,
     record_label,
     scaling_exponent,
-    tflops_per_s,
 )
 from attn_course.checks import get_exercise
 from attn_course.checks.flash import _blocked_reference
-from attn_course.cost import attention_matmul_flops
+from attn_course.cost import attention_flops, attention_matmul_flops, tflops_per_s
 from attn_course.grade import NOT_ATTEMPTED, run_check
 
 pytestmark = pytest.mark.nb04

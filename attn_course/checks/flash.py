@@ -215,8 +215,8 @@ _TFLOPS_MISTAKES: list[tuple[dict[str, Any], str]] = [
     points=1,
     forbidden=[
         reference(
-            "attn_course.bench.attention_flops",
-            "attn_course.bench.tflops_per_s",
+            "attn_course.cost.attention_flops",
+            "attn_course.cost.tflops_per_s",
             "attn_course.cost.attention_matmul_flops",
             what="attention FLOPs and TFLOP/s",
         ),
