@@ -32,7 +32,7 @@ host, the library versions and the command line; ``records/README.md`` documents
 Timing: on a GPU, ``triton.testing.do_bench`` (it flushes the L2 cache between runs and
 syncs the device) with its median; on a CPU, ``torch.utils.benchmark.Timer``'s
 ``blocked_autorange`` median. Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU,
-:func:`attn_course.memory.measure_peak_bytes` (the PyTorch CPU allocator's peak, via the
+:func:`attn_course.measure.measure_peak_bytes` (the PyTorch CPU allocator's peak, via the
 profiler) on a CPU.
 """
 
@@ -61,7 +61,7 @@ import torch.nn.functional as F
 
 from attn_course.cost import attention_flops, canonical_dtype, tflops_per_s
 from attn_course.figures import style
-from attn_course.memory import loglog_slope, measure_peak_bytes
+from attn_course.measure import loglog_slope, measure_peak_bytes
 from attn_course.scores import naive_attention, resolve_dtype
 
 __all__ = [
@@ -702,7 +702,7 @@ def _points(
 def scaling_exponent(
     record: dict[str, Any], implementation: str, metric: str = "ms", **config: Any
 ) -> float:
-    """Fitted p in metric ∝ n^p (:func:`attn_course.memory.loglog_slope`) over a record.
+    """Fitted p in metric ∝ n^p (:func:`attn_course.measure.loglog_slope`) over a record.
 
     ``config`` fixes configuration fields (``causal=False``, ``mode="fwd"``, ...);
     the points must then differ only in n.

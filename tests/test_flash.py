@@ -521,7 +521,7 @@ def test_kernels_work_after_the_profiler_imported_triton():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     code = (
         "import torch\n"
-        "from attn_course.memory import measure_peak_bytes\n"
+        "from attn_course.measure import measure_peak_bytes\n"
         "measure_peak_bytes(lambda: torch.ones(1000))\n"
         "from attn_course.kernels import flash_attention\n"
         "q = torch.randn(1, 1, 20, 16)\n"
