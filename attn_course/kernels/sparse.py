@@ -34,8 +34,11 @@ The mask is n² bytes: fine for teaching and for tests. A production kernel comp
 element mask from indices inside the kernel (FlexAttention compiles ``mask_mod`` into it),
 so it never reads an n x n array; the tile lists are what make it sparse.
 
-Interpreter and bfloat16: exactly as in flash.py (bf16 tiles upcast to fp32 after loading,
-results stored in float32 and rounded by torch). Forward only: there is no backward pass.
+Units, interpreter and bfloat16: exactly as in flash.py, whose online-softmax step this
+kernel shares (:func:`attn_course.kernels.tiles.online_softmax_step`): scores in natural
+units, converted to base 2 after the maximum is subtracted; bf16 tiles upcast to fp32
+after loading in the interpreter, results stored in float32 and rounded by torch. Forward
+only: there is no backward pass.
 """
 
 from __future__ import annotations
