@@ -43,11 +43,13 @@ from attn_course.presets import (
 )
 
 __all__ = [
+    "BACKWARD_FLOPS_FACTOR",
     "DTYPE_BYTES",
     "LayerFlops",
     "RooflineEstimate",
     "attention_ffn_crossover_n",
     "attention_ffn_ratio",
+    "attention_flops",
     "attention_matmul_flops",
     "attention_tile_flops",
     "attention_tile_matmuls",
@@ -90,6 +92,7 @@ __all__ = [
     "score_matrix_bytes",
     "forward_peak_score_bytes",
     "time_to_first_token",
+    "tflops_per_s",
     "transfer_time_s",
     "weight_bytes",
     "softmax_flops",
@@ -609,6 +612,36 @@ def backward_flops_ratio(block_m: int = 128, block_n: int = 64, head_dim: int = 
     """
     two_pass = attention_tile_flops("two_pass_backward", block_m, block_n, head_dim)
     return two_pass / attention_tile_flops("fa2_backward", block_m, block_n, head_dim)
+
+
+#: What the (FlashAttention) backward costs, in units of the forward's FLOPs: it runs five
+#: matmuls of the forward's size (S = QKᵀ again, dV = PᵀdO, dP = dO Vᵀ, dQ = dS K,
+#: dK = dSᵀ Q) where the forward runs two (QKᵀ and PV): 5 / 2 = 2.5.
+BACKWARD_FLOPS_FACTOR = 2.5
+
+
+def attention_flops(
+    batch: int, heads: int, n: int, head_dim: int, *, causal: bool = False, backward: bool = False
+) -> float:
+    """FLOPs of attention over (batch, heads, n, head_dim): forward, or forward + backward.
+
+    Forward: the two matmuls QKᵀ and PV, ``4 · batch · heads · n² · head_dim``
+    (:func:`attention_matmul_flops` with d_model = heads · head_dim); causal halves it (a
+    kernel skips the masked triangle). Forward + backward: ``(1 + 2.5) ×`` that (see
+    ``BACKWARD_FLOPS_FACTOR``), the convention of the FlashAttention papers' benchmarks.
+    The benchmarks credit every implementation with these same nominal FLOPs, so TFLOP/s
+    compare like with like (a naive backward that skips the recomputation of S simply gets
+    the same credit for less work).
+    """
+    forward = attention_matmul_flops(n, heads * head_dim, causal=causal, batch=batch)
+    return forward * (1 + BACKWARD_FLOPS_FACTOR) if backward else forward
+
+
+def tflops_per_s(flops: float, ms: float) -> float:
+    """Throughput in TFLOP/s (10¹² FLOP per second) of ``flops`` done in ``ms`` milliseconds."""
+    if not (isinstance(ms, int | float) and math.isfinite(ms) and ms > 0):
+        raise ValueError(f"ms must be a finite number > 0, got {ms!r}")
+    return flops / (ms * 1e-3) / 1e12
 
 
 def projection_flops(

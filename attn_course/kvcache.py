@@ -17,10 +17,10 @@ import torch
 
 from attn_course.cost import kv_cache_bytes, model_kv_cache_bytes, weight_bytes
 from attn_course.figures import style
+from attn_course.measure import Trend, fit_trend, torch_threads
 from attn_course.model import GPT, LayerCache
 from attn_course.presets import Hardware, ModelShape, get_hardware
 from attn_course.scores import check_count
-from attn_course.timing import Trend, fit_trend, torch_threads
 
 
 @dataclass
@@ -221,10 +221,10 @@ def measure_prefill(
     """Time ``model(tokens[:n][None])`` (a prefill of n tokens) for every n in ``lengths``.
 
     ``rounds`` sweeps over all lengths, alternately up and down, each timing the fastest of
-    :func:`attn_course.memory.time_call` (at least 3 calls and ``min_total_s`` seconds), so
+    :func:`attn_course.measure.time_call` (at least 3 calls and ``min_total_s`` seconds), so
     that load during one sweep spoils one timing per length, not the whole curve.
     """
-    from attn_course.memory import time_call
+    from attn_course.measure import time_call
 
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")

@@ -45,7 +45,7 @@ from plotly.subplots import make_subplots
 from attn_course.cost import _count, _positive, attention_matmul_flops, bytes_per_element
 from attn_course.cost import kv_cache_bytes as _kv_cache_bytes
 from attn_course.figures import style, vline
-from attn_course.memory import measure_peak_bytes, time_call
+from attn_course.measure import measure_peak_bytes, time_call
 from attn_course.scores import describe_value, naive_attention, resolve_scale, validate_qkv
 
 __all__ = [
@@ -625,7 +625,7 @@ def measure_crossover(
     """Time and peak memory of non-causal softmax attention (naive and torch SDPA) and of
     elu+1 linear attention (feature maps included) on (1, heads, n, head_dim) float32.
 
-    Times are the best of :func:`attn_course.memory.time_call` over ``rounds`` sweeps over
+    Times are the best of :func:`attn_course.measure.time_call` over ``rounds`` sweeps over
     all n: on a shared machine a burst of load from another process then spoils one sweep's
     point, not the result. ``threads``: run with that many torch threads (restored after);
     None keeps the current setting. One thread makes small-n timings far steadier on a

@@ -7,12 +7,13 @@ three ways, from the most direct to the most physical:
    tensors that :func:`~attn_course.scores.naive_attention` returned. Exact, but it only
    sees the tensors you hold, not temporaries that came and went.
 
-2. **Allocator peak** (:func:`measure_peak_bytes`): every allocation and free PyTorch's CPU
-   allocator makes while a function runs, recorded by ``torch.profiler`` with
-   ``profile_memory=True``; the running total's maximum is the peak. This sees
-   temporaries too, and is exact to the byte for what PyTorch asked the allocator for.
-   (The CUDA equivalent is ``torch.cuda.max_memory_allocated``; PyTorch has no such
-   counter for the CPU, hence the profiler.)
+2. **Allocator peak** (:func:`attn_course.measure.measure_peak_bytes`, the tool every lesson
+   measures memory with): every allocation and free PyTorch's CPU allocator makes while a
+   function runs, recorded by ``torch.profiler`` with ``profile_memory=True``; the running
+   total's maximum is the peak. This sees temporaries too, and is exact to the byte for what
+   PyTorch asked the allocator for. (The CUDA equivalent is
+   ``torch.cuda.max_memory_allocated``; PyTorch has no such counter for the CPU, hence the
+   profiler.)
 
 3. **Peak resident memory** (:func:`measure_naive_attention_rss`): what the operating
    system says the process physically used, from Linux's ``/proc/self/status``. The
@@ -38,33 +39,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from attn_course.cost import score_matrix_bytes
+from attn_course.measure import measure_peak_bytes, random_qkv, time_call
 from attn_course.scores import naive_attention, naive_attention_peak_bytes, resolve_dtype
 
 __all__ = [
     "MemoryRow",
     "format_table",
-    "loglog_slope",
     "measure_naive_attention",
     "measure_naive_attention_rss",
-    "measure_peak_bytes",
     "peak_rss_supported",
-    "physical_memory_bytes",
-    "random_qkv",
     "tensor_bytes",
-    "time_call",
 ]
 
 
@@ -86,73 +79,7 @@ def tensor_bytes(*tensors: torch.Tensor) -> int:
     return sum(seen.values())
 
 
-# --- 2. peak of the PyTorch allocator, via the profiler ---------------------------------
-
-
-def measure_peak_bytes(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
-    """Peak extra bytes the PyTorch CPU allocator handed out while ``fn(*args, **kwargs)`` ran.
-
-    "Extra" means above what was allocated when the call started: inputs created before
-    do not count, and neither does anything freed before the call. The result of ``fn``
-    is kept alive until the measurement ends, as a caller holding it would.
-
-    Method: ``torch.profiler`` with ``profile_memory=True`` records one event per
-    allocation (+bytes) and per free (-bytes). Sorted by time, their running sum is the
-    allocated total; its maximum is the peak. The events are read from the profiler's
-    event tree (``kineto_results.experimental_event_tree()``), an interface PyTorch calls
-    experimental; tests/test_memory.py checks it against the formula on every run.
-    """
-    from torch._C._profiler import _EventType
-    from torch.profiler import ProfilerActivity, profile
-
-    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
-    with _silenced_stderr():  # the profiler's C++ side prints progress lines at start/stop
-        prof.start()
-    try:
-        result = fn(*args, **kwargs)  # noqa: F841 - held so that its frees come after the peak
-    finally:
-        with _silenced_stderr():
-            prof.stop()
-    del result
-
-    allocations = []
-    pending = list(prof.profiler.kineto_results.experimental_event_tree())
-    while pending:
-        event = pending.pop()
-        pending.extend(event.children)
-        if event.tag == _EventType.Allocation and event.extra_fields.device.type == "cpu":
-            allocations.append((event.start_time_ns, event.extra_fields.alloc_size))
-
-    running, peak = 0, 0
-    for _, size in sorted(allocations):
-        running += size
-        peak = max(peak, running)
-    return peak
-
-
-def physical_memory_bytes() -> int | None:
-    """Total RAM of this machine in bytes (POSIX sysconf), or None where it can't be read."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-@contextmanager
-def _silenced_stderr() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null for a moment (C++ writes bypass sys.stderr)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-# --- 3. peak resident memory of a fresh process ------------------------------------------
+# --- 3. peak resident memory of a fresh process (2., the allocator peak: measure.py) ---
 
 _CLEAR_REFS = "/proc/self/clear_refs"
 
@@ -216,36 +143,6 @@ def _rss_child(n: int, head_dim: int, dtype: str, heads: int, batch: int, causal
 
 
 # --- the whole table ---------------------------------------------------------------------
-
-
-def random_qkv(
-    n: int, head_dim: int = 64, dtype: torch.dtype | str = "float32", heads: int = 1, batch: int = 1
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random q, k, v of shape (batch, heads, n, head_dim), seeded so runs repeat."""
-    generator = torch.Generator().manual_seed(n)
-    shape = (batch, heads, n, head_dim)
-    dtype = resolve_dtype(dtype)
-    return tuple(torch.randn(shape, generator=generator).to(dtype) for _ in range(3))  # type: ignore[return-value]
-
-
-def time_call(fn: Callable[[], Any], repeats: int = 3, min_total_s: float = 0.25) -> float:
-    """Fastest wall-clock run of ``fn()``, in seconds.
-
-    Runs ``fn`` at least ``repeats`` times and keeps going until ``min_total_s`` seconds
-    have been spent, so a 3 ms call gets about 80 tries and a 3 s call gets 3. The
-    minimum, not the mean: on a shared machine, noise (other processes) only adds time.
-    """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
-    if not (isinstance(min_total_s, int | float) and min_total_s >= 0):
-        raise ValueError(f"min_total_s must be a number >= 0, got {min_total_s!r}")
-    best, spent, runs = math.inf, 0.0, 0
-    while runs < repeats or spent < min_total_s:
-        start = time.perf_counter()
-        fn()
-        elapsed = time.perf_counter() - start
-        best, spent, runs = min(best, elapsed), spent + elapsed, runs + 1
-    return best
 
 
 @dataclass(frozen=True)
@@ -320,27 +217,6 @@ def measure_naive_attention(
             )
         )
     return rows
-
-
-def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Least-squares slope of log(y) against log(x): the exponent p in y ∝ x^p.
-
-    2.0 for anything quadratic in n; 1.0 for linear.
-    """
-    if len(xs) != len(ys) or len(xs) < 2:
-        raise ValueError(
-            f"need two equally long sequences of >= 2 values, got {len(xs)}, {len(ys)}"
-        )
-    if min(xs) <= 0 or min(ys) <= 0:
-        raise ValueError("xs and ys must be > 0 to take logarithms")
-    log_x = [math.log(x) for x in xs]
-    log_y = [math.log(y) for y in ys]
-    mean_x, mean_y = sum(log_x) / len(log_x), sum(log_y) / len(log_y)
-    covariance = sum((a - mean_x) * (b - mean_y) for a, b in zip(log_x, log_y, strict=True))
-    variance = sum((a - mean_x) ** 2 for a in log_x)
-    if variance == 0:
-        raise ValueError("xs must not all be equal")
-    return covariance / variance
 
 
 def format_table(rows: Sequence[MemoryRow]) -> str:

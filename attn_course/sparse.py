@@ -772,7 +772,7 @@ def measure_window_scaling(
     :func:`sliding_window_tiles`; the FLOPs are those of the visited tiles
     (:meth:`BlockLayout.flops`) against 4 n² d for dense attention.
     """
-    from attn_course.memory import random_qkv, time_call
+    from attn_course.measure import random_qkv, time_call
 
     if not ns:
         raise ValueError("ns must list at least one sequence length")

@@ -53,7 +53,7 @@ import torch
 
 from attn_course.cost import bytes_per_element, naive_attention_traffic_bytes
 from attn_course.figures import style
-from attn_course.memory import measure_peak_bytes, random_qkv
+from attn_course.measure import measure_peak_bytes, random_qkv
 from attn_course.scores import (
     check_count,
     describe_value,
@@ -730,7 +730,7 @@ def measure_tiled_memory(
     naive_budget_bytes: int = 2**30,
     progress: bool = False,
 ) -> list[TiledMemoryRow]:
-    """Allocator peak (:func:`attn_course.memory.measure_peak_bytes`) of :func:`tiled_attention`
+    """Allocator peak (:func:`attn_course.measure.measure_peak_bytes`) of :func:`tiled_attention`
     and of naive attention at each n (one head, non-causal).
 
     Naive attention is run only where its predicted peak

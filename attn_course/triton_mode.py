@@ -36,9 +36,9 @@ if _INTERPRET_VARIABLE not in os.environ and not torch.cuda.is_available():
         # imported, in compiled mode; interpreted kernels that call them fail later with
         # "Cannot call @triton.jit'd outside of the scope of a kernel". Say so now.
         warnings.warn(
-            "triton was imported before attn_course.kernels, so the interpreter mode chosen "
-            "now will not reach Triton's own library functions. Import attn_course.kernels "
-            "first (FlexAttention imports triton), or start Python with TRITON_INTERPRET=1.",
+            "triton was imported before attn_course, so the interpreter mode chosen now will "
+            "not reach Triton's own library functions. Import attn_course first (torch's "
+            "profiler and FlexAttention import triton), or start Python with TRITON_INTERPRET=1.",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -50,12 +50,8 @@ from IPython.display import display
 
 from attn_course.config import course_size, pick
 from attn_course.cost import format_bytes_both, max_n_for_memory, score_count, score_matrix_bytes
-from attn_course.memory import (
-    format_table,
-    loglog_slope,
-    measure_naive_attention,
-    physical_memory_bytes,
-)
+from attn_course.measure import fit_trend, loglog_slope, machine_load, physical_memory_bytes
+from attn_course.memory import format_table, measure_naive_attention
 from attn_course.scores import (
     DTYPE_NAMES,
     largest_safe_exponent,
@@ -64,7 +60,6 @@ from attn_course.scores import (
     stable_softmax,
     toy_sentence_qkv,
 )
-from attn_course.timing import fit_trend, machine_load
 from attn_course.ui.scores import ScoreExplorer, memory_scaling_figure, time_scaling_figure
 
 torch.set_printoptions(precision=3, sci_mode=False, linewidth=110)
@@ -337,7 +332,7 @@ for before, after in pairwise(rows):
 # the time is decided by the fit, not written in advance: it says "climbs" only when the
 # whole 95 % confidence interval of the fitted exponent is above 0 and the line explains
 # most of the variation, says whether that interval contains 2, and otherwise prints "too
-# noisy on this machine" with the reasons (`attn_course/timing.py`). Rerun the cell if it
+# noisy on this machine" with the reasons (`attn_course/measure.py`). Rerun the cell if it
 # does.
 
 # %%

@@ -58,7 +58,7 @@ from attn_course.cost import (
     max_n_for_memory,
     score_matrix_bytes,
 )
-from attn_course.memory import loglog_slope, physical_memory_bytes, random_qkv
+from attn_course.measure import loglog_slope, physical_memory_bytes, random_qkv
 from attn_course.presets import get_hardware
 from attn_course.scores import naive_attention, naive_attention_peak_bytes
 from attn_course.tiling import (
@@ -335,7 +335,7 @@ print(f"\nfloat64: largest difference {worst64:.1e};  "
 # $$
 #
 # Linear against quadratic. We measure both with the PyTorch allocator's peak
-# (`attn_course.memory.measure_peak_bytes`, the method of notebook 01).
+# (`attn_course.measure.measure_peak_bytes`, the method of notebook 01).
 #
 # **Where naive attention stops.** Its peak is 2 GiB at n = 16,384 in float32, 8 GiB at
 # 32,768 and 32 GiB at 65,536. We run it only while its predicted peak stays within a

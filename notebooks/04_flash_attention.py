@@ -65,6 +65,7 @@ from attn_course.bench.flash import naive_gqa_attention, run_flash_benchmark
 from attn_course.bench.plots import benchmark_figure
 from attn_course.config import course_size, pick
 from attn_course.kernels import flash as flash_kernels
+from attn_course.kernels import tiles as kernel_tiles
 
 MODE = kernels.kernel_mode()
 DEVICE = kernels.kernel_device()
@@ -119,7 +120,9 @@ def show_source(kernel):
 #
 # ## 2 · The forward kernel
 #
-# The course's kernel lives in `attn_course/kernels/flash.py`. Its launch grid is
+# The course's kernel lives in `attn_course/kernels/flash.py`, with the pieces it shares
+# with the course's other kernels (tile loads and stores, the online-softmax update) in
+# `attn_course/kernels/tiles.py`. Its launch grid is
 #
 # $$
 # \text{grid} = \left(\left\lceil n_q / \text{BLOCK\_M} \right\rceil,\ \text{batch} \cdot \text{heads}\right):
@@ -138,8 +141,8 @@ def show_source(kernel):
 #
 # * **program ids**: `block_m` picks the query block, `batch_head` the (sequence, head) pair.
 # * **GQA head mapping**: with grouped-query attention several query heads share one
-#   key/value head; `kv_head = (batch_head % heads) // group_size` with
-#   `group_size = heads // kv_heads`. No copy of k and v is made: the pointer simply points
+#   key/value head; `kv_batch_head` (in `tiles.py`) computes
+#   `kv_head = (batch_head % heads) // group_size` with `group_size = heads // kv_heads`. No copy of k and v is made: the pointer simply points
 #   at the shared head.
 # * **base pointers and offsets**: tensors are contiguous, so element (b, h, i, c) sits at
 #   `((b·heads + h)·n + i)·head_dim + c`; `q_base` points at this head's first row.
@@ -161,7 +164,8 @@ show_source(flash_kernels._forward_kernel)
 # 1. `s = tl.dot(q, tl.trans(k)) * scale`: a BLOCK_M × BLOCK_N tile of scores. It exists
 #    only here, on chip.
 # 2. **exp2, after the subtraction.** GPUs compute `exp` through their native `exp2`
-#    instruction (eˣ = 2^(x·log₂e)), so the kernel writes `tl.exp2((s − m) · log₂e)`.
+#    instruction (eˣ = 2^(x·log₂e)), so the kernel computes `exp2((s − m) · log₂e)`
+#    (`exp_via_exp2`).
 #    Triton's tutorial (and the exercise below) folds log₂e into the scale instead and
 #    keeps scores in base 2, one multiply per score cheaper. This kernel subtracts first
 #    because it saves lse for the backward: converting lse between bases rounds, and with
@@ -170,12 +174,14 @@ show_source(flash_kernels._forward_kernel)
 #    exact at any magnitude.
 # 3. **diagonal masking**: only blocks with `ON_DIAGONAL` build the `cols <= rows` mask;
 #    the others skip that work.
-# 4. **the update**: the new maximum, the correction factor 2^(m_old − m_new) that shrinks
-#    the old sum and accumulator, then the new block is added:
+# 4. **the update** (`online_softmax_step`, in `tiles.py`: the block-sparse kernel of
+#    notebook 06 runs the same one): the new maximum, the correction factor
+#    e^(m_old − m_new) that shrinks the old sum and accumulator, then the new block is added:
 #    `acc = acc · correction + p @ v` (the `tl.dot(p, v, acc)` form adds into acc directly).
 
 # %%
 show_source(flash_kernels._forward_key_blocks)
+show_source(kernel_tiles.online_softmax_step)
 
 # %% [markdown]
 # ## 3 · Does it compute attention?

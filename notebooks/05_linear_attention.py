@@ -81,9 +81,8 @@ from attn_course.linear import (
     retrieval_figure,
     softmax_attention_flops,
 )
-from attn_course.memory import loglog_slope
+from attn_course.measure import fit_trend, loglog_slope, machine_load
 from attn_course.scores import naive_attention
-from attn_course.timing import fit_trend, machine_load
 
 torch.set_printoptions(precision=4, sci_mode=False, linewidth=110)
 print(f"size: {course_size()}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "

@@ -52,7 +52,7 @@ from IPython.display import display
 from attn_course.config import course_size, pick
 from attn_course.kernels import kernel_mode
 from attn_course.kernels.sparse import block_sparse_attention
-from attn_course.memory import loglog_slope
+from attn_course.measure import fit_trend, loglog_slope, machine_load
 from attn_course.scores import naive_attention, toy_sentence_qkv
 from attn_course.sparse import (
     SparsePattern,
@@ -76,7 +76,6 @@ from attn_course.sparse import (
     window_keys_to_distance,
     window_scaling_figure,
 )
-from attn_course.timing import fit_trend, machine_load
 from attn_course.ui.sparse import SparsityExplorer, sparse_layout_figure
 
 torch.set_printoptions(precision=4, sci_mode=False, linewidth=110)
@@ -274,7 +273,7 @@ window_scaling_figure(rows, window)
 # sentences about time say: each comes from a fit of log(time) against log(n), asserts a
 # climb only when the exponent's 95 % confidence interval lies above 0, says whether the
 # interval contains the FLOP count's exponent, and prints "too noisy on this machine" with
-# the reasons otherwise (`attn_course/timing.py`); rerun the cell if it does. In two quiet
+# the reasons otherwise (`attn_course/measure.py`); rerun the cell if it does. In two quiet
 # runs on the VM named above the fitted time exponents were 1.07 and 1.17 for the window,
 # 2.37 and 2.30 for dense attention (above 2: the larger n × n matrices no longer fit in
 # the CPU caches). Compare the window's and dense attention's times at the smallest n in

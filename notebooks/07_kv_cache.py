@@ -75,9 +75,9 @@ from attn_course.kvcache import (
     step_time_figure,
     to_float8,
 )
+from attn_course.measure import machine_load
 from attn_course.model import GPT, CharTokenizer, GPTConfig, corpus_text, evaluate_loss, train
 from attn_course.presets import get_model
-from attn_course.timing import machine_load
 
 # One thread: this model is small, its calls last microseconds to milliseconds, and on a
 # shared machine a two-thread call waits for its slower thread (in a learner's run on a
@@ -165,7 +165,7 @@ for kv_heads in (8, 2, 1):
 # against log(position) gives an exponent and its 95 % confidence interval, and the fit
 # decides. "Climbs" needs the whole interval above 0 and a line that explains most of
 # the variation; an interval close to 0 is "nearly flat"; anything else prints "too noisy
-# on this machine", with the numbers that made it so (`attn_course/timing.py`).
+# on this machine", with the numbers that made it so (`attn_course/measure.py`).
 
 # %%
 new = pick(full=cfg.context - prompt.shape[1], small=40)

@@ -29,14 +29,15 @@ import math
 import torch
 import torch.nn.functional as F
 
-# attn_course.kernels must be imported before any @triton.jit below: it switches Triton to
-# its CPU interpreter when there is no GPU, and Triton reads that switch at decoration time.
+# attn_course must be imported before any @triton.jit below: it switches Triton to its CPU
+# interpreter when there is no GPU, and Triton reads that switch at decoration time.
 from attn_course import kernels  # isort: skip
 import triton
 import triton.language as tl
 
-from attn_course.bench import attention_flops, load_records, tflops_per_s
+from attn_course.bench import load_records
 from attn_course.checks.flash import launch_exercise_kernel
+from attn_course.cost import attention_flops, tflops_per_s
 from attn_course.grade import check
 from attn_course.kernels.fit import recorded_resources
 from attn_course.kernels.targets import get_target  # noqa: F401 (exercise 5 looks GPUs up with it)
@@ -156,7 +157,7 @@ check("kv_head_for", kv_head_for)
 # halving, halving a non-causal run, one matmul instead of two, n(n+1)/2 instead of ÷ 2,
 # milliseconds taken as seconds, FLOP/s or GFLOP/s instead of TFLOP/s, a forgotten batch
 # or heads factor, heads counted twice, and a backward factor. Calling
-# `bench.attention_flops` or `bench.tflops_per_s` does not count: write the formula.
+# `cost.attention_flops` or `cost.tflops_per_s` does not count: write the formula.
 
 # %% nbgrader={"grade": false, "grade_id": "attention_tflops", "locked": false, "schema_version": 3, "solution": true}
 def attention_tflops(batch, heads, n, head_dim, causal, ms):

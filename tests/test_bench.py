@@ -19,9 +19,7 @@ from attn_course.bench.__main__ import main as bench_main
 from attn_course.bench.harness import (
     INTERPRETER_MAX_N,
     BenchConfig,
-    attention_flops,
     configs_from,
-    tflops_per_s,
 )
 from attn_course.bench.plots import benchmark_figure
 from attn_course.bench.records import (
@@ -35,7 +33,7 @@ from attn_course.bench.records import (
 )
 from attn_course.checks import get_exercise
 from attn_course.checks.flash import _blocked_reference
-from attn_course.cost import attention_matmul_flops
+from attn_course.cost import attention_flops, attention_matmul_flops, tflops_per_s
 from attn_course.grade import NOT_ATTEMPTED, run_check
 
 pytestmark = pytest.mark.nb04

@@ -15,21 +15,16 @@ Tolerances, stated once:
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
+from attn_course.measure import measure_peak_bytes, random_qkv
 from attn_course.memory import (
     format_table,
-    loglog_slope,
     measure_naive_attention,
     measure_naive_attention_rss,
-    measure_peak_bytes,
     peak_rss_supported,
-    random_qkv,
     tensor_bytes,
-    time_call,
 )
 from attn_course.scores import naive_attention, naive_attention_peak_bytes
 
@@ -51,22 +46,6 @@ def test_tensor_bytes_counts_storage_once():
 
 
 # --- the allocator peak -----------------------------------------------------------------------
-
-
-def _two_temporaries():
-    a = torch.ones(1000)  # 4000 B
-    b = torch.ones(2000)  # + 8000 B: 12000 B alive at once
-    del a, b
-    return torch.ones(500)  # 2000 B, after both were freed
-
-
-def test_measure_peak_bytes_sees_temporaries():
-    assert measure_peak_bytes(_two_temporaries) == 12_000
-
-
-def test_measure_peak_bytes_ignores_memory_allocated_before_the_call():
-    before = torch.ones(10_000)  # 40 kB that exist already
-    assert measure_peak_bytes(lambda: before.neg()) == 40_000  # only the new result
 
 
 @pytest.mark.parametrize("n", [1024, 2048])
@@ -144,23 +123,3 @@ def test_measure_naive_attention_rows_agree_with_formulas():
     assert "peak alloc" in table and "n/a" in table and len(table.splitlines()) == 5
     with pytest.raises(ValueError, match="ns"):
         measure_naive_attention([])
-
-
-def test_loglog_slope():
-    assert loglog_slope([1, 2, 4], [1, 4, 16]) == pytest.approx(2.0)  # y = x²
-    assert loglog_slope([10, 100], [3, 30]) == pytest.approx(1.0)  # y = 0.3 x
-    with pytest.raises(ValueError, match="> 0"):
-        loglog_slope([0, 1], [1, 2])
-
-
-def test_time_call_returns_the_fastest_run():
-    calls = []
-    assert time_call(lambda: calls.append(1), repeats=3, min_total_s=0) >= 0
-    assert len(calls) == 3
-    durations = iter([0.03, 0.01, 0.02])  # sleeps of 30, 10, 20 ms: the fastest is ~10 ms
-    assert time_call(lambda: time.sleep(next(durations)), repeats=3, min_total_s=0) < 0.02
-    calls.clear()
-    time_call(lambda: calls.append(1), repeats=1, min_total_s=0.01)  # keeps going for 10 ms
-    assert len(calls) > 1
-    with pytest.raises(ValueError, match="repeats"):
-        time_call(lambda: None, repeats=0)

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attn_course.checks import exercises_for
-from attn_course.memory import loglog_slope, measure_peak_bytes, random_qkv
+from attn_course.measure import loglog_slope, measure_peak_bytes, random_qkv
 from attn_course.scores import naive_attention
 from attn_course.tiling import (
     ON_CHIP_MEMORY,

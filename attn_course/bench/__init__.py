@@ -16,13 +16,13 @@ Imports point one way, from the command down to the record format:
 * :mod:`~attn_course.bench.records`: what a record and a result are (schema, statuses,
   :class:`~attn_course.bench.records.BenchResult`), writing, loading and reading records.
 
-The names re-exported here are the ones notebooks and exercises use without caring which
-module holds them (``attention_flops`` and ``tflops_per_s`` are named in notebook 04's
-exercise text as ``attn_course.bench.*``). Importing this package does not import the
-suites, the kernels or plotly.
+The names re-exported here are the ones notebooks use without caring which module holds
+them. The FLOP and TFLOP/s formulas the suites credit are lesson arithmetic and live in
+:mod:`attn_course.cost`. Importing this package does not import the suites, the kernels or
+plotly.
 """
 
-from attn_course.bench.harness import BenchConfig, attention_flops, configs_from, tflops_per_s
+from attn_course.bench.harness import BenchConfig, configs_from
 from attn_course.bench.records import (
     SCHEMA,
     load_records,
@@ -36,13 +36,11 @@ from attn_course.bench.records import (
 __all__ = [
     "SCHEMA",
     "BenchConfig",
-    "attention_flops",
     "configs_from",
     "load_records",
     "ratios",
     "record_label",
     "results_table",
     "scaling_exponent",
-    "tflops_per_s",
     "write_record",
 ]

@@ -23,7 +23,7 @@ forward or forward + backward):
   with float32 on a GPU, ...) is recorded with the reason, not skipped silently.
 
 For each it records the median time (ms), the throughput (TFLOP/s, from
-:func:`~attn_course.bench.harness.attention_flops`), the peak memory the call added
+:func:`attn_course.cost.attention_flops`), the peak memory the call added
 (bytes), and, up to ``error_max_n``, the largest absolute error against a float64
 reference (and of the gradients, with ``--backward``). How each is measured, and the
 record's provenance fields, are the harness's; ``records/README.md`` documents the record.
@@ -90,7 +90,7 @@ LABELS = {
     "sdpa_math": "PyTorch SDPA, math backend",
 }
 FLOPS = (
-    "attn_course.bench.attention_flops: 4·b·h·n²·d forward, ×3.5 with backward, halved when causal"
+    "attn_course.cost.attention_flops: 4·b·h·n²·d forward, ×3.5 with backward, halved when causal"
 )
 _SDPA_BACKENDS = {
     "sdpa_flash": "FLASH_ATTENTION",

@@ -47,8 +47,8 @@ from attn_course.bench.harness import (
     device_info,
     library_versions,
     median_ms,
-    tflops_per_s,
 )
+from attn_course.cost import tflops_per_s
 from attn_course.course import COURSE_ROOT
 
 __all__ = [

@@ -9,11 +9,11 @@ here, once, so that every record's numbers mean the same thing:
 * :func:`measure`: run the call once (warm-up; learn whether it can run at all, keeping
   PyTorch's warnings as the reason when it cannot), take its largest error against the
   float64 reference, then its median time (:func:`median_ms`), throughput
-  (:func:`tflops_per_s`) and the peak memory it adds (:func:`call_peak_bytes`).
+  (:func:`attn_course.cost.tflops_per_s`) and the peak memory it adds (:func:`call_peak_bytes`).
 * Timing: on a GPU, ``triton.testing.do_bench`` (it flushes the L2 cache between runs and
   syncs the device) with its median; on a CPU, ``torch.utils.benchmark.Timer``'s
   ``blocked_autorange`` median. Peak memory: ``torch.cuda.max_memory_allocated`` on a GPU,
-  :func:`attn_course.memory.measure_peak_bytes` (the PyTorch CPU allocator's peak, via the
+  :func:`attn_course.measure.measure_peak_bytes` (the PyTorch CPU allocator's peak, via the
   profiler) on a CPU.
 * The course's Triton kernels in Triton's interpreter (no GPU) run their programs one after
   another in NumPy, thousands of times slower than compiled code: there they are run once,
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import platform
 import socket
 import subprocess
@@ -37,17 +36,15 @@ from typing import Any
 import torch
 
 from attn_course.bench.records import CHECKED, FAILED, SCHEMA, UNAVAILABLE, BenchResult
-from attn_course.cost import attention_matmul_flops, canonical_dtype
-from attn_course.memory import measure_peak_bytes
+from attn_course.cost import attention_flops, canonical_dtype, tflops_per_s
+from attn_course.measure import measure_peak_bytes
 from attn_course.scores import resolve_dtype
 
 __all__ = [
-    "BACKWARD_FLOPS_FACTOR",
     "INTERPRETER_MAX_N",
     "BenchConfig",
     "add_common_arguments",
     "add_sweep_arguments",
-    "attention_flops",
     "call_peak_bytes",
     "configs_from",
     "default_dtype",
@@ -62,43 +59,11 @@ __all__ = [
     "prepare_run",
     "resolve_device",
     "sweep_configs",
-    "tflops_per_s",
 ]
 
-#: What the (FlashAttention) backward costs, in units of the forward's FLOPs: it runs five
-#: matmuls of the forward's size (S = QKᵀ again, dV = PᵀdO, dP = dO Vᵀ, dQ = dS K,
-#: dK = dSᵀ Q) where the forward runs two (QKᵀ and PV): 5 / 2 = 2.5.
-BACKWARD_FLOPS_FACTOR = 2.5
 #: The course's Triton kernels run in the interpreter only up to this n (a correctness check).
 INTERPRETER_MAX_N = 128
 _CHECKED_REASON = "Triton interpreter (no GPU): run once for correctness; far too slow to time"
-
-
-# --- FLOPs ------------------------------------------------------------------------------
-
-
-def attention_flops(
-    batch: int, heads: int, n: int, head_dim: int, *, causal: bool = False, backward: bool = False
-) -> float:
-    """FLOPs of attention over (batch, heads, n, head_dim): forward, or forward + backward.
-
-    Forward: the two matmuls QKᵀ and PV, ``4 · batch · heads · n² · head_dim``
-    (:func:`attn_course.cost.attention_matmul_flops` with d_model = heads · head_dim);
-    causal halves it (a kernel skips the masked triangle). Forward + backward:
-    ``(1 + 2.5) ×`` that (see ``BACKWARD_FLOPS_FACTOR``), the convention of the
-    FlashAttention papers' benchmarks. Every implementation is credited with these same
-    nominal FLOPs, so TFLOP/s compare like with like (a naive backward that skips the
-    recomputation of S simply gets the same credit for less work).
-    """
-    forward = attention_matmul_flops(n, heads * head_dim, causal=causal, batch=batch)
-    return forward * (1 + BACKWARD_FLOPS_FACTOR) if backward else forward
-
-
-def tflops_per_s(flops: float, ms: float) -> float:
-    """Throughput in TFLOP/s (10¹² FLOP per second) of ``flops`` done in ``ms`` milliseconds."""
-    if not (isinstance(ms, int | float) and math.isfinite(ms) and ms > 0):
-        raise ValueError(f"ms must be a finite number > 0, got {ms!r}")
-    return flops / (ms * 1e-3) / 1e12
 
 
 # --- configurations ---------------------------------------------------------------------
@@ -135,7 +100,7 @@ class BenchConfig:
 
     @property
     def flops(self) -> float:
-        """:func:`attention_flops` of this configuration."""
+        """:func:`attn_course.cost.attention_flops` of this configuration."""
         b, h, n, d = self.batch, self.heads, self.n, self.head_dim
         return attention_flops(b, h, n, d, causal=self.causal, backward=self.backward)
 
@@ -415,7 +380,7 @@ def new_record(
         "peak_memory": (
             "torch.cuda.max_memory_allocated above the inputs (bytes)"
             if device.type == "cuda"
-            else "PyTorch CPU allocator peak above the inputs, attn_course.memory."
+            else "PyTorch CPU allocator peak above the inputs, attn_course.measure."
             "measure_peak_bytes (bytes)"
         ),
         "flops": flops,

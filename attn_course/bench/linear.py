@@ -20,7 +20,7 @@ Errors are against a float64 reference of the *same* attention (causal elu + 1 l
 attention for the linear implementations, causal softmax for sdpa). FLOPs: each
 implementation is credited with its own algorithm's matmul FLOPs:
 :func:`attn_course.linear.linear_attention_flops` (causal, chunk 64) for the linear ones,
-:func:`~attn_course.bench.harness.attention_flops` (causal) for sdpa, so TFLOP/s says how
+:func:`attn_course.cost.attention_flops` (causal) for sdpa, so TFLOP/s says how
 well each uses the hardware, and ms says which is faster.
 """
 
@@ -37,7 +37,6 @@ from attn_course.bench.harness import (
     BenchConfig,
     add_common_arguments,
     add_sweep_arguments,
-    attention_flops,
     configs_from,
     kernel_unavailable,
     measure,
@@ -46,6 +45,7 @@ from attn_course.bench.harness import (
     sweep_configs,
 )
 from attn_course.bench.records import UNAVAILABLE, BenchResult
+from attn_course.cost import attention_flops
 from attn_course.linear import (
     causal_linear_attention_chunked,
     elu_feature_map,
@@ -75,7 +75,7 @@ LABELS = {
 CHUNK = 64
 FLOPS = (
     "own algorithm's matmul FLOPs: attn_course.linear.linear_attention_flops "
-    f"(causal, chunk {CHUNK}) x batch x heads for linear_*, attn_course.bench."
+    f"(causal, chunk {CHUNK}) x batch x heads for linear_*, attn_course.cost."
     "attention_flops (causal: 2·b·h·n²·d) for sdpa"
 )
 #: The head dims the linear kernel compiles for.

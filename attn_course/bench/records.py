@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from attn_course.course import COURSE_ROOT
-from attn_course.memory import loglog_slope
+from attn_course.measure import loglog_slope
 
 __all__ = [
     "CHECKED",
@@ -157,7 +157,7 @@ def measured_points(
 def scaling_exponent(
     record: dict[str, Any], implementation: str, metric: str = "ms", **config: Any
 ) -> float:
-    """Fitted p in metric ∝ n^p (:func:`attn_course.memory.loglog_slope`) over a record.
+    """Fitted p in metric ∝ n^p (:func:`attn_course.measure.loglog_slope`) over a record.
 
     ``config`` fixes configuration fields (``causal=False``, ``mode="fwd"``, ...);
     the points must then differ only in n.

@@ -92,7 +92,7 @@ def _expect_value_error(
     points=1,
     forbidden=[
         reference("attn_course.cost.attention_matmul_flops", what="attention FLOPs"),
-        reference("attn_course.bench.attention_flops", what="attention FLOPs"),
+        reference("attn_course.cost.attention_flops", what="attention FLOPs"),
     ],
 )
 def _check_attention_flops(attention_flops: Callable[[int, int], float]) -> None:

@@ -27,7 +27,6 @@ from attn_course.checks._forbid import reference
 from attn_course.grading.answers import answer_helper
 
 NOTEBOOK = "04_flash_attention"
-LOG2E = math.log2(math.e)  # exp(x) = exp2(x · log2 e)
 
 
 # --- exercise 1: the causal loop bound ----------------------------------------------------
@@ -215,8 +214,8 @@ _TFLOPS_MISTAKES: list[tuple[dict[str, Any], str]] = [
     points=1,
     forbidden=[
         reference(
-            "attn_course.bench.attention_flops",
-            "attn_course.bench.tflops_per_s",
+            "attn_course.cost.attention_flops",
+            "attn_course.cost.tflops_per_s",
             "attn_course.cost.attention_matmul_flops",
             what="attention FLOPs and TFLOP/s",
         ),
@@ -312,6 +311,8 @@ def launch_exercise_kernel(
                              f"like q {tuple(q.shape)}")  # fmt: skip
     import triton
 
+    from attn_course.kernels.tiles import LOG2E  # imports triton: only when a kernel runs
+
     batch, heads, n, head_dim = q.shape
     if head_dim not in (16, 32, 64, 128):
         raise ValueError(f"head_dim must be 16, 32, 64 or 128, got {head_dim}")
@@ -322,7 +323,7 @@ def launch_exercise_kernel(
         # A wrong kernel's overflow in the interpreter is feedback, not a NumPy warning.
         with _quiet_numpy():
             kernel[grid](
-                *flat, out, n, LOG2E / math.sqrt(head_dim),
+                *flat, out, n, LOG2E.value / math.sqrt(head_dim),
                 CAUSAL=causal, BLOCK_M=block_m, BLOCK_N=block_n, HEAD_DIM=head_dim,
             )  # fmt: skip
     except NotImplementedError:
@@ -372,10 +373,12 @@ def _blocked_reference(
     causal_mask="j < i" (diagonal hidden) or "none" (only the loop bound);
     pad_mask=False: the keys past n are not masked.
     """
+    from attn_course.kernels.tiles import LOG2E
+
     q, k, v = (t.to(torch.float64) for t in (q, k, v))
     n = q.shape[-2]
     exp = torch.exp2 if base2 else torch.exp
-    scale_log2 = LOG2E / math.sqrt(q.shape[-1])
+    scale_log2 = LOG2E.value / math.sqrt(q.shape[-1])
 
     def padded(t: torch.Tensor, block: int) -> torch.Tensor:
         return F.pad(t, (0, 0, 0, (-n) % block))

@@ -27,8 +27,8 @@ __all__ = ["growth", "peak_bytes", "work"]
 @answer_helper
 def peak_bytes(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     """Peak extra bytes PyTorch's CPU allocator handed out while ``fn`` ran
-    (:func:`attn_course.memory.measure_peak_bytes`)."""
-    from attn_course.memory import measure_peak_bytes
+    (:func:`attn_course.measure.measure_peak_bytes`)."""
+    from attn_course.measure import measure_peak_bytes
 
     return measure_peak_bytes(fn, *args, **kwargs)
 

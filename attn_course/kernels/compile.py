@@ -73,6 +73,7 @@ import torch
 
 from attn_course.kernels.fit import SCHEMA, config_key
 from attn_course.kernels.targets import SPILL_LIMIT_BYTES, TARGETS, Target, limits_exceeded
+from attn_course.kernels.tiles import dtype_flags
 from attn_course.kernels.validate import ALLOWED_DTYPES, ALLOWED_HEAD_DIMS
 from attn_course.triton_mode import kernel_mode
 
@@ -127,11 +128,6 @@ class KernelSpec:
     ci_head_dims: tuple[int, ...] = (16, 64, 128)
 
 
-def _dot_precision(dtype: torch.dtype) -> str:
-    """As the kernels' launchers choose it: exact fp32 products for fp32 inputs."""
-    return "ieee" if dtype == torch.float32 else "tf32"
-
-
 def _autotune_configs(kernel: Any) -> list[tuple[dict[str, Any], int | None, int | None]]:
     """Every configuration of a ``triton.autotune``'d kernel, before any pruning."""
     return [(dict(c.kwargs), c.num_warps, c.num_stages) for c in kernel.configs]
@@ -171,7 +167,7 @@ def _padded(head_dim: int) -> int:
 
 def _flash_constexprs(dtype: torch.dtype, head_dim: int) -> dict[str, Any]:
     return {"HEAD_DIM": head_dim, "BLOCK_D": _padded(head_dim), "CAUSAL": True,
-            "UPCAST": False, "DOT_PRECISION": _dot_precision(dtype)}  # fmt: skip
+            **dtype_flags(dtype, interpreted=False)}  # fmt: skip
 
 
 def _preprocess_configs() -> list[tuple[dict[str, Any], Any, Any]]:
@@ -294,8 +290,7 @@ KERNELS: dict[str, KernelSpec] = {
             "linear", _linear_load,
             lambda p: {**_pointers("Q K V Out", p), "n": "i32"},
             lambda dtype, head_dim: {"FEATURES": head_dim, "VALUE_DIM": head_dim,
-                                     "APPLY_ELU": True, "UPCAST": False,
-                                     "DOT_PRECISION": _dot_precision(dtype)},
+                                     "APPLY_ELU": True, **dtype_flags(dtype, interpreted=False)},
             _linear_configs,
             description="chunked causal linear attention forward (linear.py), m = d_v",
         ),
@@ -303,9 +298,8 @@ KERNELS: dict[str, KernelSpec] = {
             "sparse", _sparse_load,
             lambda p: {**_pointers("Q K V Out", p), "LSE": "*fp32", "Mask": "*u8",
                        **_typed("FullNum FullIdx PartialNum PartialIdx", "*i32"),
-                       **_typed("max_blocks n heads group_size", "i32"), "qk_scale": "fp32"},
-            lambda dtype, head_dim: {"HEAD_DIM": head_dim, "UPCAST": False,
-                                     "DOT_PRECISION": _dot_precision(dtype)},
+                       **_typed("max_blocks n heads group_size", "i32"), "scale": "fp32"},
+            lambda dtype, head_dim: {"HEAD_DIM": head_dim, **dtype_flags(dtype, interpreted=False)},
             _sparse_configs,
             description="block-sparse attention forward (sparse.py)",
         ),

@@ -107,9 +107,11 @@ Two facts about where the kernels run (found by experiment with triton 3.9.0):
 
 Map of this file, in reading order:
 
-* :func:`_load_tile` / :func:`_store_tile`: a (rows x BLOCK_D) tile from/to memory, masked
-  past the end of the sequence and past head_dim (:func:`_load_rows` / :func:`_store_rows`:
-  the same without padding, used by sparse.py).
+* :mod:`attn_course.kernels.tiles` holds the pieces shared with the other kernels:
+  ``load_tile`` / ``store_tile`` (a (rows x BLOCK_D) tile from/to memory, masked past the
+  end of the sequence and past head_dim), ``kv_batch_head`` (GQA), ``online_softmax_step``
+  and ``finish_rows`` (the running (m, l, acc) update and the final out, lse), ``LOG2E``,
+  ``dtype_flags`` (UPCAST, DOT_PRECISION) and ``result_buffer``.
 * forward: :func:`_forward_key_blocks` (the inner loop over key blocks, online softmax),
   :func:`_causal_key_range` (which key blocks a causal query block visits, masked or not),
   :func:`_forward_kernel` (one program: load q, run the loop, normalise, store out and
@@ -125,20 +127,28 @@ Map of this file, in reading order:
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
 
 from attn_course.kernels.fit import prune_hook
+from attn_course.kernels.tiles import (
+    INTERPRETED,
+    dtype_flags,
+    exp_via_exp2,
+    finish_rows,
+    kv_batch_head,
+    load_tile,
+    online_softmax_step,
+    result_buffer,
+    store_tile,
+)
 from attn_course.kernels.validate import (
     FLASH_HEAD_DIMS,
     resolve_causal,
     validate_backward_inputs,
     validate_inputs,
 )
-from attn_course.triton_mode import kernel_mode
 
 __all__ = [
     "FlashAttentionFunction",
@@ -148,9 +158,6 @@ __all__ = [
     "flash_attention_forward",
 ]
 
-LOG2E = math.log2(math.e)  # 1.4426950408889634: exp(x) = exp2(x · log2 e)
-
-_INTERPRETED = kernel_mode() == "interpreter"
 
 
 # --- block sizes ------------------------------------------------------------------------
@@ -181,7 +188,7 @@ _GPU_BLOCKS = {
     "dkdv": [(32, 64), (32, 128), (64, 64), (64, 128)],
     "dq": [(64, 32), (64, 64), (128, 32), (128, 64)],
 }
-_PREPROCESS_BLOCK_M = 32 if _INTERPRETED else 128
+_PREPROCESS_BLOCK_M = 32 if INTERPRETED else 128
 
 
 def block_sizes(kernel: str) -> list[tuple[int, int]]:
@@ -191,14 +198,14 @@ def block_sizes(kernel: str) -> list[tuple[int, int]]:
     """
     if kernel not in _GPU_BLOCKS:
         raise ValueError(f"kernel must be one of {sorted(_GPU_BLOCKS)}, got {kernel!r}")
-    return [_INTERPRETER_BLOCKS[kernel]] if _INTERPRETED else list(_GPU_BLOCKS[kernel])
+    return [_INTERPRETER_BLOCKS[kernel]] if INTERPRETED else list(_GPU_BLOCKS[kernel])
 
 
 def _configs(kernel: str) -> list[triton.Config]:
     configs = []
     for block_m, block_n in block_sizes(kernel):
         big = max(block_m, block_n) >= 128
-        for stages in (1,) if _INTERPRETED else (3, 4):
+        for stages in (1,) if INTERPRETED else (3, 4):
             configs.append(
                 triton.Config(
                     {"BLOCK_M": block_m, "BLOCK_N": block_n},
@@ -210,49 +217,6 @@ def _configs(kernel: str) -> list[triton.Config]:
 
 
 # --- forward ----------------------------------------------------------------------------
-
-
-@triton.jit
-def _load_tile(base, rows, n, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, UPCAST: tl.constexpr):
-    """Load the (len(rows), BLOCK_D) tile whose row r starts at base + r · HEAD_DIM.
-
-    Rows >= n (a block sticking out past the end of the sequence) and the padding columns
-    HEAD_DIM .. BLOCK_D - 1 read as zeros. Block shapes must be powers of two, so a head_dim
-    like 40 or 96 lives in a tile of BLOCK_D = 64 or 128 columns; zero columns add nothing
-    to q·k, and the padded columns of p @ v come out 0 and are never stored.
-    """
-    dims = tl.arange(0, BLOCK_D)
-    offsets = rows[:, None] * HEAD_DIM + dims[None, :]
-    mask = (rows < n)[:, None]
-    if BLOCK_D != HEAD_DIM:  # decided at compile time: powers of two pay no column mask
-        mask = mask & (dims < HEAD_DIM)[None, :]
-    tile = tl.load(base + offsets, mask=mask, other=0.0)
-    if UPCAST:  # interpreter + bf16: see the module docstring
-        tile = tile.to(tl.float32)
-    return tile
-
-
-@triton.jit
-def _store_tile(base, rows, n, tile, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Store the rows < n and columns < HEAD_DIM of ``tile`` (fp32) in base's dtype."""
-    dims = tl.arange(0, BLOCK_D)
-    offsets = rows[:, None] * HEAD_DIM + dims[None, :]
-    mask = (rows < n)[:, None]
-    if BLOCK_D != HEAD_DIM:
-        mask = mask & (dims < HEAD_DIM)[None, :]
-    tl.store(base + offsets, tile.to(base.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def _load_rows(base, rows, n, HEAD_DIM: tl.constexpr, UPCAST: tl.constexpr):
-    """:func:`_load_tile` without padding, for kernels whose head_dim is a power of two."""
-    return _load_tile(base, rows, n, HEAD_DIM, HEAD_DIM, UPCAST)
-
-
-@triton.jit
-def _store_rows(base, rows, n, tile, HEAD_DIM: tl.constexpr):
-    """:func:`_store_tile` without padding, for kernels whose head_dim is a power of two."""
-    _store_tile(base, rows, n, tile, HEAD_DIM, HEAD_DIM)
 
 
 @triton.jit
@@ -268,8 +232,8 @@ def _forward_key_blocks(
         # Only the last block can stick out past n_k, but checking every block costs one
         # compare per column and keeps one loop; tuned kernels peel the last block off.
         key_ok = cols < n_k
-        k = _load_tile(k_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
-        v = _load_tile(v_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
+        k = load_tile(k_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
+        v = load_tile(v_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
 
         # Scores of this tile in natural units, s = scale · q·k (see "Units").
         s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale
@@ -278,19 +242,8 @@ def _forward_key_blocks(
             visible = visible & (cols[None, :] <= rows[:, None] + causal_offset)
         s = tl.where(visible, s, float("-inf"))
 
-        # Online softmax: the new running max, and the factor that rescales the old sums.
-        new_max = tl.maximum(row_max, tl.max(s, 1))
-        # A row with no visible key so far has max -inf; subtracting 0 instead keeps
-        # exp2(-inf - (-inf)) = NaN out: its p and correction are then exp2(-inf) = 0.
-        shift = tl.where(new_max == float("-inf"), 0.0, new_max)
-        # Subtract first, then convert to base 2: s - shift is exact near the maximum.
-        p = tl.exp2((s - shift[:, None]) * 1.4426950408889634)
-        correction = tl.exp2((row_max - shift) * 1.4426950408889634)
-        row_sum = row_sum * correction + tl.sum(p, 1)
-        # p goes into the second matmul in the inputs' dtype (fp16/bf16 tensor cores on a
-        # GPU; 0 <= p <= 1, so the cast cannot overflow); the accumulator stays fp32.
-        acc = tl.dot(p.to(v.dtype), v, acc * correction[:, None], input_precision=DOT_PRECISION)
-        row_max = new_max
+        # Online softmax: rescale what was folded so far, add this tile (tiles.py).
+        acc, row_sum, row_max = online_softmax_step(acc, row_sum, row_max, s, v, DOT_PRECISION)
     return acc, row_sum, row_max
 
 
@@ -325,19 +278,16 @@ def _forward_kernel(
     """One program = BLOCK_M query rows of one (batch, head). Grid (cdiv(n_q, BLOCK_M), B·H)."""
     block_m = tl.program_id(0)
     batch_head = tl.program_id(1)
-    # Which key/value head this query head reads (grouped-query attention).
-    batch = batch_head // heads
-    kv_head = (batch_head % heads) // group_size
-    kv_batch_head = batch * (heads // group_size) + kv_head
+    kv_index = kv_batch_head(batch_head, heads, group_size)  # grouped-query attention
 
     # Base pointers of this head's (n, head_dim) matrices; int64 so that huge tensors
     # (more than 2**31 elements) do not overflow the offset.
     q_base = Q + batch_head.to(tl.int64) * n_q * HEAD_DIM
-    k_base = K + kv_batch_head.to(tl.int64) * n_k * HEAD_DIM
-    v_base = V + kv_batch_head.to(tl.int64) * n_k * HEAD_DIM
+    k_base = K + kv_index.to(tl.int64) * n_k * HEAD_DIM
+    v_base = V + kv_index.to(tl.int64) * n_k * HEAD_DIM
 
     rows = block_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    q = _load_tile(q_base, rows, n_q, HEAD_DIM, BLOCK_D, UPCAST)
+    q = load_tile(q_base, rows, n_q, HEAD_DIM, BLOCK_D, UPCAST)
 
     row_max = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     row_sum = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -364,25 +314,11 @@ def _forward_kernel(
             HEAD_DIM, BLOCK_D, BLOCK_N, False, UPCAST, DOT_PRECISION,
         )  # fmt: skip
 
-    # A row that saw no key (bottom-right causal with n_q > n_k: the first n_q - n_k rows)
-    # has row_sum 0: divide by 1 instead, so its output is 0, not NaN, and its lse is
-    # row_max + ln 1 = -inf, the logsumexp of no terms.
-    safe_sum = tl.where(row_sum == 0.0, 1.0, row_sum)
-    out = acc / safe_sum[:, None]
-    # logsumexp in natural-log units: ln Σ exp(s) = m + ln Σ exp(s - m).
-    lse = row_max + tl.log(safe_sum)
-    _store_tile(Out + batch_head.to(tl.int64) * n_q * HEAD_DIM, rows, n_q, out, HEAD_DIM, BLOCK_D)
+    # out = acc / ℓ and lse = m + ln ℓ (natural log); a row that saw no key (bottom-right
+    # causal with n_q > n_k: the first n_q - n_k rows) gets out 0 and lse -inf.
+    out, lse = finish_rows(acc, row_sum, row_max)
+    store_tile(Out + batch_head.to(tl.int64) * n_q * HEAD_DIM, rows, n_q, out, HEAD_DIM, BLOCK_D)
     tl.store(LSE + batch_head.to(tl.int64) * n_q + rows, lse, mask=rows < n_q)
-
-
-def _kernel_flags(dtype: torch.dtype) -> dict[str, object]:
-    """The dtype-dependent constexprs: see "Two facts" in the module docstring."""
-    return {
-        "UPCAST": _INTERPRETED and dtype == torch.bfloat16,
-        # "ieee" only matters for float32 tiles (16-bit tiles multiply exactly on tensor
-        # cores); "tf32" is Triton's default, i.e. "no change" for 16-bit inputs.
-        "DOT_PRECISION": "ieee" if dtype == torch.float32 else "tf32",
-    }
 
 
 def _shape_args(head_dim: int, n_q: int, n_k: int, causal: object) -> dict[str, object]:
@@ -399,13 +335,6 @@ def _shape_args(head_dim: int, n_q: int, n_k: int, causal: object) -> dict[str, 
         "BLOCK_D": triton.next_power_of_2(head_dim),
         "CAUSAL": alignment is not None,
     }
-
-
-def _result_buffer(like: torch.Tensor) -> torch.Tensor:
-    """Where a kernel stores a result shaped like ``like``: fp32 for bf16 in the interpreter."""
-    if _kernel_flags(like.dtype)["UPCAST"]:
-        return torch.empty_like(like, dtype=torch.float32)
-    return torch.empty_like(like)
 
 
 def flash_attention_forward(
@@ -440,7 +369,7 @@ def flash_attention_forward(
     batch, heads, n_q, head_dim = q.shape
     kv_heads, n_k = k.shape[1], k.shape[2]
 
-    out = _result_buffer(q)
+    out = result_buffer(q)
     lse = torch.empty((batch, heads, n_q), dtype=torch.float32, device=q.device)
 
     def grid(meta: dict) -> tuple[int, int]:
@@ -449,7 +378,7 @@ def flash_attention_forward(
     _forward_kernel[grid](
         q, k, v, out, lse,
         n_q, n_k, heads, heads // kv_heads, scale,
-        **_shape_args(head_dim, n_q, n_k, causal), **_kernel_flags(q.dtype),
+        **_shape_args(head_dim, n_q, n_k, causal), **dtype_flags(q.dtype),
     )  # fmt: skip
     return out.to(q.dtype), lse
 
@@ -504,8 +433,8 @@ def _backward_preprocess_kernel(
     rows = block_m * BLOCK_M + tl.arange(0, BLOCK_M)
     base = batch_head.to(tl.int64) * n_q * HEAD_DIM
     # Multiply in fp32 (UPCAST=True for every dtype): also right for bf16 in the interpreter.
-    out = _load_tile(Out + base, rows, n_q, HEAD_DIM, BLOCK_D, True)
-    do = _load_tile(DO + base, rows, n_q, HEAD_DIM, BLOCK_D, True)
+    out = load_tile(Out + base, rows, n_q, HEAD_DIM, BLOCK_D, True)
+    do = load_tile(DO + base, rows, n_q, HEAD_DIM, BLOCK_D, True)
     delta = tl.sum(out * do, axis=1)
     tl.store(Delta + batch_head.to(tl.int64) * n_q + rows, delta, mask=rows < n_q)
 
@@ -523,7 +452,7 @@ def _recompute_p(q, k, lse, rows, cols, n_q, n_k, scale, causal_offset,
     if ON_DIAGONAL:
         visible = visible & (cols[None, :] <= rows[:, None] + causal_offset)
     # s - lse first, in natural units as in the forward (see "Units"), then base 2.
-    p = tl.exp2(tl.where(visible, (s - lse[:, None]) * 1.4426950408889634, float("-inf")))
+    p = exp_via_exp2(tl.where(visible, s - lse[:, None], float("-inf")))
     # P <= 1 exactly; a tl.dot that rounds s one ulp differently from the forward's (other
     # tile shapes on a GPU) could push p above 1, and at |s| ~ 1e8 an ulp is ~8: e^8 = 3000.
     return tl.minimum(p, 1.0)
@@ -549,8 +478,8 @@ def _dkdv_query_blocks(
     """
     for start_m in range(start, stop, BLOCK_M):
         rows = start_m + tl.arange(0, BLOCK_M)
-        q = _load_tile(q_base, rows, n_q, HEAD_DIM, BLOCK_D, UPCAST)
-        do = _load_tile(do_base, rows, n_q, HEAD_DIM, BLOCK_D, UPCAST)
+        q = load_tile(q_base, rows, n_q, HEAD_DIM, BLOCK_D, UPCAST)
+        do = load_tile(do_base, rows, n_q, HEAD_DIM, BLOCK_D, UPCAST)
         lse = _load_lse(lse_base, rows, n_q)
         delta = tl.load(delta_base + rows, mask=rows < n_q, other=0.0)
 
@@ -599,15 +528,15 @@ def _backward_dkdv_kernel(
     Grid (cdiv(n_k, BLOCK_N), batch · kv_heads).
     """
     block_n = tl.program_id(0)
-    kv_batch_head = tl.program_id(1)
+    kv_index = tl.program_id(1)
     kv_heads = heads // group_size
-    batch = kv_batch_head // kv_heads
-    kv_head = kv_batch_head % kv_heads
+    batch = kv_index // kv_heads
+    kv_head = kv_index % kv_heads
 
     cols = block_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    kv_base = kv_batch_head.to(tl.int64) * n_k * HEAD_DIM  # same offset in K, V, dK and dV
-    k = _load_tile(K + kv_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
-    v = _load_tile(V + kv_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
+    kv_base = kv_index.to(tl.int64) * n_k * HEAD_DIM  # same offset in K, V, dK and dV
+    k = load_tile(K + kv_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
+    v = load_tile(V + kv_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
 
@@ -641,8 +570,8 @@ def _backward_dkdv_kernel(
                 HEAD_DIM, BLOCK_D, BLOCK_M, False, UPCAST, DOT_PRECISION,
             )  # fmt: skip
 
-    _store_tile(DK + kv_base, cols, n_k, dk, HEAD_DIM, BLOCK_D)
-    _store_tile(DV + kv_base, cols, n_k, dv, HEAD_DIM, BLOCK_D)
+    store_tile(DK + kv_base, cols, n_k, dk, HEAD_DIM, BLOCK_D)
+    store_tile(DV + kv_base, cols, n_k, dv, HEAD_DIM, BLOCK_D)
 
 
 @triton.jit
@@ -655,8 +584,8 @@ def _dq_key_blocks(
     """Pass 2's inner loop: add the key blocks [start, stop) to dQ (= scale · dS K)."""
     for start_n in range(start, stop, BLOCK_N):
         cols = start_n + tl.arange(0, BLOCK_N)
-        k = _load_tile(k_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
-        v = _load_tile(v_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
+        k = load_tile(k_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
+        v = load_tile(v_base, cols, n_k, HEAD_DIM, BLOCK_D, UPCAST)
 
         p = _recompute_p(q, k, lse, rows, cols, n_q, n_k, scale, causal_offset,
                          ON_DIAGONAL, DOT_PRECISION)  # fmt: skip
@@ -685,16 +614,14 @@ def _backward_dq_kernel(
     """
     block_m = tl.program_id(0)
     batch_head = tl.program_id(1)
-    batch = batch_head // heads
-    kv_head = (batch_head % heads) // group_size
-    kv_batch_head = batch * (heads // group_size) + kv_head
-    k_base = K + kv_batch_head.to(tl.int64) * n_k * HEAD_DIM
-    v_base = V + kv_batch_head.to(tl.int64) * n_k * HEAD_DIM
+    kv_index = kv_batch_head(batch_head, heads, group_size)  # grouped-query attention
+    k_base = K + kv_index.to(tl.int64) * n_k * HEAD_DIM
+    v_base = V + kv_index.to(tl.int64) * n_k * HEAD_DIM
 
     rows = block_m * BLOCK_M + tl.arange(0, BLOCK_M)
     q_base = batch_head.to(tl.int64) * n_q * HEAD_DIM  # same offset in Q, dO and dQ
-    q = _load_tile(Q + q_base, rows, n_q, HEAD_DIM, BLOCK_D, UPCAST)
-    do = _load_tile(DO + q_base, rows, n_q, HEAD_DIM, BLOCK_D, UPCAST)
+    q = load_tile(Q + q_base, rows, n_q, HEAD_DIM, BLOCK_D, UPCAST)
+    do = load_tile(DO + q_base, rows, n_q, HEAD_DIM, BLOCK_D, UPCAST)
     lse = _load_lse(LSE + batch_head.to(tl.int64) * n_q, rows, n_q)
     delta = tl.load(Delta + batch_head.to(tl.int64) * n_q + rows, mask=rows < n_q, other=0.0)
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
@@ -718,7 +645,7 @@ def _backward_dq_kernel(
             HEAD_DIM, BLOCK_D, BLOCK_N, False, UPCAST, DOT_PRECISION,
         )  # fmt: skip
 
-    _store_tile(DQ + q_base, rows, n_q, dq, HEAD_DIM, BLOCK_D)
+    store_tile(DQ + q_base, rows, n_q, dq, HEAD_DIM, BLOCK_D)
 
 
 def flash_attention_backward(
@@ -750,7 +677,7 @@ def flash_attention_backward(
     batch, heads, n_q, head_dim = q.shape
     kv_heads, n_k = k.shape[1], k.shape[2]
     group_size = heads // kv_heads
-    flags = _kernel_flags(q.dtype)
+    flags = dtype_flags(q.dtype)
     shape_args = _shape_args(head_dim, n_q, n_k, causal)
 
     delta = torch.empty_like(lse)
@@ -760,7 +687,7 @@ def flash_attention_backward(
         HEAD_DIM=head_dim, BLOCK_D=shape_args["BLOCK_D"], BLOCK_M=_PREPROCESS_BLOCK_M,
     )  # fmt: skip
 
-    dq, dk, dv = _result_buffer(q), _result_buffer(k), _result_buffer(v)
+    dq, dk, dv = result_buffer(q), result_buffer(k), result_buffer(v)
 
     def dkdv_grid(meta: dict) -> tuple[int, int]:
         return (triton.cdiv(n_k, meta["BLOCK_N"]), batch * kv_heads)

@@ -40,13 +40,11 @@ import torch
 import triton
 import triton.language as tl
 
+from attn_course.kernels.tiles import INTERPRETED, dtype_flags, load_rows, result_buffer, store_rows
 from attn_course.kernels.validate import ALLOWED_HEAD_DIMS, _check_device, _check_dtypes
 from attn_course.kernels.validate import _check_tensor as _check_kernel_tensor
-from attn_course.triton_mode import kernel_mode
 
 __all__ = ["FEATURE_MAPS", "linear_attention_forward", "validate_linear_inputs"]
-
-_INTERPRETED = kernel_mode() == "interpreter"
 
 #: ``feature_map`` values: "none" (φ(q), φ(k) passed in) or "elu" (elu + 1 in the kernel).
 FEATURE_MAPS = ("none", "elu")
@@ -90,20 +88,10 @@ def validate_linear_inputs(
     if feature_map not in FEATURE_MAPS:
         raise ValueError(f"feature_map must be one of {FEATURE_MAPS}, got {feature_map!r}")
     if chunk_size is None:
-        return _INTERPRETER_CHUNK if _INTERPRETED else _GPU_CHUNK
+        return _INTERPRETER_CHUNK if INTERPRETED else _GPU_CHUNK
     if chunk_size not in (16, 32, 64, 128) or isinstance(chunk_size, bool):
         raise ValueError(f"chunk_size must be None or one of 16, 32, 64, 128, got {chunk_size!r}")
     return int(chunk_size)
-
-
-@triton.jit
-def _load_chunk(base, rows, n, WIDTH: tl.constexpr, UPCAST: tl.constexpr):
-    """The (len(rows), WIDTH) tile of rows < n (zeros past the end), fp32 if UPCAST."""
-    offsets = rows[:, None] * WIDTH + tl.arange(0, WIDTH)[None, :]
-    tile = tl.load(base + offsets, mask=(rows < n)[:, None], other=0.0)
-    if UPCAST:  # interpreter + bf16: see the module docstring
-        tile = tile.to(tl.float32)
-    return tile
 
 
 @triton.jit
@@ -133,9 +121,9 @@ def _chunked_forward_kernel(
     for start in range(0, n, BLOCK_C):
         rows = start + offsets
         in_sequence = rows < n
-        q = _load_chunk(q_base, rows, n, FEATURES, UPCAST)
-        k = _load_chunk(k_base, rows, n, FEATURES, UPCAST)
-        v = _load_chunk(v_base, rows, n, VALUE_DIM, UPCAST)
+        q = load_rows(q_base, rows, n, FEATURES, UPCAST)
+        k = load_rows(k_base, rows, n, FEATURES, UPCAST)
+        v = load_rows(v_base, rows, n, VALUE_DIM, UPCAST)
         if APPLY_ELU:
             q = _elu_plus_one(q)
             # Rows past n were loaded as 0, and elu(0) + 1 = 1: zero them, or they would
@@ -155,9 +143,7 @@ def _chunked_forward_kernel(
         # φ >= 0, so the denominator is 0 only if every weight is 0: output 0, never nan.
         safe = tl.where(denominator == 0.0, 1.0, denominator)
         out = numerator / safe[:, None]
-        out_offsets = rows[:, None] * VALUE_DIM + tl.arange(0, VALUE_DIM)[None, :]
-        tl.store(out_base + out_offsets, out.to(Out.dtype.element_ty),
-                 mask=in_sequence[:, None])  # fmt: skip
+        store_rows(out_base, rows, n, out, VALUE_DIM)
 
         # Fold this chunk into the state for the chunks after it.
         state = tl.dot(tl.trans(k), v.to(tl.float32), state, input_precision=DOT_PRECISION)
@@ -184,17 +170,10 @@ def linear_attention_forward(
     chunk = validate_linear_inputs(q, k, v, feature_map, chunk_size)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     batch, heads, n, features = q.shape
-    upcast = _INTERPRETED and q.dtype == torch.bfloat16
-    out = torch.empty(
-        (batch, heads, n, v.shape[3]),
-        dtype=torch.float32 if upcast else q.dtype,
-        device=q.device,
-    )
+    out = result_buffer(q, (batch, heads, n, v.shape[3]))
     _chunked_forward_kernel[(batch * heads,)](
         q, k, v, out, n,
         FEATURES=features, VALUE_DIM=v.shape[3], BLOCK_C=chunk,
-        APPLY_ELU=feature_map == "elu", UPCAST=upcast,
-        # Exact fp32 products for fp32 inputs (a GPU would use TF32 otherwise), see flash.py.
-        DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        APPLY_ELU=feature_map == "elu", **dtype_flags(q.dtype),
     )  # fmt: skip
     return out.to(q.dtype)

@@ -37,19 +37,17 @@ loading. The output is stored in float32 and rounded to q's dtype by torch.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
 
+from attn_course.kernels.tiles import LOG2E
 from attn_course.kernels.validate import ALLOWED_DTYPES, ALLOWED_HEAD_DIMS
 from attn_course.paged import validate_paged_inputs
 from attn_course.triton_mode import kernel_device, kernel_mode
 
 __all__ = ["ALLOWED_BLOCK_SIZES", "paged_decode"]
 
-LOG2E = math.log2(math.e)
 # tl.arange needs a power of two; 16 is vLLM's default block size.
 ALLOWED_BLOCK_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
 
@@ -147,7 +145,7 @@ def paged_decode(
         return out.to(q.dtype)
     _paged_decode_kernel[(batch, heads)](
         q, k_pool, v_pool, out, tables, lens,
-        tables.shape[1], heads, kv_heads, heads // kv_heads, scale * LOG2E,
+        tables.shape[1], heads, kv_heads, heads // kv_heads, scale * LOG2E.value,
         HEAD_DIM=head_dim, BLOCK_SIZE=block_size,
     )  # fmt: skip
     return out.to(q.dtype)

@@ -34,33 +34,39 @@ The mask is n² bytes: fine for teaching and for tests. A production kernel comp
 element mask from indices inside the kernel (FlexAttention compiles ``mask_mod`` into it),
 so it never reads an n x n array; the tile lists are what make it sparse.
 
-Interpreter and bfloat16: exactly as in flash.py (bf16 tiles upcast to fp32 after loading,
-results stored in float32 and rounded by torch). Forward only: there is no backward pass.
+Units, interpreter and bfloat16: exactly as in flash.py, whose online-softmax step this
+kernel shares (:func:`attn_course.kernels.tiles.online_softmax_step`): scores in natural
+units, converted to base 2 after the maximum is subtracted; bf16 tiles upcast to fp32
+after loading in the interpreter, results stored in float32 and rounded by torch. Forward
+only: there is no backward pass.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import triton
 import triton.language as tl
 
-from attn_course.kernels.flash import _load_rows, _store_rows
+from attn_course.kernels.tiles import (
+    dtype_flags,
+    finish_rows,
+    kv_batch_head,
+    load_rows,
+    online_softmax_step,
+    result_buffer,
+    store_rows,
+)
 from attn_course.kernels.validate import validate_inputs
 from attn_course.sparse import BlockLayout, SparsePattern
-from attn_course.triton_mode import kernel_mode
 
 __all__ = ["ALLOWED_BLOCKS", "block_sparse_attention", "block_sparse_attention_forward"]
 
-LOG2E = math.log2(math.e)
 ALLOWED_BLOCKS = (16, 32, 64, 128)
-_INTERPRETED = kernel_mode() == "interpreter"
 
 
 @triton.jit
 def _sparse_key_blocks(
-    acc, row_sum, row_max, q, k_base, v_base, mask_base, rows, n, qk_scale,
+    acc, row_sum, row_max, q, k_base, v_base, mask_base, rows, n, scale,
     num_ptr, idx_ptr, max_blocks, block_m,
     HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, APPLY_MASK: tl.constexpr,
     UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -70,9 +76,9 @@ def _sparse_key_blocks(
     for t in range(0, count):
         key_block = tl.load(idx_ptr + block_m * max_blocks + t)
         cols = key_block * BLOCK + tl.arange(0, BLOCK)
-        k = _load_rows(k_base, cols, n, HEAD_DIM, UPCAST)
-        v = _load_rows(v_base, cols, n, HEAD_DIM, UPCAST)
-        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
+        k = load_rows(k_base, cols, n, HEAD_DIM, UPCAST)
+        v = load_rows(v_base, cols, n, HEAD_DIM, UPCAST)
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale  # natural units
         visible = (cols < n)[None, :]
         if APPLY_MASK:  # partial tile: read its slice of the element mask
             in_range = (rows < n)[:, None] & (cols < n)[None, :]
@@ -80,15 +86,8 @@ def _sparse_key_blocks(
             allowed = tl.load(mask_base + offsets, mask=in_range, other=0)
             visible = visible & (allowed != 0)
         s = tl.where(visible, s, float("-inf"))
-        # Online softmax, guarded as in flash.py: a row with no visible key so far keeps
-        # max -inf, and shifting by 0 instead keeps exp2(-inf - -inf) = NaN out.
-        new_max = tl.maximum(row_max, tl.max(s, 1))
-        shift = tl.where(new_max == float("-inf"), 0.0, new_max)
-        p = tl.exp2(s - shift[:, None])
-        correction = tl.exp2(row_max - shift)
-        row_sum = row_sum * correction + tl.sum(p, 1)
-        acc = tl.dot(p.to(v.dtype), v, acc * correction[:, None], input_precision=DOT_PRECISION)
-        row_max = new_max
+        # The online softmax of flash.py, guarded the same way against rows with no key.
+        acc, row_sum, row_max = online_softmax_step(acc, row_sum, row_max, s, v, DOT_PRECISION)
     return acc, row_sum, row_max
 
 
@@ -96,21 +95,20 @@ def _sparse_key_blocks(
 def _sparse_forward_kernel(
     Q, K, V, Out, LSE, Mask,
     FullNum, FullIdx, PartialNum, PartialIdx, max_blocks,
-    n, heads, group_size, qk_scale,
+    n, heads, group_size, scale,
     HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr,
     UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):  # fmt: skip
     """One program = BLOCK query rows of one (batch, head). Grid (blocks, batch · heads)."""
     block_m = tl.program_id(0)
     batch_head = tl.program_id(1)
-    batch = batch_head // heads
-    kv_batch_head = batch * (heads // group_size) + (batch_head % heads) // group_size
+    kv_index = kv_batch_head(batch_head, heads, group_size)
     q_base = Q + batch_head.to(tl.int64) * n * HEAD_DIM
-    k_base = K + kv_batch_head.to(tl.int64) * n * HEAD_DIM
-    v_base = V + kv_batch_head.to(tl.int64) * n * HEAD_DIM
+    k_base = K + kv_index.to(tl.int64) * n * HEAD_DIM
+    v_base = V + kv_index.to(tl.int64) * n * HEAD_DIM
 
     rows = block_m * BLOCK + tl.arange(0, BLOCK)
-    q = _load_rows(q_base, rows, n, HEAD_DIM, UPCAST)
+    q = load_rows(q_base, rows, n, HEAD_DIM, UPCAST)
     row_max = tl.full([BLOCK], float("-inf"), dtype=tl.float32)
     row_sum = tl.zeros([BLOCK], dtype=tl.float32)
     acc = tl.zeros([BLOCK, HEAD_DIM], dtype=tl.float32)
@@ -118,22 +116,19 @@ def _sparse_forward_kernel(
     # Full tiles first (no mask), then partial tiles (mask). The order of key blocks does
     # not matter to the online softmax: it is exact in any order.
     acc, row_sum, row_max = _sparse_key_blocks(
-        acc, row_sum, row_max, q, k_base, v_base, Mask, rows, n, qk_scale,
+        acc, row_sum, row_max, q, k_base, v_base, Mask, rows, n, scale,
         FullNum, FullIdx, max_blocks, block_m,
         HEAD_DIM, BLOCK, False, UPCAST, DOT_PRECISION,
     )  # fmt: skip
     acc, row_sum, row_max = _sparse_key_blocks(
-        acc, row_sum, row_max, q, k_base, v_base, Mask, rows, n, qk_scale,
+        acc, row_sum, row_max, q, k_base, v_base, Mask, rows, n, scale,
         PartialNum, PartialIdx, max_blocks, block_m,
         HEAD_DIM, BLOCK, True, UPCAST, DOT_PRECISION,
     )  # fmt: skip
 
-    # No visible key: ℓ = 0; divide by 1 so the output row is 0 (and lse -inf), not NaN.
-    safe_sum = tl.where(row_sum == 0.0, 1.0, row_sum)
-    out = acc / safe_sum[:, None]
-    lse = (row_max + tl.log2(safe_sum)) * 0.6931471805599453  # natural-log units
-    lse = tl.where(row_sum == 0.0, float("-inf"), lse)
-    _store_rows(Out + batch_head.to(tl.int64) * n * HEAD_DIM, rows, n, out, HEAD_DIM)
+    # No visible key: ℓ = 0 and m = -inf, so the output row is 0 and lse -inf, not NaN.
+    out, lse = finish_rows(acc, row_sum, row_max)
+    store_rows(Out + batch_head.to(tl.int64) * n * HEAD_DIM, rows, n, out, HEAD_DIM)
     tl.store(LSE + batch_head.to(tl.int64) * n + rows, lse, mask=rows < n)
 
 
@@ -188,16 +183,14 @@ def block_sparse_attention_forward(
     partial_num, partial_idx = (t.to(device) for t in layout.kv_lists("partial"))
     mask_bytes = mask.to(device=device, dtype=torch.uint8).contiguous()
 
-    upcast = _INTERPRETED and q.dtype == torch.bfloat16
-    out = torch.empty_like(q, dtype=torch.float32) if upcast else torch.empty_like(q)
+    out = result_buffer(q)
     lse = torch.empty((batch, heads, n), dtype=torch.float32, device=device)
     grid = (layout.blocks, batch * heads)
     _sparse_forward_kernel[grid](
         q, k, v, out, lse, mask_bytes,
         full_num, full_idx, partial_num, partial_idx, layout.blocks,
-        n, heads, group_size, scale * LOG2E,
-        HEAD_DIM=head_dim, BLOCK=layout.block, UPCAST=upcast,
-        DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        n, heads, group_size, scale,
+        HEAD_DIM=head_dim, BLOCK=layout.block, **dtype_flags(q.dtype),
     )  # fmt: skip
     return out.to(q.dtype), lse
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from attn_course import bench, cost
+from attn_course import cost
 from tests.corpus import Wrong
 
 # --- attention_flops -------------------------------------------------------------------------
@@ -137,9 +137,9 @@ WRONG = {
             "cost.attention_matmul_flops",
         ),
         Wrong(
-            "bench.attention_flops",
-            lambda n, d: bench.attention_flops(1, 1, n, d),
-            "bench.attention_flops",
+            "cost.attention_flops",
+            lambda n, d: cost.attention_flops(1, 1, n, d),
+            "cost.attention_flops",
         ),
     ],
     "crossover_n": [

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from attn_course import bench, cost, kernels  # noqa: F401 (kernels: sets the Triton mode first)
+from attn_course import cost, kernels  # noqa: F401 (attn_course: sets the Triton mode first)
 
 import triton  # isort: skip
 import triton.language as tl  # isort: skip
@@ -51,7 +51,7 @@ def _tflops_heads_twice(batch, heads, n, head_dim, causal, ms):
 
 
 def _tflops_course(batch, heads, n, head_dim, causal, ms):
-    return bench.tflops_per_s(bench.attention_flops(batch, heads, n, head_dim, causal=causal), ms)
+    return cost.tflops_per_s(cost.attention_flops(batch, heads, n, head_dim, causal=causal), ms)
 
 
 def _tflops_cost(batch, heads, n, head_dim, causal, ms):
@@ -528,7 +528,7 @@ WRONG = {
         Wrong("no heads", lambda b, h, n, d, c, ms: _tflops(b, 1, n, d, c, ms), "left out × heads"),
         Wrong("heads counted twice", _tflops_heads_twice, "counted twice"),
         Wrong("forward and backward", lambda *a: _tflops(*a) * 3.5, "forward pass only"),
-        Wrong("bench's attention_flops and tflops_per_s", _tflops_course, "bench.attention_flops"),
+        Wrong("cost's attention_flops and tflops_per_s", _tflops_course, "cost.attention_flops"),
         Wrong("cost.attention_matmul_flops", _tflops_cost, "cost.attention_matmul_flops"),
     ],
     "flash_inner_loop": [

@@ -1,9 +1,21 @@
-"""Deciding what a timing measurement supports: a fitted exponent and a confidence check.
+"""Measuring tools the lessons share: peak memory, time, random inputs and log-log fits.
 
-A notebook that times something on the learner's machine must not assert a trend the
-measurement does not show. On a shared 2-core machine another program can slow any single
-run by a factor of several, so "the step time climbs with position" can come out as a flat
-or even falling curve. The rule the course follows:
+What a notebook measures on the learner's machine, with the care each number needs:
+
+* **Peak memory** (:func:`measure_peak_bytes`): every allocation and free PyTorch's CPU
+  allocator makes while a function runs, recorded by ``torch.profiler``; the running
+  total's maximum, above what was allocated before the call, in bytes. Exact to the byte
+  for what PyTorch asked for (notebook 01 compares it with its formula).
+  :func:`physical_memory_bytes`: the machine's RAM, to say what fits.
+* **Inputs** (:func:`random_qkv`): seeded q, k, v of shape (batch, heads, n, head_dim).
+* **Time** (:func:`time_call`): the fastest of several runs, in seconds.
+* **Exponents**: :func:`loglog_slope`, the least-squares p of ``y ∝ x^p``, for numbers
+  that do not vary from run to run (bytes, FLOPs); :func:`fit_trend` for timings, which do.
+
+Deciding what a timing measurement supports. A notebook that times something must not
+assert a trend the measurement does not show. On a shared 2-core machine another program
+can slow any single run by a factor of several, so "the step time climbs with position" can
+come out as a flat or even falling curve. The rule the course follows:
 
 1. measure defensively: the fastest of several repeats (load only ever adds time), repeats
    interleaved so that a burst of load spoils one repeat of every point rather than every
@@ -16,7 +28,7 @@ or even falling curve. The rule the course follows:
    explains most of the variation; otherwise "too noisy on this machine", with the reasons, which
    are numbers from the measurement itself.
 
-Everything here is pure arithmetic on numbers passed in, so the tests feed it synthetic
+The fitting is pure arithmetic on numbers passed in, so the tests feed it synthetic
 timings and never depend on the speed of the machine that runs them.
 """
 
@@ -24,20 +36,173 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import torch
+
+from attn_course.scores import resolve_dtype
 
 __all__ = [
-    "MIN_R2",
     "FLAT_WITHIN",
+    "MIN_R2",
     "Trend",
     "fit_trend",
+    "loglog_slope",
     "machine_load",
+    "measure_peak_bytes",
+    "physical_memory_bytes",
+    "random_qkv",
     "t_quantile_975",
+    "time_call",
     "torch_threads",
 ]
+
+# --- peak memory -------------------------------------------------------------------------
+
+
+def measure_peak_bytes(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+    """Peak extra bytes the PyTorch CPU allocator handed out while ``fn(*args, **kwargs)`` ran.
+
+    "Extra" means above what was allocated when the call started: inputs created before
+    do not count, and neither does anything freed before the call. The result of ``fn``
+    is kept alive until the measurement ends, as a caller holding it would.
+
+    Method: ``torch.profiler`` with ``profile_memory=True`` records one event per
+    allocation (+bytes) and per free (-bytes). Sorted by time, their running sum is the
+    allocated total; its maximum is the peak. The events are read from the profiler's
+    event tree (``kineto_results.experimental_event_tree()``), an interface PyTorch calls
+    experimental; tests/test_memory.py checks it against the formula on every run.
+    """
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _silenced_stderr():  # the profiler's C++ side prints progress lines at start/stop
+        prof.start()
+    try:
+        result = fn(*args, **kwargs)  # noqa: F841 - held so that its frees come after the peak
+    finally:
+        with _silenced_stderr():
+            prof.stop()
+    del result
+
+    allocations = []
+    pending = list(prof.profiler.kineto_results.experimental_event_tree())
+    while pending:
+        event = pending.pop()
+        pending.extend(event.children)
+        if event.tag == _EventType.Allocation and event.extra_fields.device.type == "cpu":
+            allocations.append((event.start_time_ns, event.extra_fields.alloc_size))
+
+    running, peak = 0, 0
+    for _, size in sorted(allocations):
+        running += size
+        peak = max(peak, running)
+    return peak
+
+
+def physical_memory_bytes() -> int | None:
+    """Total RAM of this machine in bytes (POSIX sysconf), or None where it can't be read."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+@contextmanager
+def _silenced_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for a moment (C++ writes bypass sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+# --- inputs and time ---------------------------------------------------------------------
+
+
+def random_qkv(
+    n: int, head_dim: int = 64, dtype: torch.dtype | str = "float32", heads: int = 1, batch: int = 1
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random q, k, v of shape (batch, heads, n, head_dim), seeded so runs repeat."""
+    generator = torch.Generator().manual_seed(n)
+    shape = (batch, heads, n, head_dim)
+    dtype = resolve_dtype(dtype)
+    return tuple(torch.randn(shape, generator=generator).to(dtype) for _ in range(3))  # type: ignore[return-value]
+
+
+def time_call(fn: Callable[[], Any], repeats: int = 3, min_total_s: float = 0.25) -> float:
+    """Fastest wall-clock run of ``fn()``, in seconds.
+
+    Runs ``fn`` at least ``repeats`` times and keeps going until ``min_total_s`` seconds
+    have been spent, so a 3 ms call gets about 80 tries and a 3 s call gets 3. The
+    minimum, not the mean: on a shared machine, noise (other processes) only adds time.
+    """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    if not (isinstance(min_total_s, int | float) and min_total_s >= 0):
+        raise ValueError(f"min_total_s must be a number >= 0, got {min_total_s!r}")
+    best, spent, runs = math.inf, 0.0, 0
+    while runs < repeats or spent < min_total_s:
+        start = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - start
+        best, spent, runs = min(best, elapsed), spent + elapsed, runs + 1
+    return best
+
+
+# --- exponents ---------------------------------------------------------------------------
+
+
+def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Least-squares slope of log(y) against log(x): the exponent p in y ∝ x^p.
+
+    2.0 for anything quadratic in n; 1.0 for linear.
+    """
+    if len(xs) != len(ys) or len(xs) < 2:
+        raise ValueError(
+            f"need two equally long sequences of >= 2 values, got {len(xs)}, {len(ys)}"
+        )
+    if min(xs) <= 0 or min(ys) <= 0:
+        raise ValueError("xs and ys must be > 0 to take logarithms")
+    return _log_log_line(xs, ys).slope
+
+
+@dataclass(frozen=True)
+class _Line:
+    """Least squares of log y on log x: slope, and the sums a confidence interval needs."""
+
+    slope: float
+    sxx: float  # Σ (log x - mean)²
+    residual: float  # Σ (log y - fitted)²
+    syy: float  # Σ (log y - mean)²
+
+
+def _log_log_line(xs: Sequence[float], ys: Sequence[float]) -> _Line:
+    """Fit log y = a + p · log x (xs, ys > 0, checked by the callers)."""
+    log_x = [math.log(x) for x in xs]
+    log_y = [math.log(y) for y in ys]
+    mean_x, mean_y = sum(log_x) / len(log_x), sum(log_y) / len(log_y)
+    sxx = sum((a - mean_x) ** 2 for a in log_x)
+    if sxx == 0:
+        raise ValueError("xs must not all be equal")
+    slope = sum((a - mean_x) * (b - mean_y) for a, b in zip(log_x, log_y, strict=True)) / sxx
+    intercept = mean_y - slope * mean_x
+    residual = sum((b - intercept - slope * a) ** 2 for a, b in zip(log_x, log_y, strict=True))
+    return _Line(slope, sxx, residual, sum((b - mean_y) ** 2 for b in log_y))
+
+
+# --- what a timing supports ---------------------------------------------------------------
 
 Verdict = Literal["grows", "flat", "noisy"]
 
@@ -194,19 +359,11 @@ def fit_trend(
     fastest, spread = _fastest(ys)
     if min(xs) <= 0 or min(fastest) <= 0:
         raise ValueError("xs and timings must be > 0 to take logarithms")
-    log_x = [math.log(x) for x in xs]
-    log_y = [math.log(y) for y in fastest]
-    n = len(log_x)
-    mean_x, mean_y = sum(log_x) / n, sum(log_y) / n
-    sxx = sum((a - mean_x) ** 2 for a in log_x)
-    if sxx == 0:
-        raise ValueError("xs must not all be equal")
-    syy = sum((b - mean_y) ** 2 for b in log_y)
-    slope = sum((a - mean_x) * (b - mean_y) for a, b in zip(log_x, log_y, strict=True)) / sxx
-    intercept = mean_y - slope * mean_x
-    residual = sum((b - intercept - slope * a) ** 2 for a, b in zip(log_x, log_y, strict=True))
-    r2 = 1.0 - residual / syy if syy > 0 else 1.0
-    half = t_quantile_975(n - 2) * math.sqrt(residual / (n - 2) / sxx)
+    line = _log_log_line(xs, fastest)
+    n = len(xs)
+    r2 = 1.0 - line.residual / line.syy if line.syy > 0 else 1.0
+    half = t_quantile_975(n - 2) * math.sqrt(line.residual / (n - 2) / line.sxx)
+    slope = line.slope
     low, high = slope - half, slope + half
 
     if -flat_within <= low and high <= flat_within:
@@ -232,8 +389,6 @@ def machine_load() -> tuple[float, int] | None:
 @contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
     """Run the block with ``threads`` torch CPU threads (None: leave as is), then restore."""
-    import torch
-
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
     previous = torch.get_num_threads()

@@ -1,17 +1,30 @@
-"""The rule that decides what a timing lets a notebook say (attn_course.timing).
+"""The lessons' measuring tools (attn_course.measure): peak memory, time, exponents.
 
-Synthetic timings only: a clean power law must give a sentence asserting the trend with
-its exponent; noise, a falling curve or too few points must give "too noisy" with the
-reasons. Nothing here times the machine, so a slow or busy CI cannot change the results.
+The allocator peak is checked on allocations of known size (notebook 01's tests compare it
+with the attention formulas). The rule that decides what a timing lets a notebook say is
+checked on synthetic timings only: a clean power law must give a sentence asserting the
+trend with its exponent; noise, a falling curve or too few points must give "too noisy"
+with the reasons. Nothing here depends on the speed of the machine that runs it.
 """
 
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
+import torch
 
-from attn_course.timing import Trend, fit_trend, machine_load, t_quantile_975, torch_threads
+from attn_course.measure import (
+    Trend,
+    fit_trend,
+    loglog_slope,
+    machine_load,
+    measure_peak_bytes,
+    t_quantile_975,
+    time_call,
+    torch_threads,
+)
 
 
 def power_law(xs, p, scale=1e-3, noise=0.0, seed=0, repeats=1):
@@ -133,3 +146,42 @@ def test_torch_threads_is_restored_and_machine_load_is_a_pair():
     load = machine_load()
     assert load is None or (load[0] >= 0 and load[1] >= 1)
     assert isinstance(fit_trend([1, 2, 3], [1.0, 2.0, 3.0]), Trend)
+
+
+# --- peak memory, time and exponents ---------------------------------------------------------
+
+
+def _two_temporaries():
+    a = torch.ones(1000)  # 4000 B
+    b = torch.ones(2000)  # + 8000 B: 12000 B alive at once
+    del a, b
+    return torch.ones(500)  # 2000 B, after both were freed
+
+
+def test_measure_peak_bytes_sees_temporaries():
+    assert measure_peak_bytes(_two_temporaries) == 12_000
+
+
+def test_measure_peak_bytes_ignores_memory_allocated_before_the_call():
+    before = torch.ones(10_000)  # 40 kB that exist already
+    assert measure_peak_bytes(lambda: before.neg()) == 40_000  # only the new result
+
+
+def test_loglog_slope():
+    assert loglog_slope([1, 2, 4], [1, 4, 16]) == pytest.approx(2.0)  # y = x²
+    assert loglog_slope([10, 100], [3, 30]) == pytest.approx(1.0)  # y = 0.3 x
+    with pytest.raises(ValueError, match="> 0"):
+        loglog_slope([0, 1], [1, 2])
+
+
+def test_time_call_returns_the_fastest_run():
+    calls = []
+    assert time_call(lambda: calls.append(1), repeats=3, min_total_s=0) >= 0
+    assert len(calls) == 3
+    durations = iter([0.03, 0.01, 0.02])  # sleeps of 30, 10, 20 ms: the fastest is ~10 ms
+    assert time_call(lambda: time.sleep(next(durations)), repeats=3, min_total_s=0) < 0.02
+    calls.clear()
+    time_call(lambda: calls.append(1), repeats=1, min_total_s=0.01)  # keeps going for 10 ms
+    assert len(calls) > 1
+    with pytest.raises(ValueError, match="repeats"):
+        time_call(lambda: None, repeats=0)
