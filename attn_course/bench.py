@@ -59,10 +59,11 @@ import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 
-from attn_course.cost import attention_matmul_flops, canonical_dtype
+from attn_course.cost import attention_matmul_flops
 from attn_course.figures import style
 from attn_course.memory import loglog_slope, measure_peak_bytes
-from attn_course.scores import naive_attention, resolve_dtype
+from attn_course.scores import naive_attention
+from attn_course.validate import canonical_dtype, resolve_dtype
 
 __all__ = [
     "new_record",

@@ -48,13 +48,14 @@ from attn_course.bench import (
     new_record,
     tflops_per_s,
 )
-from attn_course.scores import naive_attention, resolve_dtype
+from attn_course.scores import naive_attention
 from attn_course.sparse import (
     blocked_sparse_attention,
     flex_available,
     sliding_window_pattern,
     sliding_window_tiles,
 )
+from attn_course.validate import resolve_dtype
 
 __all__ = ["IMPLEMENTATIONS", "LABELS", "add_arguments", "run", "run_sparse_benchmark"]
 

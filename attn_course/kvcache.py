@@ -17,8 +17,8 @@ import torch
 from attn_course.cost import kv_cache_bytes
 from attn_course.figures import style
 from attn_course.model import GPT, LayerCache
-from attn_course.scores import check_count
 from attn_course.timing import Trend, fit_trend, torch_threads
+from attn_course.validate import bytes_per_element, check_count
 
 
 @dataclass
@@ -407,12 +407,11 @@ def paged_decode_grid_cost(
       small reduction that combines them with the online-softmax rescaling: ``splits``
       times the programs for ``partial_bytes`` of extra traffic.
     """
-    from attn_course.cost import bytes_per_element, kv_cache_bytes
 
     for name, value in (("context", context), ("heads", heads), ("kv_heads", kv_heads),
                         ("head_dim", head_dim), ("sm_count", sm_count), ("batch", batch),
                         ("block_size", block_size), ("splits", splits)):  # fmt: skip
-        check_count(value, name)
+        check_count(name, value)
     if heads % kv_heads:
         raise ValueError(f"kv_heads must divide heads, got heads={heads}, kv_heads={kv_heads}")
     blocks = -(-context // block_size)
@@ -438,7 +437,7 @@ def paged_decode_grid_cost(
 def splits_to_fill(sm_count: int, *, batch: int, heads: int) -> int:
     """Fewest context splits that give every SM a program: ``⌈sm_count / (batch · heads)⌉``."""
     for name, value in (("sm_count", sm_count), ("batch", batch), ("heads", heads)):
-        check_count(value, name)
+        check_count(name, value)
     return -(-sm_count // (batch * heads))
 
 

@@ -51,7 +51,8 @@ from typing import Any
 import torch
 
 from attn_course.cost import score_matrix_bytes
-from attn_course.scores import naive_attention, naive_attention_peak_bytes, resolve_dtype
+from attn_course.scores import naive_attention, naive_attention_peak_bytes
+from attn_course.validate import resolve_dtype
 
 __all__ = [
     "MemoryRow",

@@ -53,17 +53,16 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from attn_course.cost import bytes_per_element, naive_attention_traffic_bytes
+from attn_course.cost import naive_attention_traffic_bytes
 from attn_course.figures import style
 from attn_course.memory import measure_peak_bytes, random_qkv
-from attn_course.scores import (
+from attn_course.scores import naive_attention, naive_attention_peak_bytes, validate_qkv
+from attn_course.validate import (
+    bytes_per_element,
     check_count,
     describe_value,
-    naive_attention,
-    naive_attention_peak_bytes,
     resolve_dtype,
     resolve_scale,
-    validate_qkv,
 )
 from attn_course.widgets import live_or_static
 
@@ -210,10 +209,6 @@ class HBMTraffic:
         return sum(self.read_bytes.values()) + sum(self.written_bytes.values())
 
 
-def _check_block(value: object, name: str) -> int:
-    return check_count(value, name)
-
-
 def _allowed_view(
     mask: torch.Tensor | None, causal: bool, q: torch.Tensor, n_k: int
 ) -> torch.Tensor | None:
@@ -284,7 +279,7 @@ def tiled_attention_loops(
     """
     validate_qkv(q, k, v)
     n_q, n_k, head_dim = q.shape[-2], k.shape[-2], q.shape[-1]
-    block_q, block_k = _check_block(block_q, "block_q"), _check_block(block_k, "block_k")
+    block_q, block_k = check_count("block_q", block_q), check_count("block_k", block_k)
     scale = resolve_scale(scale, head_dim)
     allowed = _allowed_view(mask, causal, q, n_k)
     count = traffic if traffic is not None else HBMTraffic()
@@ -339,7 +334,7 @@ def tiled_attention(
     """
     validate_qkv(q, k, v)
     n_q, n_k, head_dim = q.shape[-2], k.shape[-2], q.shape[-1]
-    block_k = _check_block(block_k, "block_k")
+    block_k = check_count("block_k", block_k)
     scale = resolve_scale(scale, head_dim)
     allowed = _allowed_view(mask, causal, q, n_k)
     m, l, acc = online_softmax_init(q.shape[:-1], v.shape[-1], q.dtype, q.device)  # noqa: E741
@@ -381,11 +376,11 @@ def tiled_attention_peak_bytes(
     it to the byte (tests/test_tiling.py). Every term is linear in n; naive attention's S
     and P are n x n.
     """
-    n, head_dim = check_count(n, "n"), check_count(head_dim, "head_dim")
-    block = min(_check_block(block_k, "block_k"), n)
+    n, head_dim = check_count("n", n), check_count("head_dim", head_dim)
+    block = min(check_count("block_k", block_k), n)
     element = resolve_dtype(dtype).itemsize
     per_head = 2 * n * block + 2 * n * head_dim + 6 * n
-    return per_head * check_count(heads, "heads") * check_count(batch, "batch") * element
+    return per_head * check_count("heads", heads) * check_count("batch", batch) * element
 
 
 # --- 3. the schedule and a row's trace -------------------------------------------------------
@@ -415,9 +410,9 @@ def tiling_schedule(
     outside, key blocks inside. Skipped tiles are listed too (marked), so a picture can
     show them; the loops never touch them.
     """
-    n = check_count(n, "n")
-    n_k = n if n_k is None else check_count(n_k, "n_k")
-    block_q, block_k = _check_block(block_q, "block_q"), _check_block(block_k, "block_k")
+    n = check_count("n", n)
+    n_k = n if n_k is None else check_count("n_k", n_k)
+    block_q, block_k = check_count("block_q", block_q), check_count("block_k", block_k)
     if not isinstance(causal, bool):
         raise ValueError(f"causal must be True or False, got {causal!r}")
     steps = []
@@ -439,8 +434,8 @@ def visited_tiles(n: int, block_q: int, block_k: int, causal: bool = False) -> i
     q_end - 1, which is ⌈q_end / block_k⌉ of them; summed over i. With equal blocks that is
     T (T + 1) / 2: the diagonal tiles plus the ones below it.
     """
-    n = check_count(n, "n")
-    block_q, block_k = _check_block(block_q, "block_q"), _check_block(block_k, "block_k")
+    n = check_count("n", n)
+    block_q, block_k = check_count("block_q", block_q), check_count("block_k", block_k)
     row_blocks = -(-n // block_q)
     if not causal:
         return row_blocks * -(-n // block_k)
@@ -492,7 +487,7 @@ def trace_row(
     n_q, n_k = q.shape[0], k.shape[0]
     if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < n_q:
         raise ValueError(f"row must be an integer in [0, {n_q - 1}], got {row!r}")
-    block_k = _check_block(block_k, "block_k")
+    block_k = check_count("block_k", block_k)
     scale = resolve_scale(scale, q.shape[-1])
     if not isinstance(causal, bool):
         raise ValueError(f"causal must be True or False, got {causal!r}")
@@ -536,8 +531,8 @@ def naive_hbm_bytes(
     more apiece: the scaling ``S * scale`` and the mask ``masked_fill`` are two (when not
     folded into the matmul), dropout one more (plus its mask). Algorithm 0 has none.
     """
-    n, head_dim = check_count(n, "n"), check_count(head_dim, "head_dim")
-    extra_passes = check_count(extra_passes, "extra_passes", minimum=0)
+    n, head_dim = check_count("n", n), check_count("head_dim", head_dim)
+    extra_passes = check_count("extra_passes", extra_passes, minimum=0)
     element = bytes_per_element(_cost_dtype(dtype))
     score_traffic = naive_attention_traffic_bytes(n, 1, dtype=_cost_dtype(dtype))
     return score_traffic + (2 * extra_passes * n * n + 4 * n * head_dim) * element
@@ -593,8 +588,8 @@ def flash_block_sizes(head_dim: int, sram_bytes: int, dtype: Any = "float16") ->
     the query block would make K and V travel n/d times: 2n² elements, no better than
     naive attention's n² term for d = 64.)
     """
-    head_dim = check_count(head_dim, "head_dim")
-    sram_bytes = check_count(sram_bytes, "sram_bytes")
+    head_dim = check_count("head_dim", head_dim)
+    sram_bytes = check_count("sram_bytes", sram_bytes)
     elements = int(sram_bytes // bytes_per_element(_cost_dtype(dtype)))
     if elements < 4 * head_dim:
         raise ValueError(
@@ -627,8 +622,8 @@ def tiled_hbm_bytes_for_blocks(
     Times ``heads · batch``. This is the exact count, tails included: an instrumented run
     (:class:`HBMTraffic`) gives the same number.
     """
-    n, head_dim = check_count(n, "n"), check_count(head_dim, "head_dim")
-    block_q, block_k = _check_block(block_q, "block_q"), _check_block(block_k, "block_k")
+    n, head_dim = check_count("n", n), check_count("head_dim", head_dim)
+    block_q, block_k = check_count("block_q", block_q), check_count("block_k", block_k)
     if not isinstance(causal, bool):
         raise ValueError(f"causal must be True or False, got {causal!r}")
     keys_loaded = 0
@@ -638,7 +633,7 @@ def tiled_hbm_bytes_for_blocks(
         # them; the last one may be cut short by n.
         keys_loaded += min(n, -(-q_end // block_k) * block_k) if causal else n
     elements = 2 * n * head_dim + 2 * head_dim * keys_loaded + n
-    copies = check_count(heads, "heads") * check_count(batch, "batch")
+    copies = check_count("heads", heads) * check_count("batch", batch)
     return elements * copies * bytes_per_element(_cost_dtype(dtype))
 
 
@@ -742,7 +737,7 @@ def measure_tiled_memory(
     """
     if not ns:
         raise ValueError("ns must list at least one sequence length")
-    budget = check_count(naive_budget_bytes, "naive_budget_bytes")
+    budget = check_count("naive_budget_bytes", naive_budget_bytes)
     sizes: Sequence[int] = ns
     if progress:
         from tqdm.auto import tqdm
@@ -922,8 +917,8 @@ class TilingExplorer:
         causal: bool = True,
         seed: int = 0,
     ) -> None:
-        self.n = check_count(n, "n")
-        self.head_dim = check_count(head_dim, "head_dim")
+        self.n = check_count("n", n)
+        self.head_dim = check_count("head_dim", head_dim)
         generator = torch.Generator().manual_seed(seed)
         self.q, self.k, self.v = (
             torch.randn(self.n, self.head_dim, generator=generator, dtype=torch.float64)
