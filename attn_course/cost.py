@@ -44,8 +44,11 @@ from attn_course.validate import (
     DTYPE_BYTES,
     bytes_per_element,
     canonical_dtype,
+    check_choice,
     check_count,
+    check_flag,
     check_fraction,
+    check_loop_size,
     check_non_negative,
     check_positive,
 )
@@ -152,7 +155,8 @@ _BINARY = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
 def format_bytes(n_bytes: float, *, binary: bool = False, digits: int = 3) -> str:
     """``2147483648`` -> ``"2.15 GB"`` (decimal) or ``"2 GiB"`` (``binary=True``)."""
     value = check_non_negative("n_bytes", n_bytes)
-    base, units = (1024, _BINARY) if binary else (1000, _DECIMAL)
+    digits = check_count("digits", digits)
+    base, units = (1024, _BINARY) if check_flag("binary", binary) else (1000, _DECIMAL)
     unit = 0
     while value >= base and unit < len(units) - 1:
         value /= base
@@ -172,6 +176,7 @@ def format_bytes_both(n_bytes: float) -> str:
 def format_flops(flops: float, *, digits: int = 3) -> str:
     """``1.37e16`` -> ``"13.7 PFLOP"`` (decimal SI prefixes; FLOP = floating-point operation)."""
     value = check_non_negative("flops", flops)
+    digits = check_count("digits", digits)
     prefixes = ["", "k", "M", "G", "T", "P", "E", "Z"]
     unit = 0
     while value >= 1000 and unit < len(prefixes) - 1:
@@ -183,6 +188,7 @@ def format_flops(flops: float, *, digits: int = 3) -> str:
 def format_seconds(seconds: float, *, digits: int = 3) -> str:
     """``0.0021`` -> ``"2.1 ms"``; ``125`` -> ``"2.08 min"``."""
     value = check_non_negative("seconds", seconds)
+    digits = check_count("digits", digits)
     if value >= 3600:
         return f"{value / 3600:.{digits}g} h"
     if value >= 60:
@@ -278,7 +284,11 @@ def saved_for_backward_bytes(
     ``softmax bytes + (bytes if a cast or dropout makes a second copy) + mask bytes``.
     """
     per_matrix = score_matrix_bytes(n, dtype, heads=heads, layers=layers, batch=batch)
-    cast = softmax_dtype is not None and canonical_dtype(softmax_dtype) != canonical_dtype(dtype)
+    dropout = check_flag("dropout", dropout)
+    canonical_dtype(dropout_mask_dtype, "dropout_mask_dtype")
+    cast = softmax_dtype is not None and (
+        canonical_dtype(softmax_dtype, "softmax_dtype") != canonical_dtype(dtype)
+    )
     softmax_out = (
         score_matrix_bytes(n, softmax_dtype, heads=heads, layers=layers, batch=batch)
         if cast
@@ -468,7 +478,7 @@ def attention_matmul_flops(n: int, d_model: int, *, causal: bool = False, batch:
     n, d_model = check_count("n", n), check_count("d_model", d_model)
     batch = check_count("batch", batch)
     full = 4 * n * n * d_model * batch
-    return _whole(full / 2) if causal else full
+    return _whole(full / 2) if check_flag("causal", causal) else full
 
 
 # The matmuls a tiled kernel runs for ONE (query tile, key tile) pair, pass by pass. Each
@@ -551,6 +561,7 @@ def projection_flops(
     ``8 * n * d**2``. Multiplied by ``batch``.
     """
     n, batch = check_count("n", n), check_count("batch", batch)
+    n, batch = check_count("n", n), check_count("batch", batch)
     dim = head_dim(d_model, heads)
     kv = _kv_heads(heads, kv_heads)
     q_and_o = 2 * matmul_flops(n, d_model, d_model)
@@ -565,7 +576,9 @@ def ffn_flops(n: int, d_model: int, d_ff: int, *, gated: bool = False, batch: in
     A gated one (SwiGLU in Llama/Mistral) has 3 (gate, up, down): ``6 * n * d * d_ff``.
     The activation function is not counted. Multiplied by ``batch``.
     """
-    matrices = 3 if gated else 2
+    n, d_model = check_count("n", n), check_count("d_model", d_model)
+    d_ff = check_count("d_ff", d_ff)
+    matrices = 3 if check_flag("gated", gated) else 2
     return matrices * matmul_flops(n, d_model, d_ff) * check_count("batch", batch)
 
 
@@ -609,7 +622,11 @@ def _rest_flops_per_token(
 ) -> float:
     """FLOPs per token of what attention is compared with: the FFN (+ projections)."""
     rest = ffn_flops(1, d_model, d_ff, gated=gated)
-    if include_projections:
+    if heads is not None:
+        _kv_heads(heads, kv_heads)
+    elif kv_heads is not None:
+        check_count("kv_heads", kv_heads)
+    if check_flag("include_projections", include_projections):
         if heads is None:
             if kv_heads is not None:
                 raise ValueError("kv_heads needs heads: pass both, or neither for MHA")
@@ -683,7 +700,7 @@ def position_encoding_flops(
       additions (half with ``causal=True``).
     """
     n, d_model = check_count("n", n), check_count("d_model", d_model)
-    heads = check_count("heads", heads)
+    heads, causal = check_count("heads", heads), check_flag("causal", causal)
     if kind == "rope":
         return 6 * n * d_model
     if kind == "alibi":
@@ -702,7 +719,7 @@ def softmax_flops(n: int, heads: int, *, causal: bool = False, flops_per_score: 
     """
     n, heads = check_count("n", n), check_count("heads", heads)
     scores = check_count("flops_per_score", flops_per_score) * heads * n * n
-    return _whole(scores / 2) if causal else scores
+    return _whole(scores / 2) if check_flag("causal", causal) else scores
 
 
 # --- mixture of experts and latent attention (DeepSeek-V3) ------------------------------
@@ -721,7 +738,7 @@ def mla_attention_matmul_flops(n: int, model: str | MoEShape, *, causal: bool = 
     m = get_moe_model(model)
     n = check_count("n", n)
     full = 2 * n * n * m.heads * (m.qk_head_dim + m.v_head_dim)
-    return _whole(full / 2) if causal else full
+    return _whole(full / 2) if check_flag("causal", causal) else full
 
 
 def mla_projection_flops_per_token(model: str | MoEShape) -> float:
@@ -773,7 +790,7 @@ def moe_attention_ffn_ratio(
     """
     m = get_moe_model(model)
     rest = moe_ffn_flops_per_token(m)
-    if include_projections:
+    if check_flag("include_projections", include_projections):
         rest += mla_projection_flops_per_token(m)
     return mla_attention_matmul_flops(n, m, causal=causal) / (check_count("n", n) * rest)
 
@@ -792,7 +809,7 @@ def moe_parameter_count(model: str | MoEShape, *, active: bool = False) -> int:
     d = m.d_model
     attention = _mla_weights(m) + m.q_lora_rank + m.kv_lora_rank + 2 * d
     dense = 3 * d * m.dense_d_ff
-    experts = m.active_experts if active else m.routed_experts
+    experts = m.active_experts if check_flag("active", active) else m.routed_experts
     moe = (experts + m.shared_experts) * 3 * d * m.expert_d_ff + m.routed_experts * d
     embeddings = m.vocab * d * (1 if m.tied_embeddings else 2)
     return m.layers * attention + m.dense_layers * dense + m.moe_layers * moe + d + embeddings
@@ -924,7 +941,7 @@ def parameter_count(model: str | ModelShape, *, include_embeddings: bool = True)
         # q, k, v and output projection biases; FFN hidden (and gate) and output biases.
         per_layer += (d + 2 * kv_width) + d + (matrices - 1) * m.d_ff + d
     total = m.layers * per_layer + norm
-    if include_embeddings:
+    if check_flag("include_embeddings", include_embeddings):
         total += m.vocab * d
         if not m.tied_embeddings:
             total += m.vocab * d
@@ -946,7 +963,7 @@ def matmul_parameter_count(model: str | ModelShape, *, include_lm_head: bool = T
         projection_flops(1, m.d_model, m.heads, m.kv_heads)
         + ffn_flops(1, m.d_model, m.d_ff, gated=m.gated_ffn)
     ) // 2
-    head = m.d_model * m.vocab if include_lm_head else 0
+    head = m.d_model * m.vocab if check_flag("include_lm_head", include_lm_head) else 0
     return int(m.layers * per_layer + head)
 
 
@@ -1042,6 +1059,11 @@ class RooflineEstimate:
         return self.flops / self.bytes_moved
 
 
+def _kv_dtype(kv_dtype: Any, dtype: Any) -> str:
+    """The cache's dtype: ``kv_dtype``, or the weights' ``dtype`` when it is None."""
+    return canonical_dtype(dtype) if kv_dtype is None else canonical_dtype(kv_dtype, "kv_dtype")
+
+
 def _estimate(
     flops: float,
     n_bytes: float,
@@ -1051,6 +1073,7 @@ def _estimate(
     bandwidth_utilization: float,
 ) -> RooflineEstimate:
     hw = get_hardware(hardware)
+    mfu = check_fraction("mfu", mfu)
     utilization = check_fraction("bandwidth_utilization", bandwidth_utilization)
     bandwidth = hw.bandwidth_bytes_per_s * utilization
     return RooflineEstimate(
@@ -1090,8 +1113,7 @@ def prefill_flops(
     """
     m = get_model(model)
     n = check_count("n", n)
-    if logits not in ("all", "last"):
-        raise ValueError(f"logits must be 'all' or 'last', got {logits!r}")
+    check_choice("logits", logits, ("all", "last"))
     per_layer = layer_flops(m, n, causal=causal)
     head_positions = n if logits == "all" else 1
     total = m.layers * per_layer.total + matmul_flops(head_positions, m.d_model, m.vocab)
@@ -1140,7 +1162,7 @@ def decode_step_flops(
     """
     m = get_model(model)
     context, batch = check_count("context", context), check_count("batch", batch)
-    if kv_cache:
+    if check_flag("kv_cache", kv_cache):
         per_sequence = 2 * matmul_parameter_count(m) + m.layers * decode_attention_flops(
             context, m.d_model
         )
@@ -1163,13 +1185,32 @@ def decode_total_flops(
     Step i (1-based) sees ``prompt_tokens + i`` tokens. With a cache the attention part
     sums to O(T**2 d); without one to O(T**3 d), plus the weight part (O(T d**2) with a
     cache, O(T**2 d**2) without).
+
+    The sum has a closed form, so a long generation costs no loop: a step over context c
+    costs ``2 P + 4 L d c`` with a cache, and ``L (2 d c**2 + (projections + FFN per
+    token) c) + 2 d vocab`` without (:func:`decode_step_flops`), summed with
+    ``Σ c = T p + T (T + 1) / 2`` and ``Σ c**2 = s(p + T) - s(p)``, ``s(x) = x (x+1) (2x+1) / 6``.
     """
+    m = get_model(model)
     new_tokens = check_count("new_tokens", new_tokens)
     prompt_tokens = check_count("prompt_tokens", prompt_tokens, minimum=0)
-    return sum(
-        decode_step_flops(model, prompt_tokens + i, batch=batch, kv_cache=kv_cache)
-        for i in range(1, new_tokens + 1)
-    )
+    batch, kv_cache = check_count("batch", batch), check_flag("kv_cache", kv_cache)
+    t, p = new_tokens, prompt_tokens
+    sum_c = t * p + t * (t + 1) // 2
+
+    def squares(x: int) -> int:
+        return x * (x + 1) * (2 * x + 1) // 6
+
+    if kv_cache:
+        per_sequence = t * 2 * matmul_parameter_count(m) + 4 * m.layers * m.d_model * sum_c
+    else:
+        per_token = projection_flops(1, m.d_model, m.heads, m.kv_heads) + ffn_flops(
+            1, m.d_model, m.d_ff, gated=m.gated_ffn
+        )
+        sum_c2 = squares(p + t) - squares(p)
+        per_sequence = m.layers * (2 * m.d_model * sum_c2 + per_token * sum_c)
+        per_sequence += t * matmul_flops(1, m.d_model, m.vocab)
+    return per_sequence * batch
 
 
 def time_to_first_token(
@@ -1193,8 +1234,9 @@ def time_to_first_token(
     :func:`model_kv_cache_bytes`).
     """
     m = get_model(model)
+    prompt_tokens = check_count("prompt_tokens", prompt_tokens)
     flops = prefill_flops(m, prompt_tokens, batch=batch, causal=True)
-    cache = model_kv_cache_bytes(m, prompt_tokens, batch=batch, dtype=kv_dtype or dtype)
+    cache = model_kv_cache_bytes(m, prompt_tokens, batch=batch, dtype=_kv_dtype(kv_dtype, dtype))
     n_bytes = weight_bytes(m, dtype) + cache
     return _estimate(flops, n_bytes, hardware, dtype, mfu, bandwidth_utilization)
 
@@ -1221,7 +1263,7 @@ def decode_step_cost(
     m = get_model(model)
     flops = decode_step_flops(m, context, batch=batch, kv_cache=True)
     weights = matmul_parameter_count(m) * bytes_per_element(dtype)
-    cache = model_kv_cache_bytes(m, context, batch=batch, dtype=kv_dtype or dtype)
+    cache = model_kv_cache_bytes(m, context, batch=batch, dtype=_kv_dtype(kv_dtype, dtype))
     return _estimate(flops, weights + cache, hardware, dtype, mfu, bandwidth_utilization)
 
 
@@ -1259,6 +1301,7 @@ def chunked_prefill_flops(model: str | ModelShape, n: int, chunk: int) -> float:
     lower triangle. So chunking moves no FLOPs; it only bounds how many a single step runs.
     """
     n, chunk = check_count("n", n), check_count("chunk", chunk)
+    check_loop_size("n", -(-n // chunk), "chunks")
     return sum(
         prefill_chunk_flops(model, start, min(chunk, n - start)) for start in range(0, n, chunk)
     )
