@@ -50,8 +50,10 @@ from attn_course.scores import naive_attention, validate_qkv
 from attn_course.validate import (
     bytes_per_element,
     check_count,
+    check_flag,
     check_positive,
     describe_value,
+    resolve_dtype,
     resolve_scale,
 )
 
@@ -121,8 +123,8 @@ def performer_projection(
     manual_seed(s)``); the same seed gives the same W.
     """
     head_dim, features = check_count("head_dim", head_dim), check_count("features", features)
-    if not isinstance(orthogonal, bool):
-        raise ValueError(f"orthogonal must be True or False, got {orthogonal!r}")
+    orthogonal = check_flag("orthogonal", orthogonal)
+    dtype = resolve_dtype(dtype)
     gaussian = torch.randn(features, head_dim, generator=generator, dtype=torch.float64)
     if not orthogonal:
         return gaussian.to(dtype)
@@ -202,7 +204,7 @@ def kernel_attention_explicit(
     """The quadratic way: A = φ(Q) φ(K)ᵀ (n × n weights), out = A V / rowsum(A). O(n² m)."""
     _validate_features(phi_q, phi_k, v)
     weights = phi_q @ phi_k.transpose(-2, -1)
-    if causal:
+    if check_flag("causal", causal):
         weights = weights.tril()  # keys j <= i (top-left aligned, as everywhere in the course)
     return _normalise(weights @ v, weights.sum(-1))
 
@@ -217,8 +219,8 @@ def linear_attention(
     associative, (φ(Q) φ(K)ᵀ) V = φ(Q) (φ(K)ᵀ V). ``causal=True`` runs
     :func:`causal_linear_attention_chunked` with ``chunk_size``.
     """
-    if not isinstance(causal, bool):
-        raise ValueError(f"causal must be True or False, got {causal!r}")
+    causal = check_flag("causal", causal)
+    chunk_size = check_count("chunk_size", chunk_size)  # checked even when unused: a typo is a typo
     if causal:
         return causal_linear_attention_chunked(phi_q, phi_k, v, chunk_size=chunk_size)
     _validate_features(phi_q, phi_k, v)
@@ -428,6 +430,7 @@ def linformer_projections(
     Linformer compresses the n keys and values into ``rank`` mixtures: K' = E K, V' = F V.
     """
     n, rank = check_count("n", n), check_count("rank", rank)
+    dtype = resolve_dtype(dtype)
     e = torch.randn(rank, n, generator=generator, dtype=torch.float64) / math.sqrt(rank)
     f = torch.randn(rank, n, generator=generator, dtype=torch.float64) / math.sqrt(rank)
     return e.to(dtype), f.to(dtype)
@@ -476,8 +479,7 @@ def future_influence(
     ``attention(q, k, v) -> out`` is any attention function over (..., n, d) tensors.
     """
     n = k.shape[-2]
-    if isinstance(position, bool) or not isinstance(position, int) or not 1 <= position < n:
-        raise ValueError(f"position must be an integer in [1, {n - 1}] (n - 1), got {position!r}")
+    position = check_count("position", position, 1, n - 1)
     k2, v2 = k.clone(), v.clone()
     k2[..., position, :] += change
     v2[..., position, :] -= change
@@ -493,6 +495,7 @@ def softmax_attention_flops(n: int, head_dim: int, *, causal: bool = False) -> f
 
     :func:`attn_course.cost.attention_matmul_flops` with d_model = head_dim; halved causal.
     """
+    n, head_dim = check_count("n", n), check_count("head_dim", head_dim)
     return attention_matmul_flops(n, head_dim, causal=causal)
 
 
@@ -516,8 +519,8 @@ def linear_attention_flops(
     m = head_dim if features is None else check_count("features", features)
     columns = head_dim + 1
     flops = 4 * n * m * columns
-    if causal:
-        chunk = check_count("chunk_size", chunk_size)
+    chunk = check_count("chunk_size", chunk_size)
+    if check_flag("causal", causal):
         chunks = -(-n // chunk)
         flops += chunks * (2 * chunk * chunk * m + 2 * chunk * chunk * columns)
     return float(flops)
@@ -747,7 +750,7 @@ def retrieval_task(
     n, head_dim = check_count("n", n), check_count("head_dim", head_dim)
     queries = check_count("queries", queries)
     sharpness = check_positive("sharpness", sharpness)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(check_count("seed", seed, minimum=0))
     k = F.normalize(torch.randn(n, head_dim, generator=g, dtype=torch.float64), dim=-1)
     v = torch.randn(n, head_dim, generator=g, dtype=torch.float64)
     targets = torch.randint(0, n, (queries,), generator=g)

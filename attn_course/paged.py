@@ -92,10 +92,7 @@ class BlockAllocator:
         return block
 
     def _check_owned(self, block: object) -> int:
-        if isinstance(block, bool) or not isinstance(block, int):
-            raise ValueError(f"block must be an int, got {describe_value(block)}")
-        if not 0 <= block < self.num_blocks:
-            raise ValueError(f"block must be in [0, {self.num_blocks}), got {block}")
+        block = check_count("block", block, 0, self.num_blocks - 1)
         if self.ref_counts[block] == 0:
             raise ValueError(f"block {block} is free: it cannot be shared or freed again")
         return block
@@ -213,10 +210,7 @@ class PagedKVCache:
         unused tail of the last block.
         """
         self._check_sequence(seq_id)
-        if isinstance(layer, bool) or not isinstance(layer, int):
-            raise ValueError(f"layer must be an int, got {describe_value(layer)}")
-        if not 0 <= layer < self.num_layers:
-            raise ValueError(f"layer must be in [0, {self.num_layers}), got {layer}")
+        layer = check_count("layer", layer, 0, self.num_layers - 1)
         table = torch.tensor(self.block_tables[seq_id], dtype=torch.long)
         n = self.lengths[seq_id]
         shape = (-1, self.kv_heads, self.head_dim)
@@ -381,7 +375,7 @@ def sample_requests(
     check_count("num_requests", num_requests)
     check_count("max_prompt", max_prompt)
     check_count("max_output", max_output)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(check_count("seed", seed, minimum=0))
     prompts = torch.randint(1, max_prompt + 1, (num_requests,), generator=g)
     outputs = torch.randint(1, max_output + 1, (num_requests,), generator=g)
     return list(zip(prompts.tolist(), outputs.tolist(), strict=True))

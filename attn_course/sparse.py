@@ -61,7 +61,7 @@ from plotly.subplots import make_subplots
 
 from attn_course.figures import style
 from attn_course.scores import naive_attention, validate_qkv
-from attn_course.validate import check_count, describe_value, resolve_scale
+from attn_course.validate import check_count, check_positive, describe_value, resolve_scale
 from attn_course.widgets import live_or_static
 
 __all__ = [
@@ -339,6 +339,12 @@ def make_pattern(
     global; for BigBird window // block neighbouring blocks each side (at least 1),
     ceil(global_tokens / block) global blocks, ``random_blocks`` random blocks.
     """
+    # Every option is checked, even those the chosen pattern ignores: a typo is a typo.
+    for option, value in (("window", window), ("dilation", dilation), ("block", block)):
+        check_count(option, value)
+    for option, value in (("global_tokens", global_tokens), ("random_blocks", random_blocks),
+                          ("seed", seed)):  # fmt: skip
+        check_count(option, value, minimum=0)
     if name == "full":
         return full_pattern(n)
     if name == "causal":
@@ -643,7 +649,8 @@ def lagged_qkv(
         raise ValueError("lags must list at least one lag (one head per lag)")
     for lag in lags:
         check_count("lag", lag, minimum=0)
-    generator = torch.Generator().manual_seed(seed)
+    gain = check_positive("gain", gain)
+    generator = torch.Generator().manual_seed(check_count("seed", seed, minimum=0))
     heads = len(lags)
     keys = torch.randn(1, heads, n, head_dim, generator=generator, dtype=torch.float64)
     keys = keys / keys.norm(dim=-1, keepdim=True)

@@ -60,6 +60,8 @@ from attn_course.scores import naive_attention, naive_attention_peak_bytes, vali
 from attn_course.validate import (
     bytes_per_element,
     check_count,
+    check_flag,
+    check_loop_size,
     describe_value,
     resolve_dtype,
     resolve_scale,
@@ -213,8 +215,7 @@ def _allowed_view(
     mask: torch.Tensor | None, causal: bool, q: torch.Tensor, n_k: int
 ) -> torch.Tensor | None:
     """Validate the options; return ``mask`` broadcast (a view, no copy) to (..., n_q, n_k)."""
-    if not isinstance(causal, bool):
-        raise ValueError(f"causal must be True or False, got {causal!r}")
+    causal = check_flag("causal", causal)
     if mask is None:
         return None
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
@@ -413,8 +414,8 @@ def tiling_schedule(
     n = check_count("n", n)
     n_k = n if n_k is None else check_count("n_k", n_k)
     block_q, block_k = check_count("block_q", block_q), check_count("block_k", block_k)
-    if not isinstance(causal, bool):
-        raise ValueError(f"causal must be True or False, got {causal!r}")
+    causal = check_flag("causal", causal)
+    check_loop_size("n, n_k", -(-n // block_q) * -(-n_k // block_k), "tiles")
     steps = []
     for i, q_start in enumerate(range(0, n, block_q)):
         q_end = min(q_start + block_q, n)
@@ -437,8 +438,9 @@ def visited_tiles(n: int, block_q: int, block_k: int, causal: bool = False) -> i
     n = check_count("n", n)
     block_q, block_k = check_count("block_q", block_q), check_count("block_k", block_k)
     row_blocks = -(-n // block_q)
-    if not causal:
+    if not check_flag("causal", causal):
         return row_blocks * -(-n // block_k)
+    check_loop_size("n", row_blocks, "query blocks")
     return sum(-(-min((i + 1) * block_q, n) // block_k) for i in range(row_blocks))
 
 
@@ -485,12 +487,10 @@ def trace_row(
     if q.dim() != 2:
         raise ValueError(f"q must be a single head (n, head_dim), got shape {tuple(q.shape)}")
     n_q, n_k = q.shape[0], k.shape[0]
-    if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < n_q:
-        raise ValueError(f"row must be an integer in [0, {n_q - 1}], got {row!r}")
+    row = check_count("row", row, 0, n_q - 1)
     block_k = check_count("block_k", block_k)
     scale = resolve_scale(scale, q.shape[-1])
-    if not isinstance(causal, bool):
-        raise ValueError(f"causal must be True or False, got {causal!r}")
+    causal = check_flag("causal", causal)
     m, l, acc = online_softmax_init((1,), v.shape[-1], q.dtype)  # noqa: E741
     steps = []
     for j, k_start in enumerate(range(0, n_k, block_k)):
@@ -624,8 +624,8 @@ def tiled_hbm_bytes_for_blocks(
     """
     n, head_dim = check_count("n", n), check_count("head_dim", head_dim)
     block_q, block_k = check_count("block_q", block_q), check_count("block_k", block_k)
-    if not isinstance(causal, bool):
-        raise ValueError(f"causal must be True or False, got {causal!r}")
+    causal = check_flag("causal", causal)
+    check_loop_size("n", -(-n // block_q), "query blocks")
     keys_loaded = 0
     for q_start in range(0, n, block_q):
         q_end = min(q_start + block_q, n)

@@ -129,15 +129,18 @@ def check_choice(name: str, value: T, choices: Collection[Any]) -> T:
 
 #: The most steps a function that walks a schedule in Python will take (tiles, tokens);
 #: beyond it the answer would take minutes, so it asks for a smaller size instead.
-MAX_LOOP_STEPS = 10**7
+MAX_LOOP_STEPS = 10**6
 
 
 def check_loop_size(name: str, steps: int, what: str) -> None:
-    """Refuse a Python loop of more than :data:`MAX_LOOP_STEPS` ``what`` (a hang, not an answer)."""
+    """Refuse a Python loop of more than :data:`MAX_LOOP_STEPS` ``what`` (a hang, not an answer).
+
+    ``name`` is the parameter (or parameters, "n, n_k") that set the number of steps.
+    """
     if steps > MAX_LOOP_STEPS:
         raise ValueError(
-            f"{name} is too large: it would walk {steps:,} {what}, more than the "
-            f"{MAX_LOOP_STEPS:,} this Python loop handles in seconds; use a smaller {name}"
+            f"{name} too large: it would walk {steps:,} {what}, more than the "
+            f"{MAX_LOOP_STEPS:,} this Python loop handles in about a second"
         )
 
 

@@ -23,8 +23,19 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attn_course import cost, kvcache, linear, memory, model, paged, presets, scores, sparse
-from attn_course import tiling, validate
+from attn_course import (
+    cost,
+    kvcache,
+    linear,
+    memory,
+    model,
+    paged,
+    presets,
+    scores,
+    sparse,
+    tiling,
+    validate,
+)
 from attn_course.validate import (
     ArgumentTypeError,
     bytes_per_element,
@@ -135,7 +146,7 @@ def test_resolve_scale():
 
 def test_check_loop_size():
     check_loop_size("n", validate.MAX_LOOP_STEPS, "tiles")
-    with pytest.raises(ValueError, match=r"^n is too large: it would walk"):
+    with pytest.raises(ValueError, match=r"^n too large: it would walk"):
         check_loop_size("n", validate.MAX_LOOP_STEPS + 1, "tiles")
 
 
