@@ -273,6 +273,8 @@ def validate_paged_inputs(
             raise ValueError(
                 f"{name} must be a float tensor with {dims} dims, got {describe_value(t)}"
             )
+        if min(t.shape) < 1:  # batch = 0 too: the kernels refuse it, so the reference does
+            raise ValueError(f"{name} needs every size >= 1, got shape {tuple(t.shape)}")
     if k_pool.shape != v_pool.shape:
         raise ValueError(
             f"k_pool and v_pool must have one shape, got {tuple(k_pool.shape)} and "

@@ -260,6 +260,10 @@ def validate_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
             raise ValueError(
                 f"{name} needs at least one token and one feature, got {tuple(t.shape)}"
             )
+        if min(t.shape) < 1:  # batch = 0 or heads = 0: the kernels refuse it, and so do we
+            raise ValueError(
+                f"{name} needs batch and heads >= 1 (as the kernels do), got {tuple(t.shape)}"
+            )
     for name in ("k", "v"):
         t = named[name]
         if t.dim() != q.dim():

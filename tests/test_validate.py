@@ -390,3 +390,21 @@ def test_random_bad_arguments_are_errors_naming_the_parameter(case, data):
     value = data.draw(BAD_VALUE[kind], label=name)
     problem = _problems(fn, kwargs, name, value, strict=True)
     assert problem is None, problem
+
+
+# --- one rule for empty batches ---------------------------------------------------------------
+
+
+def test_batch_zero_is_refused_by_every_attention_like_the_kernels():
+    from attn_course.kernels.validate import validate_inputs
+
+    empty = torch.zeros(0, 2, 8, 16)
+    for attention in (scores.naive_attention, tiling.tiled_attention, tiling.tiled_attention_loops,
+                      validate_inputs):  # fmt: skip
+        with pytest.raises(ValueError, match=r"^q needs batch"):
+            attention(empty, empty, empty, causal=False, scale=None)
+    pool = torch.zeros(4, 4, 2, 16)
+    with pytest.raises(ValueError, match=r"^q needs every size >= 1"):
+        paged.validate_paged_inputs(torch.zeros(0, 2, 16), pool, pool,
+                                    torch.zeros(0, 1, dtype=torch.int32),
+                                    torch.zeros(0, dtype=torch.int32), None)  # fmt: skip
