@@ -28,7 +28,7 @@ import plotly.graph_objects as go
 import torch
 
 from attn_course.figures import style
-from attn_course.validate import check_count, describe_value, resolve_scale
+from attn_course.validate import check_count, describe_value, resolve_dtype, resolve_scale
 
 __all__ = [
     "BlockAllocator",
@@ -136,6 +136,7 @@ class PagedKVCache:
         self.block_size = check_count("block_size", block_size)
         self.kv_heads = check_count("kv_heads", kv_heads)
         self.head_dim = check_count("head_dim", head_dim)
+        dtype = resolve_dtype(dtype)
         self.allocator = BlockAllocator(num_blocks)
         shape = (num_blocks, block_size, kv_heads, head_dim)
         self.k_pools = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]

@@ -186,6 +186,10 @@ SKIP = {
     "paged_attention_decode", "validate_paged_inputs",
 }  # fmt: skip
 
+# Classes whose constructors take sizes and flags: fuzzed like the functions. (Records such as
+# MemoryRow hold results and check nothing; the explorers are screens.)
+CLASSES = {"BlockAllocator", "PagedKVCache", "GPTConfig"}
+
 # Valid values for required parameters, by name (the fuzz replaces one at a time).
 GOOD: dict[str, Any] = {
     "n": 64, "n_q": 8, "d_model": 64, "d_ff": 256, "heads": 4, "kv_heads": 2, "head_dim": 16,
@@ -198,7 +202,7 @@ GOOD: dict[str, Any] = {
     "num_requests": 4, "max_prompt": 16, "max_output": 16, "prefix": 16, "suffixes": [4, 8],
     "model": "Llama-3-8B", "hardware": "H100-SXM5-80GB", "kind": "rope", "kernel": "forward",
     "method": "softmax", "name": "sliding window", "dtype": "float32", "lags": [1, 2],
-    "v_dim": 16, "text": "the cat sat", "row": 3,
+    "v_dim": 16, "text": "the cat sat", "row": 3, "num_layers": 2, "num_blocks": 8,
     # one head of 8 tokens of width 4; non-negative, so they are valid features φ(q), φ(k) too
     **{t: torch.rand(8, 4, generator=torch.Generator().manual_seed(0))
        for t in ("q", "k", "v", "phi_q", "phi_k", "x")},
@@ -260,9 +264,10 @@ def _public_functions() -> Iterator[tuple[str, Callable[..., Any]]]:
     for module in MODULES:
         for name in getattr(module, "__all__", dir(module)):
             fn = getattr(module, name)
-            if name.startswith("_") or name in SKIP or not inspect.isfunction(fn):
+            callable_ = inspect.isfunction(fn) or (inspect.isclass(fn) and name in CLASSES)
+            if name.startswith("_") or name in SKIP or not callable_:
                 continue
-            if fn.__module__ == module.__name__:
+            if fn.__module__ == module.__name__ or name in CLASSES:
                 yield f"{module.__name__.rsplit('.', 1)[1]}.{name}", fn
 
 
