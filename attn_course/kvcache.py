@@ -39,8 +39,7 @@ class Generation:
 def _check_prompt(model: GPT, prompt: torch.Tensor, new_tokens: int) -> None:
     if prompt.dim() != 2 or prompt.shape[1] < 1:
         raise ValueError(f"prompt must be (batch, >= 1 tokens), got shape {tuple(prompt.shape)}")
-    if new_tokens < 1:
-        raise ValueError(f"new_tokens must be >= 1, got {new_tokens}")
+    check_count("new_tokens", new_tokens)
     if prompt.shape[1] + new_tokens - 1 > model.cfg.context:
         raise ValueError(
             f"prompt ({prompt.shape[1]}) + new_tokens ({new_tokens}) - 1 exceeds the context "

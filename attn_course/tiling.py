@@ -533,8 +533,8 @@ def naive_hbm_bytes(
     """
     n, head_dim = check_count("n", n), check_count("head_dim", head_dim)
     extra_passes = check_count("extra_passes", extra_passes, minimum=0)
-    element = bytes_per_element(_cost_dtype(dtype))
-    score_traffic = naive_attention_traffic_bytes(n, 1, dtype=_cost_dtype(dtype))
+    element = bytes_per_element(dtype)
+    score_traffic = naive_attention_traffic_bytes(n, 1, dtype=dtype)
     return score_traffic + (2 * extra_passes * n * n + 4 * n * head_dim) * element
 
 
@@ -559,10 +559,6 @@ def hbm_traffic_ratio(
     """
     naive = naive_hbm_bytes(n, head_dim, dtype, extra_passes=extra_passes)
     return naive / tiled_hbm_bytes_for_blocks(n, head_dim, block_q, block_k, dtype)
-
-
-def _cost_dtype(dtype: Any) -> Any:
-    return str(dtype).removeprefix("torch.") if isinstance(dtype, torch.dtype) else dtype
 
 
 class BlockSizes(NamedTuple):
@@ -590,11 +586,11 @@ def flash_block_sizes(head_dim: int, sram_bytes: int, dtype: Any = "float16") ->
     """
     head_dim = check_count("head_dim", head_dim)
     sram_bytes = check_count("sram_bytes", sram_bytes)
-    elements = int(sram_bytes // bytes_per_element(_cost_dtype(dtype)))
+    elements = int(sram_bytes // bytes_per_element(dtype))
     if elements < 4 * head_dim:
         raise ValueError(
             f"sram_bytes must hold at least 4 · head_dim elements ({4 * head_dim} of "
-            f"{bytes_per_element(_cost_dtype(dtype))} B), got {sram_bytes} B"
+            f"{bytes_per_element(dtype)} B), got {sram_bytes} B"
         )
     block_q = -(-elements // (4 * head_dim))
     return BlockSizes(block_q, min(block_q, head_dim))
@@ -634,7 +630,7 @@ def tiled_hbm_bytes_for_blocks(
         keys_loaded += min(n, -(-q_end // block_k) * block_k) if causal else n
     elements = 2 * n * head_dim + 2 * head_dim * keys_loaded + n
     copies = check_count("heads", heads) * check_count("batch", batch)
-    return elements * copies * bytes_per_element(_cost_dtype(dtype))
+    return elements * copies * bytes_per_element(dtype)
 
 
 def tiled_hbm_bytes(
