@@ -29,7 +29,6 @@ the values it accepts. No function here returns NaN or silently rounds.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +40,22 @@ from attn_course.presets import (
     get_model,
     get_moe_model,
 )
+from attn_course.validate import (
+    DTYPE_BYTES,
+    bytes_per_element,
+    canonical_dtype,
+    check_choice,
+    check_count,
+    check_flag,
+    check_fraction,
+    check_loop_size,
+    check_non_negative,
+    check_positive,
+)
 
+# DTYPE_BYTES and bytes_per_element live in attn_course.validate (one dtype vocabulary for
+# the package); lesson 02 teaches them as cost.DTYPE_BYTES / cost.bytes_per_element, so they
+# stay importable from here.
 __all__ = [
     "BACKWARD_FLOPS_FACTOR",
     "DTYPE_BYTES",
@@ -55,7 +69,6 @@ __all__ = [
     "attention_tile_matmuls",
     "backward_flops_ratio",
     "bytes_per_element",
-    "canonical_dtype",
     "compute_time_s",
     "decode_attention_flops",
     "decode_flops_per_cached_number",
@@ -106,90 +119,6 @@ __all__ = [
     "chunked_prefill_flops",
 ]
 
-# --- dtypes ---------------------------------------------------------------------------
-
-#: Bytes per element of each dtype we know. int4 packs two values per byte.
-#: "tf32" is a matmul mode of float32 tensors, so it is stored in 4 bytes.
-DTYPE_BYTES: dict[str, float] = {
-    "float64": 8,
-    "float32": 4,
-    "tf32": 4,
-    "float16": 2,
-    "bfloat16": 2,
-    "float8": 1,
-    "int8": 1,
-    "int4": 0.5,
-    "bool": 1,
-}
-
-_DTYPE_ALIASES = {
-    "fp64": "float64",
-    "double": "float64",
-    "fp32": "float32",
-    "float": "float32",
-    "fp16": "float16",
-    "half": "float16",
-    "bf16": "bfloat16",
-    "fp8": "float8",
-    "float8_e4m3fn": "float8",
-    "float8_e5m2": "float8",
-    "e4m3": "float8",
-    "e5m2": "float8",
-}
-
-
-def canonical_dtype(dtype: Any) -> str:
-    """Canonical name of ``dtype``: ``"fp16"`` -> ``"float16"``; ``torch.bfloat16`` works too."""
-    name = str(dtype).strip().lower().removeprefix("torch.")
-    name = _DTYPE_ALIASES.get(name, name)
-    if name not in DTYPE_BYTES:
-        known = sorted(DTYPE_BYTES) + sorted(_DTYPE_ALIASES)
-        raise ValueError(f"dtype must be one of {known}, got {dtype!r}")
-    return name
-
-
-def bytes_per_element(dtype: Any) -> float:
-    """Bytes one element of ``dtype`` occupies: float32 -> 4, bfloat16 -> 2, int4 -> 0.5."""
-    return DTYPE_BYTES[canonical_dtype(dtype)]
-
-
-# --- input checks ---------------------------------------------------------------------
-
-
-def _count(name: str, value: Any, minimum: int = 1) -> int:
-    """``value`` as an int, or a ValueError saying ``name`` must be an integer >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _positive(name: str, value: Any) -> float:
-    """``value`` as a float, or a ValueError saying ``name`` must be a finite number > 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return value
-
-
-def _non_negative(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return value
-
-
-def _fraction(name: str, value: Any) -> float:
-    """A utilisation: a number in (0, 1]."""
-    value = _positive(name, value)
-    if value > 1:
-        raise ValueError(f"{name} must be in (0, 1] (a fraction of peak), got {value!r}")
-    return value
-
-
 def _whole(value: float) -> float:
     """Return ints for whole numbers so byte counts print as 4096, not 4096.0."""
     return int(value) if float(value).is_integer() else value
@@ -197,7 +126,7 @@ def _whole(value: float) -> float:
 
 def head_dim(d_model: int, heads: int) -> int:
     """Channels per head, ``d_model / heads``; heads must divide d_model."""
-    d_model, heads = _count("d_model", d_model), _count("heads", heads)
+    d_model, heads = check_count("d_model", d_model), check_count("heads", heads)
     if d_model % heads:
         raise ValueError(
             f"heads must divide d_model, got d_model={d_model}, heads={heads} "
@@ -208,10 +137,10 @@ def head_dim(d_model: int, heads: int) -> int:
 
 def _kv_heads(heads: int, kv_heads: int | None) -> int:
     """kv_heads, defaulting to heads (multi-head attention); it must divide heads."""
-    heads = _count("heads", heads)
+    heads = check_count("heads", heads)
     if kv_heads is None:
         return heads
-    kv_heads = _count("kv_heads", kv_heads)
+    kv_heads = check_count("kv_heads", kv_heads)
     if kv_heads > heads or heads % kv_heads:
         raise ValueError(
             f"kv_heads must divide heads (1 <= kv_heads <= heads), got heads={heads}, "
@@ -228,8 +157,9 @@ _BINARY = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
 
 def format_bytes(n_bytes: float, *, binary: bool = False, digits: int = 3) -> str:
     """``2147483648`` -> ``"2.15 GB"`` (decimal) or ``"2 GiB"`` (``binary=True``)."""
-    value = _non_negative("n_bytes", n_bytes)
-    base, units = (1024, _BINARY) if binary else (1000, _DECIMAL)
+    value = check_non_negative("n_bytes", n_bytes)
+    digits = check_count("digits", digits)
+    base, units = (1024, _BINARY) if check_flag("binary", binary) else (1000, _DECIMAL)
     unit = 0
     while value >= base and unit < len(units) - 1:
         value /= base
@@ -248,7 +178,8 @@ def format_bytes_both(n_bytes: float) -> str:
 
 def format_flops(flops: float, *, digits: int = 3) -> str:
     """``1.37e16`` -> ``"13.7 PFLOP"`` (decimal SI prefixes; FLOP = floating-point operation)."""
-    value = _non_negative("flops", flops)
+    value = check_non_negative("flops", flops)
+    digits = check_count("digits", digits)
     prefixes = ["", "k", "M", "G", "T", "P", "E", "Z"]
     unit = 0
     while value >= 1000 and unit < len(prefixes) - 1:
@@ -259,7 +190,8 @@ def format_flops(flops: float, *, digits: int = 3) -> str:
 
 def format_seconds(seconds: float, *, digits: int = 3) -> str:
     """``0.0021`` -> ``"2.1 ms"``; ``125`` -> ``"2.08 min"``."""
-    value = _non_negative("seconds", seconds)
+    value = check_non_negative("seconds", seconds)
+    digits = check_count("digits", digits)
     if value >= 3600:
         return f"{value / 3600:.{digits}g} h"
     if value >= 60:
@@ -282,9 +214,10 @@ def score_count(
     one layer holds an n x n_k matrix (n x n in self-attention); heads, layers and the batch
     multiply it. ``score_count(8192) == 67_108_864``: 64 Mi scores per head per layer.
     """
-    n = _count("n", n)
-    n_k = n if n_k is None else _count("n_k", n_k)
-    heads, layers, batch = _count("heads", heads), _count("layers", layers), _count("batch", batch)
+    n = check_count("n", n)
+    n_k = n if n_k is None else check_count("n_k", n_k)
+    heads, layers = check_count("heads", heads), check_count("layers", layers)
+    batch = check_count("batch", batch)
     return n * n_k * heads * layers * batch
 
 
@@ -354,7 +287,11 @@ def saved_for_backward_bytes(
     ``softmax bytes + (bytes if a cast or dropout makes a second copy) + mask bytes``.
     """
     per_matrix = score_matrix_bytes(n, dtype, heads=heads, layers=layers, batch=batch)
-    cast = softmax_dtype is not None and canonical_dtype(softmax_dtype) != canonical_dtype(dtype)
+    dropout = check_flag("dropout", dropout)
+    canonical_dtype(dropout_mask_dtype, "dropout_mask_dtype")
+    cast = softmax_dtype is not None and (
+        canonical_dtype(softmax_dtype, "softmax_dtype") != canonical_dtype(dtype)
+    )
     softmax_out = (
         score_matrix_bytes(n, softmax_dtype, heads=heads, layers=layers, batch=batch)
         if cast
@@ -395,8 +332,8 @@ def measure_saved_score_bytes(
     import torch  # imported here: the rest of this module is plain arithmetic
     from torch.autograd.graph import saved_tensors_hooks
 
-    n, heads, batch = _count("n", n), _count("heads", heads), _count("batch", batch)
-    head_dim = _count("head_dim", head_dim)
+    n, heads, batch = check_count("n", n), check_count("heads", heads), check_count("batch", batch)
+    head_dim = check_count("head_dim", head_dim)
     if head_dim == n:
         raise ValueError(f"head_dim must differ from n (both are {n})")
     if isinstance(dropout, bool) or not 0 <= dropout < 1:
@@ -453,10 +390,10 @@ def measure_copy_bandwidth(n_bytes: int = 2**28, *, min_run_time_s: float = 0.3)
     import torch
     from torch.utils import benchmark
 
-    elements = _count("n_bytes", n_bytes, minimum=4) // 4
+    elements = check_count("n_bytes", n_bytes, minimum=4) // 4
     source, target = torch.ones(elements), torch.empty(elements)
     timer = benchmark.Timer("target.copy_(source)", globals={"source": source, "target": target})
-    seconds = timer.blocked_autorange(min_run_time=_positive("min_run_time_s", min_run_time_s))
+    seconds = timer.blocked_autorange(min_run_time=check_positive("min_run_time_s", min_run_time_s))
     return 2 * elements * 4 / seconds.median
 
 
@@ -473,7 +410,7 @@ def measure_score_pass_s(
     import torch
     from torch.utils import benchmark
 
-    n = _count("n", n)
+    n = check_count("n", n)
     name = canonical_dtype(dtype)
     if name not in ("float64", "float32", "bfloat16", "float16"):
         raise ValueError(f"dtype must be float64, float32, float16 or bfloat16, got {dtype!r}")
@@ -486,7 +423,8 @@ def measure_score_pass_s(
     if op not in statements:
         raise ValueError(f"op must be one of {sorted(statements)}, got {op!r}")
     timer = benchmark.Timer(statements[op], globals={"torch": torch, "scores": scores, "out": out})
-    return timer.blocked_autorange(min_run_time=_positive("min_run_time_s", min_run_time_s)).median
+    min_run_time = check_positive("min_run_time_s", min_run_time_s)
+    return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
 def max_n_for_memory(
@@ -504,9 +442,9 @@ def max_n_for_memory(
     for the largest integer n (0 if not even n = 1 fits). ``copies=1`` counts what backward
     keeps (P), ``copies=2`` the forward peak of one layer (S and P).
     """
-    memory_bytes = _positive("memory_bytes", memory_bytes)
+    memory_bytes = check_positive("memory_bytes", memory_bytes)
     per_score = score_matrix_bytes(1, dtype, heads=heads, layers=layers, batch=batch)
-    per_score *= _count("copies", copies)
+    per_score *= check_count("copies", copies)
     return math.isqrt(math.floor(memory_bytes / per_score))
 
 
@@ -527,7 +465,7 @@ def naive_attention_traffic_bytes(
 
 def matmul_flops(m: int, k: int, p: int) -> int:
     """FLOPs of an (m x k) @ (k x p) matmul: ``2 * m * k * p`` (a multiply-add is 2 FLOPs)."""
-    return 2 * _count("m", m) * _count("k", k) * _count("p", p)
+    return 2 * check_count("m", m) * check_count("k", k) * check_count("p", p)
 
 
 def attention_matmul_flops(n: int, d_model: int, *, causal: bool = False, batch: int = 1) -> float:
@@ -540,9 +478,10 @@ def attention_matmul_flops(n: int, d_model: int, *, causal: bool = False, batch:
     does about half: ``2 * n**2 * d_model`` (n(n+1)/2 ~ n**2/2 entries). Multiplied by
     ``batch``. The softmax itself (a few FLOPs per score) is not counted.
     """
-    n, d_model, batch = _count("n", n), _count("d_model", d_model), _count("batch", batch)
+    n, d_model = check_count("n", n), check_count("d_model", d_model)
+    batch = check_count("batch", batch)
     full = 4 * n * n * d_model * batch
-    return _whole(full / 2) if causal else full
+    return _whole(full / 2) if check_flag("causal", causal) else full
 
 
 # The matmuls a tiled kernel runs for ONE (query tile, key tile) pair, pass by pass. Each
@@ -591,9 +530,9 @@ def attention_tile_flops(kernel: str, block_m: int, block_n: int, head_dim: int)
     is not counted.
     """
     sizes = {
-        "M": _count("block_m", block_m),
-        "N": _count("block_n", block_n),
-        "D": _count("head_dim", head_dim),
+        "M": check_count("block_m", block_m),
+        "N": check_count("block_n", block_n),
+        "D": check_count("head_dim", head_dim),
     }
     if kernel not in _TILE_MATMULS:
         raise ValueError(f"kernel must be one of {sorted(_TILE_MATMULS)}, got {kernel!r}")
@@ -633,14 +572,15 @@ def attention_flops(
     compare like with like (a naive backward that skips the recomputation of S simply gets
     the same credit for less work).
     """
+    heads, head_dim = check_count("heads", heads), check_count("head_dim", head_dim)
+    backward = check_flag("backward", backward)
     forward = attention_matmul_flops(n, heads * head_dim, causal=causal, batch=batch)
     return forward * (1 + BACKWARD_FLOPS_FACTOR) if backward else forward
 
 
 def tflops_per_s(flops: float, ms: float) -> float:
     """Throughput in TFLOP/s (10¹² FLOP per second) of ``flops`` done in ``ms`` milliseconds."""
-    if not (isinstance(ms, int | float) and math.isfinite(ms) and ms > 0):
-        raise ValueError(f"ms must be a finite number > 0, got {ms!r}")
+    flops, ms = check_non_negative("flops", flops), check_positive("ms", ms)
     return flops / (ms * 1e-3) / 1e12
 
 
@@ -654,7 +594,8 @@ def projection_flops(
     ``2 * n * d**2 * kv_heads / heads``. Multi-head attention (kv_heads = heads) gives
     ``8 * n * d**2``. Multiplied by ``batch``.
     """
-    n, batch = _count("n", n), _count("batch", batch)
+    n, batch = check_count("n", n), check_count("batch", batch)
+    n, batch = check_count("n", n), check_count("batch", batch)
     dim = head_dim(d_model, heads)
     kv = _kv_heads(heads, kv_heads)
     q_and_o = 2 * matmul_flops(n, d_model, d_model)
@@ -669,8 +610,10 @@ def ffn_flops(n: int, d_model: int, d_ff: int, *, gated: bool = False, batch: in
     A gated one (SwiGLU in Llama/Mistral) has 3 (gate, up, down): ``6 * n * d * d_ff``.
     The activation function is not counted. Multiplied by ``batch``.
     """
-    matrices = 3 if gated else 2
-    return matrices * matmul_flops(n, d_model, d_ff) * _count("batch", batch)
+    n, d_model = check_count("n", n), check_count("d_model", d_model)
+    d_ff = check_count("d_ff", d_ff)
+    matrices = 3 if check_flag("gated", gated) else 2
+    return matrices * matmul_flops(n, d_model, d_ff) * check_count("batch", batch)
 
 
 @dataclass(frozen=True)
@@ -713,7 +656,11 @@ def _rest_flops_per_token(
 ) -> float:
     """FLOPs per token of what attention is compared with: the FFN (+ projections)."""
     rest = ffn_flops(1, d_model, d_ff, gated=gated)
-    if include_projections:
+    if heads is not None:
+        _kv_heads(heads, kv_heads)
+    elif kv_heads is not None:
+        check_count("kv_heads", kv_heads)
+    if check_flag("include_projections", include_projections):
         if heads is None:
             if kv_heads is not None:
                 raise ValueError("kv_heads needs heads: pass both, or neither for MHA")
@@ -769,7 +716,7 @@ def attention_ffn_ratio(
     n**2 and the rest as n, so the ratio grows linearly with n.
     """
     attention = attention_matmul_flops(n, d_model, causal=causal)
-    rest = _count("n", n) * _rest_flops_per_token(
+    rest = check_count("n", n) * _rest_flops_per_token(
         d_model, d_ff, gated, include_projections, heads, kv_heads
     )
     return attention / rest
@@ -786,7 +733,8 @@ def position_encoding_flops(
     * ``"alibi"``: add a distance-proportional bias to every score: ``heads * n**2``
       additions (half with ``causal=True``).
     """
-    n, d_model, heads = _count("n", n), _count("d_model", d_model), _count("heads", heads)
+    n, d_model = check_count("n", n), check_count("d_model", d_model)
+    heads, causal = check_count("heads", heads), check_flag("causal", causal)
     if kind == "rope":
         return 6 * n * d_model
     if kind == "alibi":
@@ -803,9 +751,9 @@ def softmax_flops(n: int, heads: int, *, causal: bool = False, flops_per_score: 
     with ``causal=True``. Compare :func:`attention_matmul_flops` (``4 n**2 d``): the ratio
     is ``4 d / (5 heads) = 0.8 head_dim``, so for head_dim 128 the matmuls do ~100x more.
     """
-    n, heads = _count("n", n), _count("heads", heads)
-    scores = _count("flops_per_score", flops_per_score) * heads * n * n
-    return _whole(scores / 2) if causal else scores
+    n, heads = check_count("n", n), check_count("heads", heads)
+    scores = check_count("flops_per_score", flops_per_score) * heads * n * n
+    return _whole(scores / 2) if check_flag("causal", causal) else scores
 
 
 # --- mixture of experts and latent attention (DeepSeek-V3) ------------------------------
@@ -822,9 +770,9 @@ def mla_attention_matmul_flops(n: int, model: str | MoEShape, *, causal: bool = 
     (Decode often "absorbs" the up-projections into the query instead; not counted here.)
     """
     m = get_moe_model(model)
-    n = _count("n", n)
+    n = check_count("n", n)
     full = 2 * n * n * m.heads * (m.qk_head_dim + m.v_head_dim)
-    return _whole(full / 2) if causal else full
+    return _whole(full / 2) if check_flag("causal", causal) else full
 
 
 def mla_projection_flops_per_token(model: str | MoEShape) -> float:
@@ -876,9 +824,9 @@ def moe_attention_ffn_ratio(
     """
     m = get_moe_model(model)
     rest = moe_ffn_flops_per_token(m)
-    if include_projections:
+    if check_flag("include_projections", include_projections):
         rest += mla_projection_flops_per_token(m)
-    return mla_attention_matmul_flops(n, m, causal=causal) / (_count("n", n) * rest)
+    return mla_attention_matmul_flops(n, m, causal=causal) / (check_count("n", n) * rest)
 
 
 def moe_parameter_count(model: str | MoEShape, *, active: bool = False) -> int:
@@ -895,7 +843,7 @@ def moe_parameter_count(model: str | MoEShape, *, active: bool = False) -> int:
     d = m.d_model
     attention = _mla_weights(m) + m.q_lora_rank + m.kv_lora_rank + 2 * d
     dense = 3 * d * m.dense_d_ff
-    experts = m.active_experts if active else m.routed_experts
+    experts = m.active_experts if check_flag("active", active) else m.routed_experts
     moe = (experts + m.shared_experts) * 3 * d * m.expert_d_ff + m.routed_experts * d
     embeddings = m.vocab * d * (1 if m.tied_embeddings else 2)
     return m.layers * attention + m.dense_layers * dense + m.moe_layers * moe + d + embeddings
@@ -934,11 +882,11 @@ def kv_cache_bytes(
     """
     count = (
         2
-        * _count("layers", layers)
-        * _count("kv_heads", kv_heads)
-        * _count("head_dim", head_dim)
-        * _count("context", context)
-        * _count("batch", batch)
+        * check_count("layers", layers)
+        * check_count("kv_heads", kv_heads)
+        * check_count("head_dim", head_dim)
+        * check_count("context", context)
+        * check_count("batch", batch)
     )
     return _whole(count * bytes_per_element(dtype))
 
@@ -966,9 +914,9 @@ def max_kv_context(
 
     ``floor(memory_bytes / (batch * kv_cache_bytes_per_token))``.
     """
-    memory_bytes = _non_negative("memory_bytes", memory_bytes)
+    memory_bytes = check_non_negative("memory_bytes", memory_bytes)
     per_token = kv_cache_bytes_per_token(layers, kv_heads, head_dim, dtype=dtype)
-    return math.floor(memory_bytes / (per_token * _count("batch", batch)))
+    return math.floor(memory_bytes / (per_token * check_count("batch", batch)))
 
 
 def model_kv_cache_bytes(
@@ -997,10 +945,10 @@ def latent_kv_cache_bytes(
     channel (for DeepSeek-V3: 512 latent + 64 decoupled RoPE key = 576).
     """
     count = (
-        _count("layers", layers)
-        * _count("latent_dim", latent_dim)
-        * _count("context", context)
-        * _count("batch", batch)
+        check_count("layers", layers)
+        * check_count("latent_dim", latent_dim)
+        * check_count("context", context)
+        * check_count("batch", batch)
     )
     return _whole(count * bytes_per_element(dtype))
 
@@ -1027,7 +975,7 @@ def parameter_count(model: str | ModelShape, *, include_embeddings: bool = True)
         # q, k, v and output projection biases; FFN hidden (and gate) and output biases.
         per_layer += (d + 2 * kv_width) + d + (matrices - 1) * m.d_ff + d
     total = m.layers * per_layer + norm
-    if include_embeddings:
+    if check_flag("include_embeddings", include_embeddings):
         total += m.vocab * d
         if not m.tied_embeddings:
             total += m.vocab * d
@@ -1049,7 +997,7 @@ def matmul_parameter_count(model: str | ModelShape, *, include_lm_head: bool = T
         projection_flops(1, m.d_model, m.heads, m.kv_heads)
         + ffn_flops(1, m.d_model, m.d_ff, gated=m.gated_ffn)
     ) // 2
-    head = m.d_model * m.vocab if include_lm_head else 0
+    head = m.d_model * m.vocab if check_flag("include_lm_head", include_lm_head) else 0
     return int(m.layers * per_layer + head)
 
 
@@ -1067,7 +1015,7 @@ def transfer_time_s(n_bytes: float, bandwidth_bytes_per_s: float) -> float:
     Moving a tensor "in and out once" means writing it and reading it back: pass
     ``2 * bytes``. Peak bandwidth gives a lower bound; real kernels reach ~70-90 % of it.
     """
-    return _non_negative("n_bytes", n_bytes) / _positive(
+    return check_non_negative("n_bytes", n_bytes) / check_positive(
         "bandwidth_bytes_per_s", bandwidth_bytes_per_s
     )
 
@@ -1078,8 +1026,8 @@ def compute_time_s(flops: float, flops_per_s: float, *, utilization: float = 1.0
     ``utilization`` is the fraction of peak actually achieved (model FLOP utilisation,
     MFU, for a whole model: large training and prefill runs typically reach 0.3-0.6).
     """
-    return _non_negative("flops", flops) / (
-        _positive("flops_per_s", flops_per_s) * _fraction("utilization", utilization)
+    return check_non_negative("flops", flops) / (
+        check_positive("flops_per_s", flops_per_s) * check_fraction("utilization", utilization)
     )
 
 
@@ -1145,6 +1093,11 @@ class RooflineEstimate:
         return self.flops / self.bytes_moved
 
 
+def _kv_dtype(kv_dtype: Any, dtype: Any) -> str:
+    """The cache's dtype: ``kv_dtype``, or the weights' ``dtype`` when it is None."""
+    return canonical_dtype(dtype) if kv_dtype is None else canonical_dtype(kv_dtype, "kv_dtype")
+
+
 def _estimate(
     flops: float,
     n_bytes: float,
@@ -1154,7 +1107,9 @@ def _estimate(
     bandwidth_utilization: float,
 ) -> RooflineEstimate:
     hw = get_hardware(hardware)
-    bandwidth = hw.bandwidth_bytes_per_s * _fraction("bandwidth_utilization", bandwidth_utilization)
+    mfu = check_fraction("mfu", mfu)
+    utilization = check_fraction("bandwidth_utilization", bandwidth_utilization)
+    bandwidth = hw.bandwidth_bytes_per_s * utilization
     return RooflineEstimate(
         flops=flops,
         bytes_moved=n_bytes,
@@ -1191,13 +1146,12 @@ def prefill_flops(
     attention grows (notebook 07 computes it).
     """
     m = get_model(model)
-    n = _count("n", n)
-    if logits not in ("all", "last"):
-        raise ValueError(f"logits must be 'all' or 'last', got {logits!r}")
+    n = check_count("n", n)
+    check_choice("logits", logits, ("all", "last"))
     per_layer = layer_flops(m, n, causal=causal)
     head_positions = n if logits == "all" else 1
     total = m.layers * per_layer.total + matmul_flops(head_positions, m.d_model, m.vocab)
-    return total * _count("batch", batch)
+    return total * check_count("batch", batch)
 
 
 def decode_attention_flops(context: int, d_model: int) -> float:
@@ -1209,7 +1163,7 @@ def decode_attention_flops(context: int, d_model: int) -> float:
     scores, whether or not it shares its key/value head (GQA changes the bytes read, not
     these FLOPs).
     """
-    return 4 * _count("context", context) * _count("d_model", d_model)
+    return 4 * check_count("context", context) * check_count("d_model", d_model)
 
 
 def decode_flops_per_cached_number(heads: int, kv_heads: int | None = None) -> float:
@@ -1241,8 +1195,8 @@ def decode_step_flops(
     tokens (logits only for the last one), ``~ 2 * P * context + layers * 2 * context**2 * d``.
     """
     m = get_model(model)
-    context, batch = _count("context", context), _count("batch", batch)
-    if kv_cache:
+    context, batch = check_count("context", context), check_count("batch", batch)
+    if check_flag("kv_cache", kv_cache):
         per_sequence = 2 * matmul_parameter_count(m) + m.layers * decode_attention_flops(
             context, m.d_model
         )
@@ -1265,13 +1219,32 @@ def decode_total_flops(
     Step i (1-based) sees ``prompt_tokens + i`` tokens. With a cache the attention part
     sums to O(T**2 d); without one to O(T**3 d), plus the weight part (O(T d**2) with a
     cache, O(T**2 d**2) without).
+
+    The sum has a closed form, so a long generation costs no loop: a step over context c
+    costs ``2 P + 4 L d c`` with a cache, and ``L (2 d c**2 + (projections + FFN per
+    token) c) + 2 d vocab`` without (:func:`decode_step_flops`), summed with
+    ``Σ c = T p + T (T + 1) / 2`` and ``Σ c**2 = s(p + T) - s(p)``, ``s(x) = x (x+1) (2x+1) / 6``.
     """
-    new_tokens = _count("new_tokens", new_tokens)
-    prompt_tokens = _count("prompt_tokens", prompt_tokens, minimum=0)
-    return sum(
-        decode_step_flops(model, prompt_tokens + i, batch=batch, kv_cache=kv_cache)
-        for i in range(1, new_tokens + 1)
-    )
+    m = get_model(model)
+    new_tokens = check_count("new_tokens", new_tokens)
+    prompt_tokens = check_count("prompt_tokens", prompt_tokens, minimum=0)
+    batch, kv_cache = check_count("batch", batch), check_flag("kv_cache", kv_cache)
+    t, p = new_tokens, prompt_tokens
+    sum_c = t * p + t * (t + 1) // 2
+
+    def squares(x: int) -> int:
+        return x * (x + 1) * (2 * x + 1) // 6
+
+    if kv_cache:
+        per_sequence = t * 2 * matmul_parameter_count(m) + 4 * m.layers * m.d_model * sum_c
+    else:
+        per_token = projection_flops(1, m.d_model, m.heads, m.kv_heads) + ffn_flops(
+            1, m.d_model, m.d_ff, gated=m.gated_ffn
+        )
+        sum_c2 = squares(p + t) - squares(p)
+        per_sequence = m.layers * (2 * m.d_model * sum_c2 + per_token * sum_c)
+        per_sequence += t * matmul_flops(1, m.d_model, m.vocab)
+    return per_sequence * batch
 
 
 def time_to_first_token(
@@ -1295,8 +1268,9 @@ def time_to_first_token(
     :func:`model_kv_cache_bytes`).
     """
     m = get_model(model)
+    prompt_tokens = check_count("prompt_tokens", prompt_tokens)
     flops = prefill_flops(m, prompt_tokens, batch=batch, causal=True)
-    cache = model_kv_cache_bytes(m, prompt_tokens, batch=batch, dtype=kv_dtype or dtype)
+    cache = model_kv_cache_bytes(m, prompt_tokens, batch=batch, dtype=_kv_dtype(kv_dtype, dtype))
     n_bytes = weight_bytes(m, dtype) + cache
     return _estimate(flops, n_bytes, hardware, dtype, mfu, bandwidth_utilization)
 
@@ -1323,7 +1297,7 @@ def decode_step_cost(
     m = get_model(model)
     flops = decode_step_flops(m, context, batch=batch, kv_cache=True)
     weights = matmul_parameter_count(m) * bytes_per_element(dtype)
-    cache = model_kv_cache_bytes(m, context, batch=batch, dtype=kv_dtype or dtype)
+    cache = model_kv_cache_bytes(m, context, batch=batch, dtype=_kv_dtype(kv_dtype, dtype))
     return _estimate(flops, weights + cache, hardware, dtype, mfu, bandwidth_utilization)
 
 
@@ -1341,8 +1315,8 @@ def prefill_chunk_flops(model: str | ModelShape, start: int, length: int) -> flo
     of n tokens (:func:`prefill_flops` without its LM head).
     """
     m = get_model(model)
-    start = _count("start", start, minimum=0)
-    length = _count("length", length)
+    start = check_count("start", start, minimum=0)
+    length = check_count("length", length)
     per_layer = (
         projection_flops(length, m.d_model, m.heads, m.kv_heads)
         + ffn_flops(length, m.d_model, m.d_ff, gated=m.gated_ffn)
@@ -1360,7 +1334,8 @@ def chunked_prefill_flops(model: str | ModelShape, n: int, chunk: int) -> float:
     ``i * chunk`` cached keys in full and each other causally, and the blocks tile the same
     lower triangle. So chunking moves no FLOPs; it only bounds how many a single step runs.
     """
-    n, chunk = _count("n", n), _count("chunk", chunk)
+    n, chunk = check_count("n", n), check_count("chunk", chunk)
+    check_loop_size("n", -(-n // chunk), "chunks")
     return sum(
         prefill_chunk_flops(model, start, min(chunk, n - start)) for start in range(0, n, chunk)
     )

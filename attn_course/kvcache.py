@@ -20,7 +20,13 @@ from attn_course.figures import style
 from attn_course.measure import Trend, fit_trend, torch_threads
 from attn_course.model import GPT, LayerCache
 from attn_course.presets import Hardware, ModelShape, get_hardware
-from attn_course.scores import check_count
+from attn_course.validate import (
+    bytes_per_element,
+    canonical_dtype,
+    check_choice,
+    check_count,
+    check_flag,
+)
 
 
 @dataclass
@@ -35,8 +41,7 @@ class Generation:
 def _check_prompt(model: GPT, prompt: torch.Tensor, new_tokens: int) -> None:
     if prompt.dim() != 2 or prompt.shape[1] < 1:
         raise ValueError(f"prompt must be (batch, >= 1 tokens), got shape {tuple(prompt.shape)}")
-    if new_tokens < 1:
-        raise ValueError(f"new_tokens must be >= 1, got {new_tokens}")
+    check_count("new_tokens", new_tokens)
     if prompt.shape[1] + new_tokens - 1 > model.cfg.context:
         raise ValueError(
             f"prompt ({prompt.shape[1]}) + new_tokens ({new_tokens}) - 1 exceeds the context "
@@ -176,8 +181,7 @@ def measure_step_times(
     suits a small model, whose calls are too short to gain from a second thread and which
     a multi-threaded call would make wait for its slowest thread on a shared machine.
     """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
+    check_count("repeats", repeats)
     _check_prompt(model, prompt, new_tokens)
     uncached: list[list[float]] = [[] for _ in range(new_tokens)]
     cached: list[list[float]] = [[] for _ in range(new_tokens)]
@@ -226,8 +230,7 @@ def measure_prefill(
     """
     from attn_course.measure import time_call
 
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    check_count("rounds", rounds)
     if not lengths or min(lengths) < 1 or max(lengths) > min(tokens.numel(), model.cfg.context):
         raise ValueError(
             f"lengths must be in [1, {min(tokens.numel(), model.cfg.context)}], got {lengths}"
@@ -244,9 +247,12 @@ def measure_prefill(
 # --- quantised caches -------------------------------------------------------------------
 
 
+# What one quantisation scale covers: a token (a row of the block) or a channel (a column).
+QUANT_AXES = ("token", "channel")
+
+
 def _levels(bits: int) -> int:
-    if bits not in (4, 8):
-        raise ValueError(f"bits must be 4 or 8, got {bits}")
+    check_choice("bits", bits, (4, 8))
     return 2 ** (bits - 1) - 1  # symmetric: int8 uses -127..127, int4 uses -7..7
 
 
@@ -262,8 +268,7 @@ def quantize(
     """
     if x.dim() != 2:
         raise ValueError(f"x must be (tokens, channels), got shape {tuple(x.shape)}")
-    if axis not in ("token", "channel"):
-        raise ValueError(f"axis must be 'token' or 'channel', got {axis!r}")
+    check_choice("axis", axis, QUANT_AXES)
     levels = _levels(bits)
     dim = 1 if axis == "token" else 0
     scale = x.abs().amax(dim=dim, keepdim=True).float() / levels
@@ -282,6 +287,9 @@ def quantized_bytes(
 ) -> float:
     """Bytes of a quantised block when packed: values ``tokens*channels*bits/8`` plus one
     ``scale_bytes`` scale per token (or per channel)."""
+    tokens, channels = check_count("tokens", tokens, minimum=0), check_count("channels", channels)
+    scale_bytes = check_count("scale_bytes", scale_bytes, minimum=0)
+    check_choice("axis", axis, QUANT_AXES)
     _levels(bits)
     n_scales = tokens if axis == "token" else channels
     return tokens * channels * bits / 8 + n_scales * scale_bytes
@@ -409,19 +417,20 @@ def paged_decode_grid_cost(
       small reduction that combines them with the online-softmax rescaling: ``splits``
       times the programs for ``partial_bytes`` of extra traffic.
     """
-    from attn_course.cost import bytes_per_element, kv_cache_bytes
 
     for name, value in (("context", context), ("heads", heads), ("kv_heads", kv_heads),
                         ("head_dim", head_dim), ("sm_count", sm_count), ("batch", batch),
                         ("block_size", block_size), ("splits", splits)):  # fmt: skip
-        check_count(value, name)
+        check_count(name, value)
     if heads % kv_heads:
         raise ValueError(f"kv_heads must divide heads, got heads={heads}, kv_heads={kv_heads}")
     blocks = -(-context // block_size)
     if splits > blocks:
         raise ValueError(f"splits must be <= the {blocks} cache blocks, got {splits}")
-    readers = kv_heads if group_queries else heads  # programs per sequence and split
+    # programs per sequence and split
+    readers = kv_heads if check_flag("group_queries", group_queries) else heads
     programs = batch * readers * splits
+    dtype = canonical_dtype(dtype)
     cached = kv_cache_bytes(1, kv_heads, head_dim, context, batch=batch, dtype=dtype)
     per_reader = kv_cache_bytes(1, 1, head_dim, context, batch=batch, dtype=dtype)
     partial = 0.0
@@ -440,7 +449,7 @@ def paged_decode_grid_cost(
 def splits_to_fill(sm_count: int, *, batch: int, heads: int) -> int:
     """Fewest context splits that give every SM a program: ``⌈sm_count / (batch · heads)⌉``."""
     for name, value in (("sm_count", sm_count), ("batch", batch), ("heads", heads)):
-        check_count(value, name)
+        check_count(name, value)
     return -(-sm_count // (batch * heads))
 
 

@@ -42,11 +42,20 @@ import torch
 import torch.nn.functional as F
 from plotly.subplots import make_subplots
 
-from attn_course.cost import _count, _positive, attention_matmul_flops, bytes_per_element
+from attn_course.cost import attention_matmul_flops
 from attn_course.cost import kv_cache_bytes as _kv_cache_bytes
 from attn_course.figures import style, vline
 from attn_course.measure import measure_peak_bytes, time_call
-from attn_course.scores import describe_value, naive_attention, resolve_scale, validate_qkv
+from attn_course.scores import naive_attention, validate_qkv
+from attn_course.validate import (
+    bytes_per_element,
+    check_count,
+    check_flag,
+    check_positive,
+    describe_value,
+    resolve_dtype,
+    resolve_scale,
+)
 
 __all__ = [
     "CrossoverRow",
@@ -113,9 +122,9 @@ def performer_projection(
     variance. Redraw by passing another ``generator`` (seeded: ``torch.Generator().
     manual_seed(s)``); the same seed gives the same W.
     """
-    head_dim, features = _count("head_dim", head_dim), _count("features", features)
-    if not isinstance(orthogonal, bool):
-        raise ValueError(f"orthogonal must be True or False, got {orthogonal!r}")
+    head_dim, features = check_count("head_dim", head_dim), check_count("features", features)
+    orthogonal = check_flag("orthogonal", orthogonal)
+    dtype = resolve_dtype(dtype)
     gaussian = torch.randn(features, head_dim, generator=generator, dtype=torch.float64)
     if not orthogonal:
         return gaussian.to(dtype)
@@ -195,7 +204,7 @@ def kernel_attention_explicit(
     """The quadratic way: A = φ(Q) φ(K)ᵀ (n × n weights), out = A V / rowsum(A). O(n² m)."""
     _validate_features(phi_q, phi_k, v)
     weights = phi_q @ phi_k.transpose(-2, -1)
-    if causal:
+    if check_flag("causal", causal):
         weights = weights.tril()  # keys j <= i (top-left aligned, as everywhere in the course)
     return _normalise(weights @ v, weights.sum(-1))
 
@@ -210,8 +219,8 @@ def linear_attention(
     associative, (φ(Q) φ(K)ᵀ) V = φ(Q) (φ(K)ᵀ V). ``causal=True`` runs
     :func:`causal_linear_attention_chunked` with ``chunk_size``.
     """
-    if not isinstance(causal, bool):
-        raise ValueError(f"causal must be True or False, got {causal!r}")
+    causal = check_flag("causal", causal)
+    chunk_size = check_count("chunk_size", chunk_size)  # checked even when unused: a typo is a typo
     if causal:
         return causal_linear_attention_chunked(phi_q, phi_k, v, chunk_size=chunk_size)
     _validate_features(phi_q, phi_k, v)
@@ -287,7 +296,7 @@ def causal_linear_attention_chunked(
     Any n: the last chunk may be shorter.
     """
     _validate_features(phi_q, phi_k, v)
-    chunk_size = _count("chunk_size", chunk_size)
+    chunk_size = check_count("chunk_size", chunk_size)
     *lead, n, m = phi_q.shape
     state = phi_q.new_zeros((*lead, m, v.shape[-1]))
     normaliser = phi_q.new_zeros((*lead, m))
@@ -359,7 +368,7 @@ def random_feature_error(
     """
     rows = []
     for sigma in qk_stds:
-        sigma = _positive("qk_std", sigma)
+        sigma = check_positive("qk_std", sigma)
         g = torch.Generator().manual_seed(seed)
         q = torch.randn(n, head_dim, generator=g, dtype=torch.float64) * sigma
         k = torch.randn(n, head_dim, generator=g, dtype=torch.float64) * sigma
@@ -367,7 +376,7 @@ def random_feature_error(
         exact = naive_attention(q, k, v).out
         scaled_std = float((q @ k.T).std() / math.sqrt(head_dim))
         for m in features:
-            m = _count("features", m)
+            m = check_count("features", m)
             errors = [
                 _relative_error(
                     random_feature_attention(
@@ -375,7 +384,7 @@ def random_feature_error(
                     ),
                     exact,
                 )
-                for draw in range(_count("draws", draws))
+                for draw in range(check_count("draws", draws))
             ]
             rows.append({"features": m, "qk_std": sigma, "rel_error": sum(errors) / draws,
                          "qk_scaled_std": scaled_std})  # fmt: skip
@@ -420,7 +429,8 @@ def linformer_projections(
 
     Linformer compresses the n keys and values into ``rank`` mixtures: K' = E K, V' = F V.
     """
-    n, rank = _count("n", n), _count("rank", rank)
+    n, rank = check_count("n", n), check_count("rank", rank)
+    dtype = resolve_dtype(dtype)
     e = torch.randn(rank, n, generator=generator, dtype=torch.float64) / math.sqrt(rank)
     f = torch.randn(rank, n, generator=generator, dtype=torch.float64) / math.sqrt(rank)
     return e.to(dtype), f.to(dtype)
@@ -469,8 +479,7 @@ def future_influence(
     ``attention(q, k, v) -> out`` is any attention function over (..., n, d) tensors.
     """
     n = k.shape[-2]
-    if isinstance(position, bool) or not isinstance(position, int) or not 1 <= position < n:
-        raise ValueError(f"position must be an integer in [1, {n - 1}] (n - 1), got {position!r}")
+    position = check_count("position", position, 1, n - 1)
     k2, v2 = k.clone(), v.clone()
     k2[..., position, :] += change
     v2[..., position, :] -= change
@@ -486,6 +495,7 @@ def softmax_attention_flops(n: int, head_dim: int, *, causal: bool = False) -> f
 
     :func:`attn_course.cost.attention_matmul_flops` with d_model = head_dim; halved causal.
     """
+    n, head_dim = check_count("n", n), check_count("head_dim", head_dim)
     return attention_matmul_flops(n, head_dim, causal=causal)
 
 
@@ -505,12 +515,12 @@ def linear_attention_flops(
 
     Linear in n for a fixed m and C.
     """
-    n, head_dim = _count("n", n), _count("head_dim", head_dim)
-    m = head_dim if features is None else _count("features", features)
+    n, head_dim = check_count("n", n), check_count("head_dim", head_dim)
+    m = head_dim if features is None else check_count("features", features)
     columns = head_dim + 1
     flops = 4 * n * m * columns
-    if causal:
-        chunk = _count("chunk_size", chunk_size)
+    chunk = check_count("chunk_size", chunk_size)
+    if check_flag("causal", causal):
         chunks = -(-n // chunk)
         flops += chunks * (2 * chunk * chunk * m + 2 * chunk * chunk * columns)
     return float(flops)
@@ -522,8 +532,8 @@ def predicted_crossover_n(head_dim: int, *, features: int | None = None) -> floa
     4 n² d = 4 n m (d + 1)  =>  n* = m (d + 1) / d ≈ m. Above n*, linear attention does
     fewer FLOPs. (A count, not a time: see the notebook's measurement for the real one.)
     """
-    head_dim = _count("head_dim", head_dim)
-    m = head_dim if features is None else _count("features", features)
+    head_dim = check_count("head_dim", head_dim)
+    m = head_dim if features is None else check_count("features", features)
     return m * (head_dim + 1) / head_dim
 
 
@@ -534,8 +544,8 @@ def linear_state_bytes(
 
     Constant in the context length n, unlike a KV cache (2 · n · d · bytes per head).
     """
-    head_dim = _count("head_dim", head_dim)
-    m = head_dim if features is None else _count("features", features)
+    head_dim = check_count("head_dim", head_dim)
+    m = head_dim if features is None else check_count("features", features)
     return (m * head_dim + m) * bytes_per_element(dtype)
 
 
@@ -548,8 +558,8 @@ def mamba_state_bytes(
     last d_conv − 1 inputs of the short causal convolution:
     d_inner · (d_state + d_conv − 1) · bytes. Constant in n.
     """
-    d_inner = _count("expand", expand) * _count("d_model", d_model)
-    per_channel = _count("d_state", d_state) + _count("d_conv", d_conv) - 1
+    d_inner = check_count("expand", expand) * check_count("d_model", d_model)
+    per_channel = check_count("d_state", d_state) + check_count("d_conv", d_conv) - 1
     return d_inner * per_channel * bytes_per_element(dtype)
 
 
@@ -560,8 +570,8 @@ def mamba_scan_flops(n: int, d_model: int, *, expand: int = 2, d_state: int = 16
     y += C·h (2): 7 FLOPs, the exp of Δ·A not counted. So ≈ 7 · n · d_inner · d_state:
     linear in n. The projections around it (like a transformer's QKV and FFN) are extra.
     """
-    d_inner = _count("expand", expand) * _count("d_model", d_model)
-    return 7.0 * _count("n", n) * d_inner * _count("d_state", d_state)
+    d_inner = check_count("expand", expand) * check_count("d_model", d_model)
+    return 7.0 * check_count("n", n) * d_inner * check_count("d_state", d_state)
 
 
 def decode_memory_table(
@@ -573,9 +583,8 @@ def decode_memory_table(
 
     Rows: {"method", "prefill_flops", "complexity", "decode_bytes", "decode_growth"}.
     """
-    context, d_model, heads = _count("context", context), _count("d_model", d_model), _count(
-        "heads", heads
-    )
+    context, d_model = check_count("context", context), check_count("d_model", d_model)
+    heads = check_count("heads", heads)
     if d_model % heads:
         raise ValueError(f"d_model ({d_model}) must be a multiple of heads ({heads})")
     head_dim = d_model // heads
@@ -633,10 +642,10 @@ def measure_crossover(
     """
     from tqdm.auto import tqdm
 
-    ns, rounds = [_count("n", n) for n in ns], _count("rounds", rounds)
+    ns, rounds = [check_count("n", n) for n in ns], check_count("rounds", rounds)
     previous_threads = torch.get_num_threads()
     if threads is not None:
-        torch.set_num_threads(_count("threads", threads))
+        torch.set_num_threads(check_count("threads", threads))
     try:
         return _measure_crossover(ns, head_dim, heads, min_total_s, rounds, progress, tqdm)
     finally:
@@ -738,9 +747,10 @@ def retrieval_task(
     The right answer for query i is v[targets[i]]: recall the value stored under one exact
     key among n − 1 distractors. No training: the ideal q, k, v are written down directly.
     """
-    n, head_dim, queries = _count("n", n), _count("head_dim", head_dim), _count("queries", queries)
-    sharpness = _positive("sharpness", sharpness)
-    g = torch.Generator().manual_seed(seed)
+    n, head_dim = check_count("n", n), check_count("head_dim", head_dim)
+    queries = check_count("queries", queries)
+    sharpness = check_positive("sharpness", sharpness)
+    g = torch.Generator().manual_seed(check_count("seed", seed, minimum=0))
     k = F.normalize(torch.randn(n, head_dim, generator=g, dtype=torch.float64), dim=-1)
     v = torch.randn(n, head_dim, generator=g, dtype=torch.float64)
     targets = torch.randint(0, n, (queries,), generator=g)

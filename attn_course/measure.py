@@ -45,7 +45,7 @@ from typing import Any, Literal
 
 import torch
 
-from attn_course.scores import resolve_dtype
+from attn_course.validate import check_count, check_non_negative, resolve_dtype
 
 __all__ = [
     "FLAT_WITHIN",
@@ -135,8 +135,9 @@ def random_qkv(
     n: int, head_dim: int = 64, dtype: torch.dtype | str = "float32", heads: int = 1, batch: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random q, k, v of shape (batch, heads, n, head_dim), seeded so runs repeat."""
+    sizes = {"batch": batch, "heads": heads, "n": n, "head_dim": head_dim}
+    shape = tuple(check_count(name, size) for name, size in sizes.items())
     generator = torch.Generator().manual_seed(n)
-    shape = (batch, heads, n, head_dim)
     dtype = resolve_dtype(dtype)
     return tuple(torch.randn(shape, generator=generator).to(dtype) for _ in range(3))  # type: ignore[return-value]
 
@@ -148,10 +149,8 @@ def time_call(fn: Callable[[], Any], repeats: int = 3, min_total_s: float = 0.25
     have been spent, so a 3 ms call gets about 80 tries and a 3 s call gets 3. The
     minimum, not the mean: on a shared machine, noise (other processes) only adds time.
     """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
-    if not (isinstance(min_total_s, int | float) and min_total_s >= 0):
-        raise ValueError(f"min_total_s must be a number >= 0, got {min_total_s!r}")
+    check_count("repeats", repeats)
+    check_non_negative("min_total_s", min_total_s)
     best, spent, runs = math.inf, 0.0, 0
     while runs < repeats or spent < min_total_s:
         start = time.perf_counter()

@@ -49,7 +49,8 @@ import torch
 
 from attn_course.cost import score_matrix_bytes
 from attn_course.measure import measure_peak_bytes, random_qkv, time_call
-from attn_course.scores import naive_attention, naive_attention_peak_bytes, resolve_dtype
+from attn_course.scores import naive_attention, naive_attention_peak_bytes
+from attn_course.validate import resolve_dtype
 
 __all__ = [
     "MemoryRow",

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attn_course.validate import check_count, check_positive
+
 
 @dataclass(frozen=True)
 class GPTConfig:
@@ -33,9 +35,8 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab", "context", "layers", "d_model", "heads", "kv_heads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            check_count(name, getattr(self, name))
+        check_count("seed", self.seed, minimum=0)
         if self.d_model % self.heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
         if self.heads % self.kv_heads:
@@ -197,11 +198,10 @@ def train(
     shorter windows train faster but only teach positions below ``window``.
     ``progress=True`` shows a tqdm bar with the running loss.
     """
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    n = model.cfg.context if window is None else window
-    if not 1 <= n <= model.cfg.context:
-        raise ValueError(f"window must be in [1, {model.cfg.context}], got {window}")
+    check_count("steps", steps, minimum=0)
+    check_count("batch", batch)
+    check_positive("lr", lr)
+    n = model.cfg.context if window is None else check_count("window", window, 1, model.cfg.context)
     if data.numel() <= n + 1:
         raise ValueError(f"data needs more than context + 1 = {n + 1} tokens, got {data.numel()}")
     g = torch.Generator().manual_seed(seed)

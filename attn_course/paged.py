@@ -28,7 +28,7 @@ import plotly.graph_objects as go
 import torch
 
 from attn_course.figures import style
-from attn_course.scores import describe_value, resolve_scale
+from attn_course.validate import check_count, describe_value, resolve_dtype, resolve_scale
 
 __all__ = [
     "BlockAllocator",
@@ -47,16 +47,10 @@ __all__ = [
 ]
 
 
-def _count(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {describe_value(value)}")
-    return value
-
-
 def blocks_needed(tokens: int, block_size: int) -> int:
     """Blocks that hold ``tokens`` tokens: ``ceil(tokens / block_size)``."""
-    _count("tokens", tokens, 0)
-    _count("block_size", block_size)
+    check_count("tokens", tokens, 0)
+    check_count("block_size", block_size)
     return -(-tokens // block_size)
 
 
@@ -71,7 +65,7 @@ class BlockAllocator:
     """
 
     def __init__(self, num_blocks: int) -> None:
-        self.num_blocks = _count("num_blocks", num_blocks)
+        self.num_blocks = check_count("num_blocks", num_blocks)
         # Pop from the end: block 0 is handed out first (reversed), which reads well in demos.
         self._free = list(range(num_blocks - 1, -1, -1))
         self.ref_counts = [0] * num_blocks
@@ -98,10 +92,7 @@ class BlockAllocator:
         return block
 
     def _check_owned(self, block: object) -> int:
-        if isinstance(block, bool) or not isinstance(block, int):
-            raise ValueError(f"block must be an int, got {describe_value(block)}")
-        if not 0 <= block < self.num_blocks:
-            raise ValueError(f"block must be in [0, {self.num_blocks}), got {block}")
+        block = check_count("block", block, 0, self.num_blocks - 1)
         if self.ref_counts[block] == 0:
             raise ValueError(f"block {block} is free: it cannot be shared or freed again")
         return block
@@ -141,10 +132,11 @@ class PagedKVCache:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> None:
-        self.num_layers = _count("num_layers", num_layers)
-        self.block_size = _count("block_size", block_size)
-        self.kv_heads = _count("kv_heads", kv_heads)
-        self.head_dim = _count("head_dim", head_dim)
+        self.num_layers = check_count("num_layers", num_layers)
+        self.block_size = check_count("block_size", block_size)
+        self.kv_heads = check_count("kv_heads", kv_heads)
+        self.head_dim = check_count("head_dim", head_dim)
+        dtype = resolve_dtype(dtype)
         self.allocator = BlockAllocator(num_blocks)
         shape = (num_blocks, block_size, kv_heads, head_dim)
         self.k_pools = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
@@ -219,10 +211,7 @@ class PagedKVCache:
         unused tail of the last block.
         """
         self._check_sequence(seq_id)
-        if isinstance(layer, bool) or not isinstance(layer, int):
-            raise ValueError(f"layer must be an int, got {describe_value(layer)}")
-        if not 0 <= layer < self.num_layers:
-            raise ValueError(f"layer must be in [0, {self.num_layers}), got {layer}")
+        layer = check_count("layer", layer, 0, self.num_layers - 1)
         table = torch.tensor(self.block_tables[seq_id], dtype=torch.long)
         n = self.lengths[seq_id]
         shape = (-1, self.kv_heads, self.head_dim)
@@ -285,6 +274,8 @@ def validate_paged_inputs(
             raise ValueError(
                 f"{name} must be a float tensor with {dims} dims, got {describe_value(t)}"
             )
+        if min(t.shape) < 1:  # batch = 0 too: the kernels refuse it, so the reference does
+            raise ValueError(f"{name} needs every size >= 1, got shape {tuple(t.shape)}")
     if k_pool.shape != v_pool.shape:
         raise ValueError(
             f"k_pool and v_pool must have one shape, got {tuple(k_pool.shape)} and "
@@ -384,10 +375,10 @@ def sample_requests(
     num_requests: int, max_prompt: int, max_output: int, *, seed: int = 0
 ) -> list[tuple[int, int]]:
     """``num_requests`` (prompt, output) token counts, each uniform in ``[1, max]`` (seeded)."""
-    _count("num_requests", num_requests)
-    _count("max_prompt", max_prompt)
-    _count("max_output", max_output)
-    g = torch.Generator().manual_seed(seed)
+    check_count("num_requests", num_requests)
+    check_count("max_prompt", max_prompt)
+    check_count("max_output", max_output)
+    g = torch.Generator().manual_seed(check_count("seed", seed, minimum=0))
     prompts = torch.randint(1, max_prompt + 1, (num_requests,), generator=g)
     outputs = torch.randint(1, max_output + 1, (num_requests,), generator=g)
     return list(zip(prompts.tolist(), outputs.tolist(), strict=True))
@@ -425,13 +416,13 @@ def fragmentation(
     ``max_len`` (the contiguous reservation per request) defaults to the longest possible
     request, ``max(prompt) + max(output)``.
     """
-    _count("block_size", block_size)
+    check_count("block_size", block_size)
     if not requests:
         raise ValueError("requests must hold at least one (prompt, output) pair")
-    lengths = [_count("prompt", p) + _count("output", o) for p, o in requests]
+    lengths = [check_count("prompt", p) + check_count("output", o) for p, o in requests]
     if max_len is None:
         max_len = max(p for p, _ in requests) + max(o for _, o in requests)
-    if _count("max_len", max_len) < max(lengths):
+    if check_count("max_len", max_len) < max(lengths):
         raise ValueError(f"max_len must be >= the longest request {max(lengths)}, got {max_len}")
     return FragmentationReport(
         used=sum(lengths),
@@ -496,12 +487,12 @@ class PrefixSharingReport:
 
 def prefix_sharing(prefix: int, suffixes: list[int], block_size: int) -> PrefixSharingReport:
     """Blocks needed with and without sharing a ``prefix``-token prompt across requests."""
-    _count("prefix", prefix, 0)
-    _count("block_size", block_size)
+    check_count("prefix", prefix, 0)
+    check_count("block_size", block_size)
     if not suffixes:
         raise ValueError("suffixes must hold at least one suffix length")
     for s in suffixes:
-        _count("suffix", s, 0)
+        check_count("suffix", s, 0)
     full, rest = divmod(prefix, block_size)
     private = sum(blocks_needed(prefix + s, block_size) for s in suffixes)
     shared = full + sum(blocks_needed(rest + s, block_size) for s in suffixes)

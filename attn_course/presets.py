@@ -33,6 +33,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from attn_course.validate import check_count, check_flag
+
 __all__ = [
     "HARDWARE",
     "MODELS",
@@ -116,9 +118,9 @@ class ModelShape:
 
     def __post_init__(self) -> None:
         for name in ("layers", "d_model", "heads", "kv_heads", "d_ff", "vocab", "context"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{self.name}: {name} must be an integer >= 1, got {value!r}")
+            check_count(name, getattr(self, name))
+        for name in ("gated_ffn", "tied_embeddings", "learned_positions", "biases"):
+            check_flag(name, getattr(self, name))
         if self.d_model % self.heads:
             raise ValueError(
                 f"{self.name}: heads must divide d_model, got d_model={self.d_model}, "
@@ -190,13 +192,10 @@ class MoEShape:
             "qk_rope_head_dim", "v_head_dim", "routed_experts", "active_experts",
             "expert_d_ff", "dense_d_ff", "vocab", "context",
         ):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{self.name}: {name} must be an integer >= 1, got {value!r}")
+            check_count(name, getattr(self, name))
         for name in ("shared_experts", "dense_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{self.name}: {name} must be an integer >= 0, got {value!r}")
+            check_count(name, getattr(self, name), minimum=0)
+        check_flag("tied_embeddings", self.tied_embeddings)
         if self.active_experts > self.routed_experts:
             raise ValueError(
                 f"{self.name}: active_experts ({self.active_experts}) cannot exceed "

@@ -30,6 +30,16 @@ import torch
 
 from attn_course.cost import score_matrix_bytes
 
+# DTYPE_NAMES is imported from here by notebook 01, so scores keeps exporting it.
+from attn_course.validate import (
+    DTYPE_NAMES,
+    check_count,
+    check_flag,
+    describe_value,
+    resolve_dtype,
+    resolve_scale,
+)
+
 __all__ = [
     "AttentionResult",
     "DTYPE_NAMES",
@@ -41,10 +51,6 @@ __all__ = [
     "naive_attention",
     "naive_attention_peak_bytes",
     "naive_softmax",
-    "check_count",
-    "describe_value",
-    "resolve_dtype",
-    "resolve_scale",
     "validate_qkv",
     "stable_softmax",
     "token_labels",
@@ -53,33 +59,7 @@ __all__ = [
 ]
 
 
-# --- dtypes and bytes -------------------------------------------------------------------
-
-# The floating dtypes the byte formulas accept, by name. The size of an element is
-# read from torch (dtype.itemsize), not typed in by hand.
-DTYPE_NAMES: dict[str, torch.dtype] = {
-    "float64": torch.float64,
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-}
-
-
-def resolve_dtype(dtype: torch.dtype | str, name: str = "dtype") -> torch.dtype:
-    """Turn ``torch.float16`` or ``"float16"`` into a torch dtype; anything else is a ValueError."""
-    if isinstance(dtype, str) and dtype in DTYPE_NAMES:
-        return DTYPE_NAMES[dtype]
-    if isinstance(dtype, torch.dtype) and dtype in DTYPE_NAMES.values():
-        return dtype
-    allowed = ", ".join(DTYPE_NAMES)
-    raise ValueError(f"{name} must be one of {allowed} (a name or the torch dtype), got {dtype!r}")
-
-
-def check_count(value: object, name: str, minimum: int = 1) -> int:
-    # bool is an int in Python; n=True is a mistake, not a length.
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+# --- bytes -----------------------------------------------------------------------------
 
 
 def naive_attention_peak_bytes(
@@ -112,8 +92,8 @@ def naive_attention_peak_bytes(
     """
     element = resolve_dtype(dtype).itemsize
     v_dim = head_dim if v_dim is None else v_dim
-    check_count(head_dim, "head_dim")
-    check_count(v_dim, "v_dim")
+    check_count("head_dim", head_dim)
+    check_count("v_dim", v_dim)
     one_matrix = score_matrix_bytes(n, dtype, heads=heads, batch=batch, n_k=n_k)
     output = n * v_dim * heads * batch * element
     return int(2 * one_matrix + output)
@@ -198,8 +178,8 @@ def causal_mask(
 
     Costs n_q · n_k bytes (one byte per bool), a fraction of S itself.
     """
-    n_q = check_count(n_q, "n_q")
-    n_k = n_q if n_k is None else check_count(n_k, "n_k")
+    n_q = check_count("n_q", n_q)
+    n_k = n_q if n_k is None else check_count("n_k", n_k)
     # tril_ works in place, so only one n_q x n_k bool tensor is ever allocated.
     return torch.ones(n_q, n_k, dtype=torch.bool, device=device).tril_()
 
@@ -264,30 +244,6 @@ def naive_attention(
     return AttentionResult(scores, probs, out)
 
 
-def describe_value(value: object) -> str:
-    """What an error message should say about a bad argument: shape and dtype of a tensor."""
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)}, dtype {value.dtype}"
-    return type(value).__name__
-
-
-def resolve_scale(scale: float | None, head_dim: int) -> float:
-    """The softmax scale: ``1/√head_dim`` when ``scale`` is None, else a finite number > 0.
-
-    Every attention implementation of the course (naive, tiled, Triton) takes ``scale``
-    the way ``scaled_dot_product_attention`` does and checks it here.
-    """
-    if scale is None:
-        return 1.0 / math.sqrt(head_dim)
-    if (
-        isinstance(scale, bool)
-        or not isinstance(scale, int | float)
-        or not (math.isfinite(scale) and scale > 0)
-    ):
-        raise ValueError(f"scale must be None (1/√head_dim) or a finite number > 0, got {scale!r}")
-    return float(scale)
-
-
 def validate_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     named = {"q": q, "k": k, "v": v}
     for name, t in named.items():
@@ -303,6 +259,10 @@ def validate_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         if t.shape[-2] < 1 or t.shape[-1] < 1:
             raise ValueError(
                 f"{name} needs at least one token and one feature, got {tuple(t.shape)}"
+            )
+        if min(t.shape) < 1:  # batch = 0 or heads = 0: the kernels refuse it, and so do we
+            raise ValueError(
+                f"{name} needs batch and heads >= 1 (as the kernels do), got {tuple(t.shape)}"
             )
     for name in ("k", "v"):
         t = named[name]
@@ -331,8 +291,7 @@ def validate_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
 def _combined_mask(
     mask: torch.Tensor | None, causal: bool, n_q: int, n_k: int, q: torch.Tensor
 ) -> torch.Tensor | None:
-    if not isinstance(causal, bool):
-        raise ValueError(f"causal must be True or False, got {causal!r}")
+    causal = check_flag("causal", causal)
     allowed = causal_mask(n_q, n_k, device=q.device) if causal else None
     if mask is None:
         return allowed
@@ -403,7 +362,7 @@ def toy_sentence_qkv(
     tokens = tokenize(text)
     if not tokens:
         raise ValueError(f"text must contain at least one word, got {text!r}")
-    check_count(head_dim, "head_dim", minimum=2)
+    check_count("head_dim", head_dim, minimum=2)
     if head_dim % 2:
         raise ValueError(f"head_dim must be even (sin/cos pairs), got {head_dim}")
     dtype = resolve_dtype(dtype)

@@ -59,13 +59,8 @@ import torch
 from plotly.subplots import make_subplots
 
 from attn_course.figures import style
-from attn_course.scores import (
-    check_count,
-    describe_value,
-    naive_attention,
-    resolve_scale,
-    validate_qkv,
-)
+from attn_course.scores import naive_attention, validate_qkv
+from attn_course.validate import check_count, check_positive, describe_value, resolve_scale
 
 __all__ = [
     "PATTERN_NAMES",
@@ -134,7 +129,7 @@ class SparsePattern:
         Evaluates ``allowed`` a band of query blocks at a time (about 4 million entries, a
         few MB), so it works even when the n x n mask would not fit; time O(n²).
         """
-        block = check_count(block, "block")
+        block = check_count("block", block)
         blocks = math.ceil(self.n / block)
         padded = blocks * block
         tiles = torch.zeros(blocks, blocks, dtype=torch.bool)
@@ -205,13 +200,13 @@ def mask_or(*patterns: SparsePattern) -> SparsePattern:
 
 def full_pattern(n: int) -> SparsePattern:
     """Every pair allowed: dense attention, the baseline."""
-    n = check_count(n, "n")
+    n = check_count("n", n)
     return SparsePattern(n, lambda q, k: (q >= 0) & (k >= 0), "full")
 
 
 def causal_pattern(n: int) -> SparsePattern:
     """j <= i (the mask of :func:`attn_course.scores.causal_mask`)."""
-    n = check_count(n, "n")
+    n = check_count("n", n)
     return SparsePattern(n, lambda q, k: k <= q, "causal")
 
 
@@ -221,7 +216,7 @@ def sliding_window_pattern(n: int, window: int) -> SparsePattern:
     ``window`` counts the keys each query sees, itself included (window=1: only itself);
     window >= n is plain causal attention.
     """
-    n, window = check_count(n, "n"), check_count(window, "window")
+    n, window = check_count("n", n), check_count("window", window)
     return SparsePattern(n, lambda q, k: (k <= q) & (q - k < window), f"sliding window {window}")
 
 
@@ -231,8 +226,8 @@ def dilated_pattern(n: int, window: int, dilation: int) -> SparsePattern:
     ``dilation`` r = 1 is the sliding window; r > 1 reaches r times further with the same
     number of keys (Longformer's dilated heads, the "strided" pattern of Sparse Transformers).
     """
-    n, window = check_count(n, "n"), check_count(window, "window")
-    dilation = check_count(dilation, "dilation")
+    n, window = check_count("n", n), check_count("window", window)
+    dilation = check_count("dilation", dilation)
 
     def allowed(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         back = q - k
@@ -243,7 +238,7 @@ def dilated_pattern(n: int, window: int, dilation: int) -> SparsePattern:
 
 def local_pattern(n: int, radius: int) -> SparsePattern:
     """Bidirectional band |i - j| <= radius: 2·radius + 1 keys per query (encoders)."""
-    n, radius = check_count(n, "n"), check_count(radius, "radius", minimum=0)
+    n, radius = check_count("n", n), check_count("radius", radius, minimum=0)
     return SparsePattern(n, lambda q, k: (q - k).abs() <= radius, f"local radius {radius}")
 
 
@@ -266,7 +261,7 @@ def longformer_pattern(n: int, radius: int, global_tokens: Sequence[int] = (0,))
     query attends to it: its row and its column are all True. Global g tokens add ~2·g·n
     pairs, still linear in n.
     """
-    n, radius = check_count(n, "n"), check_count(radius, "radius", minimum=0)
+    n, radius = check_count("n", n), check_count("radius", radius, minimum=0)
     globals_ = torch.tensor(_check_global_tokens(global_tokens, n), dtype=torch.long)
     is_global = torch.zeros(n, dtype=torch.bool)
     is_global[globals_] = True
@@ -295,11 +290,11 @@ def bigbird_pattern(
     ``random_blocks`` key blocks drawn for I (uniformly, without replacement, seeded, among
     the blocks not already attended). Every tile is then either full or empty.
     """
-    n, block = check_count(n, "n"), check_count(block, "block")
-    window_blocks = check_count(window_blocks, "window_blocks", minimum=0)
-    global_blocks = check_count(global_blocks, "global_blocks", minimum=0)
-    random_blocks = check_count(random_blocks, "random_blocks", minimum=0)
-    seed = check_count(seed, "seed", minimum=0)
+    n, block = check_count("n", n), check_count("block", block)
+    window_blocks = check_count("window_blocks", window_blocks, minimum=0)
+    global_blocks = check_count("global_blocks", global_blocks, minimum=0)
+    random_blocks = check_count("random_blocks", random_blocks, minimum=0)
+    seed = check_count("seed", seed, minimum=0)
     blocks = math.ceil(n / block)
     index = torch.arange(blocks)
     table = (index[:, None] - index[None, :]).abs() <= window_blocks
@@ -340,6 +335,12 @@ def make_pattern(
     global; for BigBird window // block neighbouring blocks each side (at least 1),
     ceil(global_tokens / block) global blocks, ``random_blocks`` random blocks.
     """
+    # Every option is checked, even those the chosen pattern ignores: a typo is a typo.
+    for option, value in (("window", window), ("dilation", dilation), ("block", block)):
+        check_count(option, value)
+    for option, value in (("global_tokens", global_tokens), ("random_blocks", random_blocks),
+                          ("seed", seed)):  # fmt: skip
+        check_count(option, value, minimum=0)
     if name == "full":
         return full_pattern(n)
     if name == "causal":
@@ -412,7 +413,7 @@ class BlockLayout:
     def flops(self, head_dim: int, batch: int = 1, heads: int = 1) -> int:
         """Matmul FLOPs of the visited tiles: 4 · head_dim per computed score (QKᵀ and PV,
         one multiply and one add each), times batch · heads. Dense attention: 4 n² d."""
-        head_dim = check_count(head_dim, "head_dim")
+        head_dim = check_count("head_dim", head_dim)
         return 4 * head_dim * self.computed_entries() * batch * heads
 
     def kv_lists(self, which: str = "partial") -> tuple[torch.Tensor, torch.Tensor]:
@@ -439,8 +440,8 @@ def sliding_window_tiles(n: int, window: int, block: int) -> int:
     floor(max(0, I·block - window + 1) / block) to I, i.e. min(I + 1, c) of them with
     c = 1 + ceil((window - 1) / block).
     """
-    n, window = check_count(n, "n"), check_count(window, "window")
-    block = check_count(block, "block")
+    n, window = check_count("n", n), check_count("window", window)
+    block = check_count("block", block)
     t = math.ceil(n / block)
     c = 1 + math.ceil((window - 1) / block)
     if t <= c:
@@ -458,7 +459,7 @@ def window_keys_to_distance(window: int) -> int:
     FlexAttention's examples and attention-gym (``q_idx - kv_idx <= window_size``, with
     causal) is window - 1. window >= 1; the result is >= 0.
     """
-    return check_count(window, "window") - 1
+    return check_count("window", window) - 1
 
 
 def window_distance_to_keys(window_size: int) -> int:
@@ -467,7 +468,7 @@ def window_distance_to_keys(window_size: int) -> int:
     Rule: distances 0, 1, ..., window_size are allowed, so the query sees window_size + 1
     keys: the course's ``window``. window_size >= 0; the result is >= 1.
     """
-    return check_count(window_size, "window_size", minimum=0) + 1
+    return check_count("window_size", window_size, minimum=0) + 1
 
 
 def _complete_blocks(layout: BlockLayout) -> torch.Tensor:
@@ -550,7 +551,7 @@ def blocked_sparse_attention(
         raise ValueError(
             f"q and k must have n = pattern.n = {pattern.n} rows, got {n} and {k.shape[-2]}"
         )
-    block = check_count(block, "block")
+    block = check_count("block", block)
     layout = layout or pattern.layout(block)
     if layout.block != block or layout.n != n:
         raise ValueError(f"layout is for n={layout.n}, block={layout.block}; need {n}, {block}")
@@ -639,12 +640,13 @@ def lagged_qkv(
     the others are ~ N(0, gain² / head_dim). Values are random. Shapes (1, heads, n, d),
     float64. A causal window of w keys contains the target only when w > lag.
     """
-    n, head_dim = check_count(n, "n"), check_count(head_dim, "head_dim")
+    n, head_dim = check_count("n", n), check_count("head_dim", head_dim)
     if not lags:
         raise ValueError("lags must list at least one lag (one head per lag)")
     for lag in lags:
-        check_count(lag, "lag", minimum=0)
-    generator = torch.Generator().manual_seed(seed)
+        check_count("lag", lag, minimum=0)
+    gain = check_positive("gain", gain)
+    generator = torch.Generator().manual_seed(check_count("seed", seed, minimum=0))
     heads = len(lags)
     keys = torch.randn(1, heads, n, head_dim, generator=generator, dtype=torch.float64)
     keys = keys / keys.norm(dim=-1, keepdim=True)
@@ -699,7 +701,7 @@ def flex_block_layout(
     ok, why = flex_available()
     if not ok:
         raise RuntimeError(why)
-    block = check_count(block, "block")
+    block = check_count("block", block)
     mask = _block_mask(pattern, block, device)
     blocks = math.ceil(pattern.n / block)
 

@@ -51,17 +51,18 @@ from typing import Any, NamedTuple
 import plotly.graph_objects as go
 import torch
 
-from attn_course.cost import bytes_per_element, naive_attention_traffic_bytes
+from attn_course.cost import naive_attention_traffic_bytes
 from attn_course.figures import style
 from attn_course.measure import measure_peak_bytes, random_qkv
-from attn_course.scores import (
+from attn_course.scores import naive_attention, naive_attention_peak_bytes, validate_qkv
+from attn_course.validate import (
+    bytes_per_element,
     check_count,
+    check_flag,
+    check_loop_size,
     describe_value,
-    naive_attention,
-    naive_attention_peak_bytes,
     resolve_dtype,
     resolve_scale,
-    validate_qkv,
 )
 
 __all__ = [
@@ -206,16 +207,11 @@ class HBMTraffic:
         return sum(self.read_bytes.values()) + sum(self.written_bytes.values())
 
 
-def _check_block(value: object, name: str) -> int:
-    return check_count(value, name)
-
-
 def _allowed_view(
     mask: torch.Tensor | None, causal: bool, q: torch.Tensor, n_k: int
 ) -> torch.Tensor | None:
     """Validate the options; return ``mask`` broadcast (a view, no copy) to (..., n_q, n_k)."""
-    if not isinstance(causal, bool):
-        raise ValueError(f"causal must be True or False, got {causal!r}")
+    causal = check_flag("causal", causal)
     if mask is None:
         return None
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
@@ -280,7 +276,7 @@ def tiled_attention_loops(
     """
     validate_qkv(q, k, v)
     n_q, n_k, head_dim = q.shape[-2], k.shape[-2], q.shape[-1]
-    block_q, block_k = _check_block(block_q, "block_q"), _check_block(block_k, "block_k")
+    block_q, block_k = check_count("block_q", block_q), check_count("block_k", block_k)
     scale = resolve_scale(scale, head_dim)
     allowed = _allowed_view(mask, causal, q, n_k)
     count = traffic if traffic is not None else HBMTraffic()
@@ -335,7 +331,7 @@ def tiled_attention(
     """
     validate_qkv(q, k, v)
     n_q, n_k, head_dim = q.shape[-2], k.shape[-2], q.shape[-1]
-    block_k = _check_block(block_k, "block_k")
+    block_k = check_count("block_k", block_k)
     scale = resolve_scale(scale, head_dim)
     allowed = _allowed_view(mask, causal, q, n_k)
     m, l, acc = online_softmax_init(q.shape[:-1], v.shape[-1], q.dtype, q.device)  # noqa: E741
@@ -377,11 +373,11 @@ def tiled_attention_peak_bytes(
     it to the byte (tests/test_tiling.py). Every term is linear in n; naive attention's S
     and P are n x n.
     """
-    n, head_dim = check_count(n, "n"), check_count(head_dim, "head_dim")
-    block = min(_check_block(block_k, "block_k"), n)
+    n, head_dim = check_count("n", n), check_count("head_dim", head_dim)
+    block = min(check_count("block_k", block_k), n)
     element = resolve_dtype(dtype).itemsize
     per_head = 2 * n * block + 2 * n * head_dim + 6 * n
-    return per_head * check_count(heads, "heads") * check_count(batch, "batch") * element
+    return per_head * check_count("heads", heads) * check_count("batch", batch) * element
 
 
 # --- 3. the schedule and a row's trace -------------------------------------------------------
@@ -411,11 +407,11 @@ def tiling_schedule(
     outside, key blocks inside. Skipped tiles are listed too (marked), so a picture can
     show them; the loops never touch them.
     """
-    n = check_count(n, "n")
-    n_k = n if n_k is None else check_count(n_k, "n_k")
-    block_q, block_k = _check_block(block_q, "block_q"), _check_block(block_k, "block_k")
-    if not isinstance(causal, bool):
-        raise ValueError(f"causal must be True or False, got {causal!r}")
+    n = check_count("n", n)
+    n_k = n if n_k is None else check_count("n_k", n_k)
+    block_q, block_k = check_count("block_q", block_q), check_count("block_k", block_k)
+    causal = check_flag("causal", causal)
+    check_loop_size("n, n_k", -(-n // block_q) * -(-n_k // block_k), "tiles")
     steps = []
     for i, q_start in enumerate(range(0, n, block_q)):
         q_end = min(q_start + block_q, n)
@@ -435,11 +431,12 @@ def visited_tiles(n: int, block_q: int, block_k: int, causal: bool = False) -> i
     q_end - 1, which is ⌈q_end / block_k⌉ of them; summed over i. With equal blocks that is
     T (T + 1) / 2: the diagonal tiles plus the ones below it.
     """
-    n = check_count(n, "n")
-    block_q, block_k = _check_block(block_q, "block_q"), _check_block(block_k, "block_k")
+    n = check_count("n", n)
+    block_q, block_k = check_count("block_q", block_q), check_count("block_k", block_k)
     row_blocks = -(-n // block_q)
-    if not causal:
+    if not check_flag("causal", causal):
         return row_blocks * -(-n // block_k)
+    check_loop_size("n", row_blocks, "query blocks")
     return sum(-(-min((i + 1) * block_q, n) // block_k) for i in range(row_blocks))
 
 
@@ -486,12 +483,10 @@ def trace_row(
     if q.dim() != 2:
         raise ValueError(f"q must be a single head (n, head_dim), got shape {tuple(q.shape)}")
     n_q, n_k = q.shape[0], k.shape[0]
-    if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < n_q:
-        raise ValueError(f"row must be an integer in [0, {n_q - 1}], got {row!r}")
-    block_k = _check_block(block_k, "block_k")
+    row = check_count("row", row, 0, n_q - 1)
+    block_k = check_count("block_k", block_k)
     scale = resolve_scale(scale, q.shape[-1])
-    if not isinstance(causal, bool):
-        raise ValueError(f"causal must be True or False, got {causal!r}")
+    causal = check_flag("causal", causal)
     m, l, acc = online_softmax_init((1,), v.shape[-1], q.dtype)  # noqa: E741
     steps = []
     for j, k_start in enumerate(range(0, n_k, block_k)):
@@ -532,10 +527,10 @@ def naive_hbm_bytes(
     more apiece: the scaling ``S * scale`` and the mask ``masked_fill`` are two (when not
     folded into the matmul), dropout one more (plus its mask). Algorithm 0 has none.
     """
-    n, head_dim = check_count(n, "n"), check_count(head_dim, "head_dim")
-    extra_passes = check_count(extra_passes, "extra_passes", minimum=0)
-    element = bytes_per_element(_cost_dtype(dtype))
-    score_traffic = naive_attention_traffic_bytes(n, 1, dtype=_cost_dtype(dtype))
+    n, head_dim = check_count("n", n), check_count("head_dim", head_dim)
+    extra_passes = check_count("extra_passes", extra_passes, minimum=0)
+    element = bytes_per_element(dtype)
+    score_traffic = naive_attention_traffic_bytes(n, 1, dtype=dtype)
     return score_traffic + (2 * extra_passes * n * n + 4 * n * head_dim) * element
 
 
@@ -562,10 +557,6 @@ def hbm_traffic_ratio(
     return naive / tiled_hbm_bytes_for_blocks(n, head_dim, block_q, block_k, dtype)
 
 
-def _cost_dtype(dtype: Any) -> Any:
-    return str(dtype).removeprefix("torch.") if isinstance(dtype, torch.dtype) else dtype
-
-
 class BlockSizes(NamedTuple):
     """Tile sizes chosen from the on-chip memory size: rows of Q (block_q), keys (block_k)."""
 
@@ -589,13 +580,13 @@ def flash_block_sizes(head_dim: int, sram_bytes: int, dtype: Any = "float16") ->
     the query block would make K and V travel n/d times: 2n² elements, no better than
     naive attention's n² term for d = 64.)
     """
-    head_dim = check_count(head_dim, "head_dim")
-    sram_bytes = check_count(sram_bytes, "sram_bytes")
-    elements = int(sram_bytes // bytes_per_element(_cost_dtype(dtype)))
+    head_dim = check_count("head_dim", head_dim)
+    sram_bytes = check_count("sram_bytes", sram_bytes)
+    elements = int(sram_bytes // bytes_per_element(dtype))
     if elements < 4 * head_dim:
         raise ValueError(
             f"sram_bytes must hold at least 4 · head_dim elements ({4 * head_dim} of "
-            f"{bytes_per_element(_cost_dtype(dtype))} B), got {sram_bytes} B"
+            f"{bytes_per_element(dtype)} B), got {sram_bytes} B"
         )
     block_q = -(-elements // (4 * head_dim))
     return BlockSizes(block_q, min(block_q, head_dim))
@@ -623,10 +614,10 @@ def tiled_hbm_bytes_for_blocks(
     Times ``heads · batch``. This is the exact count, tails included: an instrumented run
     (:class:`HBMTraffic`) gives the same number.
     """
-    n, head_dim = check_count(n, "n"), check_count(head_dim, "head_dim")
-    block_q, block_k = _check_block(block_q, "block_q"), _check_block(block_k, "block_k")
-    if not isinstance(causal, bool):
-        raise ValueError(f"causal must be True or False, got {causal!r}")
+    n, head_dim = check_count("n", n), check_count("head_dim", head_dim)
+    block_q, block_k = check_count("block_q", block_q), check_count("block_k", block_k)
+    causal = check_flag("causal", causal)
+    check_loop_size("n", -(-n // block_q), "query blocks")
     keys_loaded = 0
     for q_start in range(0, n, block_q):
         q_end = min(q_start + block_q, n)
@@ -634,8 +625,8 @@ def tiled_hbm_bytes_for_blocks(
         # them; the last one may be cut short by n.
         keys_loaded += min(n, -(-q_end // block_k) * block_k) if causal else n
     elements = 2 * n * head_dim + 2 * head_dim * keys_loaded + n
-    copies = check_count(heads, "heads") * check_count(batch, "batch")
-    return elements * copies * bytes_per_element(_cost_dtype(dtype))
+    copies = check_count("heads", heads) * check_count("batch", batch)
+    return elements * copies * bytes_per_element(dtype)
 
 
 def tiled_hbm_bytes(
@@ -738,7 +729,7 @@ def measure_tiled_memory(
     """
     if not ns:
         raise ValueError("ns must list at least one sequence length")
-    budget = check_count(naive_budget_bytes, "naive_budget_bytes")
+    budget = check_count("naive_budget_bytes", naive_budget_bytes)
     sizes: Sequence[int] = ns
     if progress:
         from tqdm.auto import tqdm

@@ -365,7 +365,7 @@ def test_transfer_compute_and_roofline_times():
         ),
         (
             lambda: cost.time_to_first_token("Llama-3-8B", "H100-SXM5-80GB", 10, mfu=0),
-            r"utilization must be a finite number > 0",
+            r"mfu must be a finite number > 0",
         ),
         (
             lambda: cost.decode_step_cost("Llama-3-8B", "L4-24GB", 10, bandwidth_utilization=2),

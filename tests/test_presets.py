@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from attn_course import cost, presets
+from attn_course import cost, presets, validate
 from attn_course.presets import GiB, Hardware, ModelShape, get_hardware, get_model
 
 pytestmark = pytest.mark.nb02
@@ -55,7 +55,7 @@ def test_ampere_has_no_fp8():
 def test_preset_dtypes_are_known_to_cost():
     for hw in presets.HARDWARE.values():
         for dtype in hw.peak_flops_per_s:
-            assert cost.canonical_dtype(dtype) == dtype
+            assert validate.canonical_dtype(dtype) == dtype
 
 
 @pytest.mark.parametrize(

@@ -19,11 +19,11 @@ from attn_course.scores import (
     naive_attention,
     naive_attention_peak_bytes,
     naive_softmax,
-    resolve_dtype,
     stable_softmax,
     tokenize,
     toy_sentence_qkv,
 )
+from attn_course.validate import resolve_dtype
 
 pytestmark = pytest.mark.nb01
 

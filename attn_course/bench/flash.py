@@ -50,7 +50,8 @@ from attn_course.bench.harness import (
     sweep_configs,
 )
 from attn_course.bench.records import UNAVAILABLE, BenchResult
-from attn_course.scores import naive_attention, resolve_dtype
+from attn_course.scores import naive_attention
+from attn_course.validate import resolve_dtype
 
 __all__ = [
     "DESCRIPTION",

@@ -36,9 +36,9 @@ from typing import Any
 import torch
 
 from attn_course.bench.records import CHECKED, FAILED, SCHEMA, UNAVAILABLE, BenchResult
-from attn_course.cost import attention_flops, canonical_dtype, tflops_per_s
+from attn_course.cost import attention_flops, tflops_per_s
 from attn_course.measure import measure_peak_bytes
-from attn_course.scores import resolve_dtype
+from attn_course.validate import canonical_dtype, resolve_dtype
 
 __all__ = [
     "INTERPRETER_MAX_N",

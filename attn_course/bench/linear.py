@@ -51,7 +51,8 @@ from attn_course.linear import (
     elu_feature_map,
     linear_attention_flops,
 )
-from attn_course.scores import naive_attention, resolve_dtype
+from attn_course.scores import naive_attention
+from attn_course.validate import resolve_dtype
 
 __all__ = [
     "DESCRIPTION",

@@ -13,8 +13,8 @@ from typing import Any
 import plotly.graph_objects as go
 
 from attn_course.bench.records import measured_points, record_label
-from attn_course.cost import canonical_dtype
 from attn_course.figures import style
+from attn_course.validate import canonical_dtype
 
 __all__ = ["benchmark_figure"]
 

@@ -46,13 +46,14 @@ from attn_course.bench.harness import (
     prepare_run,
 )
 from attn_course.bench.records import UNAVAILABLE, BenchResult
-from attn_course.scores import naive_attention, resolve_dtype
+from attn_course.scores import naive_attention
 from attn_course.sparse import (
     blocked_sparse_attention,
     flex_available,
     sliding_window_pattern,
     sliding_window_tiles,
 )
+from attn_course.validate import resolve_dtype
 
 __all__ = [
     "DESCRIPTION",

@@ -41,8 +41,12 @@ import triton
 import triton.language as tl
 
 from attn_course.kernels.tiles import INTERPRETED, dtype_flags, load_rows, result_buffer, store_rows
-from attn_course.kernels.validate import ALLOWED_HEAD_DIMS, _check_device, _check_dtypes
-from attn_course.kernels.validate import _check_tensor as _check_kernel_tensor
+from attn_course.kernels.validate import (
+    ALLOWED_HEAD_DIMS,
+    check_same_device,
+    check_same_dtype,
+    check_tensor,
+)
 
 __all__ = ["FEATURE_MAPS", "linear_attention_forward", "validate_linear_inputs"]
 
@@ -67,12 +71,12 @@ def validate_linear_inputs(
     [16, 128].
     """
     named = {
-        "q": _check_kernel_tensor(q, "q"),
-        "k": _check_kernel_tensor(k, "k"),
-        "v": _check_kernel_tensor(v, "v"),
+        "q": check_tensor("q", q),
+        "k": check_tensor("k", k),
+        "v": check_tensor("v", v),
     }
-    _check_dtypes(named)
-    _check_device(named)
+    check_same_dtype(named)
+    check_same_device(named)
     if q.shape != k.shape:
         raise ValueError(
             f"q and k must have one shape (batch, heads, n, features), got {tuple(q.shape)} "

@@ -11,14 +11,17 @@ from collections.abc import Collection
 
 import torch
 
-from attn_course.scores import describe_value, resolve_scale
 from attn_course.triton_mode import kernel_device, kernel_mode
+from attn_course.validate import describe_value, resolve_scale
 
 __all__ = [
     "ALLOWED_DTYPES",
     "ALLOWED_HEAD_DIMS",
     "CAUSAL_ALIGNMENTS",
     "FLASH_HEAD_DIMS",
+    "check_same_device",
+    "check_same_dtype",
+    "check_tensor",
     "resolve_causal",
     "validate_backward_inputs",
     "validate_inputs",
@@ -39,7 +42,8 @@ CAUSAL_ALIGNMENTS = ("top_left", "bottom_right")
 ALLOWED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def _check_tensor(t: object, name: str) -> torch.Tensor:
+def check_tensor(name: str, t: object) -> torch.Tensor:
+    """``t`` if it is a 4-d (batch, heads, n, head_dim) kernel input with every size >= 1."""
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {describe_value(t)}")
     if t.dim() != 4:
@@ -57,7 +61,8 @@ def _check_tensor(t: object, name: str) -> torch.Tensor:
     return t
 
 
-def _check_device(tensors: dict[str, torch.Tensor]) -> None:
+def check_same_device(tensors: dict[str, torch.Tensor]) -> None:
+    """Every tensor on one device, the one the kernels run on (:func:`kernel_device`)."""
     first_name, first = next(iter(tensors.items()))
     for name, t in tensors.items():
         if t.device != first.device:
@@ -80,7 +85,8 @@ def _check_device(tensors: dict[str, torch.Tensor]) -> None:
         )
 
 
-def _check_dtypes(tensors: dict[str, torch.Tensor]) -> None:
+def check_same_dtype(tensors: dict[str, torch.Tensor]) -> None:
+    """Every tensor of one dtype (the first one's)."""
     first_name, first = next(iter(tensors.items()))
     for name, t in tensors.items():
         if t.dtype != first.dtype:
@@ -134,9 +140,9 @@ def validate_inputs(
     causal one of False, True, "top_left", "bottom_right" (:func:`resolve_causal`); scale None
     or a finite number > 0.
     """
-    named = {"q": _check_tensor(q, "q"), "k": _check_tensor(k, "k"), "v": _check_tensor(v, "v")}
-    _check_dtypes(named)
-    _check_device(named)
+    named = {"q": check_tensor("q", q), "k": check_tensor("k", k), "v": check_tensor("v", v)}
+    check_same_dtype(named)
+    check_same_device(named)
     if k.shape != v.shape:
         raise ValueError(
             f"k and v must have the same shape (batch, kv_heads, n_k, head_dim): every key has "
@@ -180,12 +186,12 @@ def validate_backward_inputs(
     """:func:`validate_inputs` plus: do and out shaped like q, lse float32 (batch, heads, n_q)."""
     scale = validate_inputs(q, k, v, causal, scale, head_dims=head_dims)
     for name, t in (("do", do), ("out", out)):
-        _check_tensor(t, name)
+        check_tensor(name, t)
         if t.shape != q.shape:
             raise ValueError(
                 f"{name} must have the shape of q {tuple(q.shape)}, got {tuple(t.shape)}"
             )
-    _check_dtypes({"q": q, "do": do, "out": out})
+    check_same_dtype({"q": q, "do": do, "out": out})
     if not isinstance(lse, torch.Tensor):
         raise ValueError(f"lse must be a torch.Tensor, got {describe_value(lse)}")
     if lse.shape != q.shape[:3] or lse.dtype != torch.float32:
@@ -193,5 +199,5 @@ def validate_backward_inputs(
             f"lse must be float32 of shape (batch, heads, n_q) = {tuple(q.shape[:3])}, "
             f"as flash_attention_forward returns it; got {describe_value(lse)}"
         )
-    _check_device({"q": q, "do": do, "out": out, "lse": lse})
+    check_same_device({"q": q, "do": do, "out": out, "lse": lse})
     return scale

@@ -24,10 +24,10 @@ from attn_course.scores import (
     TOY_HEAD_NAMES,
     TOY_SENTENCE,
     naive_attention,
-    resolve_dtype,
     token_labels,
     toy_sentence_qkv,
 )
+from attn_course.validate import resolve_dtype
 
 __all__ = [
     "ScoreExplorer",

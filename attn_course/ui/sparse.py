@@ -13,9 +13,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from attn_course.figures import style
-from attn_course.scores import check_count
 from attn_course.sparse import PATTERN_NAMES, BlockLayout, SparsePattern, make_pattern
 from attn_course.ui.base import add_state_legend, discrete_colourscale, live_or_static
+from attn_course.validate import check_count
 
 __all__ = ["SparsityExplorer", "sparse_layout_figure"]
 
@@ -79,7 +79,7 @@ class SparsityExplorer:
     """
 
     def __init__(self, n: int = 64, pattern: str = "sliding window", block: int = 8) -> None:
-        self.n = check_count(n, "n")
+        self.n = check_count("n", n)
         if pattern not in PATTERN_NAMES:
             raise ValueError(f"pattern must be one of {PATTERN_NAMES}, got {pattern!r}")
         style = {"description_width": "110px"}

@@ -16,9 +16,9 @@ import torch
 from plotly.subplots import make_subplots
 
 from attn_course.figures import style
-from attn_course.scores import check_count
 from attn_course.tiling import TileStep, tiling_schedule, trace_row
 from attn_course.ui.base import add_state_legend, discrete_colourscale, live_or_static
+from attn_course.validate import check_count
 
 __all__ = ["TilingExplorer"]
 
@@ -53,8 +53,8 @@ class TilingExplorer:
         causal: bool = True,
         seed: int = 0,
     ) -> None:
-        self.n = check_count(n, "n")
-        self.head_dim = check_count(head_dim, "head_dim")
+        self.n = check_count("n", n)
+        self.head_dim = check_count("head_dim", head_dim)
         generator = torch.Generator().manual_seed(seed)
         self.q, self.k, self.v = (
             torch.randn(self.n, self.head_dim, generator=generator, dtype=torch.float64)
