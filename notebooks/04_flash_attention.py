@@ -155,7 +155,7 @@ def show_source(kernel):
 #   per head, everything the backward will need to rebuild P.
 
 # %%
-show_source(flash_kernels._forward_kernel)
+show_source(flash_kernels.forward_kernel)
 
 # %% [markdown]
 # And the inner loop, called once or twice above. This is notebook 03's online softmax,
@@ -318,8 +318,8 @@ print(f"\nbackward: {cost.backward_flops_ratio(*tile):.2f}× FlashAttention-2's 
 # keys (those queries cannot see them).
 
 # %%
-show_source(flash_kernels._backward_preprocess_kernel)
-show_source(flash_kernels._backward_dkdv_kernel)
+show_source(flash_kernels.backward_preprocess_kernel)
+show_source(flash_kernels.backward_dkdv_kernel)
 
 # %%
 show_source(flash_kernels._dq_key_blocks)

@@ -221,5 +221,5 @@ def test_grid_cost_describes_the_kernels_launch():
     import attn_course
 
     source = (Path(attn_course.__file__).parent / "kernels" / "paged.py").read_text()
-    assert "_paged_decode_kernel[(batch, heads)]" in source
+    assert "paged_decode_kernel[(batch, heads)]" in source
     assert "kv_head = head // group_size" in source

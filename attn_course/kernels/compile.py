@@ -71,6 +71,7 @@ from typing import Any
 
 import torch
 
+from attn_course.course import COURSE_ROOT
 from attn_course.kernels.fit import SCHEMA, config_key
 from attn_course.kernels.targets import SPILL_LIMIT_BYTES, TARGETS, Target, limits_exceeded
 from attn_course.kernels.tiles import dtype_flags
@@ -90,8 +91,7 @@ __all__ = [
     "run_cases",
 ]
 
-REPOSITORY = Path(__file__).resolve().parent.parent.parent
-EXERCISE_SOURCE = REPOSITORY / "solutions" / "04_flash_attention.py"
+EXERCISE_SOURCE = COURSE_ROOT / "solutions" / "04_flash_attention.py"
 
 #: torch dtype -> Triton's pointer element type in a signature.
 TRITON_TYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
@@ -173,13 +173,13 @@ def _flash_constexprs(dtype: torch.dtype, head_dim: int) -> dict[str, Any]:
 def _preprocess_configs() -> list[tuple[dict[str, Any], Any, Any]]:
     from attn_course.kernels import flash
 
-    return [({"BLOCK_M": flash._PREPROCESS_BLOCK_M}, None, None)]
+    return [({"BLOCK_M": flash.PREPROCESS_BLOCK_M}, None, None)]
 
 
 def _linear_load() -> Any:
     from attn_course.kernels import linear
 
-    return linear._chunked_forward_kernel
+    return linear.chunked_forward_kernel
 
 
 def _linear_configs() -> list[tuple[dict[str, Any], Any, Any]]:
@@ -190,7 +190,7 @@ def _linear_configs() -> list[tuple[dict[str, Any], Any, Any]]:
 def _sparse_load() -> Any:
     from attn_course.kernels import sparse
 
-    return sparse._sparse_forward_kernel
+    return sparse.sparse_forward_kernel
 
 
 def _sparse_configs() -> list[tuple[dict[str, Any], Any, Any]]:
@@ -202,7 +202,7 @@ def _sparse_configs() -> list[tuple[dict[str, Any], Any, Any]]:
 def _paged_load() -> Any:
     from attn_course.kernels import paged
 
-    return paged._paged_decode_kernel
+    return paged.paged_decode_kernel
 
 
 def _paged_configs() -> list[tuple[dict[str, Any], Any, Any]]:
@@ -259,31 +259,31 @@ KERNELS: dict[str, KernelSpec] = {
     spec.name: spec
     for spec in (
         KernelSpec(
-            "forward", _flash("_forward_kernel"),
+            "forward", _flash("forward_kernel"),
             lambda p: {**_pointers("Q K V Out", p), "LSE": "*fp32", **_typed(_SCALARS_FLASH, "i32"),
                        "scale": "fp32"},
-            _flash_constexprs, _flash_configs("_forward_kernel"),
+            _flash_constexprs, _flash_configs("forward_kernel"),
             description="FlashAttention forward (flash.py)", **_FLASH_DIMS,
         ),
         KernelSpec(
-            "preprocess", _flash("_backward_preprocess_kernel"),
+            "preprocess", _flash("backward_preprocess_kernel"),
             lambda p: {**_pointers("Out DO", p), "Delta": "*fp32", "n_q": "i32"},
             lambda dtype, head_dim: {"HEAD_DIM": head_dim, "BLOCK_D": _padded(head_dim)},
             _preprocess_configs,
             description="backward preprocess D = rowsum(dO * O) (flash.py)", **_FLASH_DIMS,
         ),
         KernelSpec(
-            "dkdv", _flash("_backward_dkdv_kernel"),
+            "dkdv", _flash("backward_dkdv_kernel"),
             lambda p: {**_pointers("Q K V DO DK DV", p), **_typed("LSE Delta", "*fp32"),
                        **_typed(_SCALARS_FLASH, "i32"), "scale": "fp32"},
-            _flash_constexprs, _flash_configs("_backward_dkdv_kernel"),
+            _flash_constexprs, _flash_configs("backward_dkdv_kernel"),
             description="backward pass 1, dK and dV (flash.py)", **_FLASH_DIMS,
         ),
         KernelSpec(
-            "dq", _flash("_backward_dq_kernel"),
+            "dq", _flash("backward_dq_kernel"),
             lambda p: {**_pointers("Q K V DO DQ", p), **_typed("LSE Delta", "*fp32"),
                        **_typed(_SCALARS_FLASH, "i32"), "scale": "fp32"},
-            _flash_constexprs, _flash_configs("_backward_dq_kernel"),
+            _flash_constexprs, _flash_configs("backward_dq_kernel"),
             description="backward pass 2, dQ (flash.py)", **_FLASH_DIMS,
         ),
         KernelSpec(

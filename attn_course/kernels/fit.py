@@ -43,6 +43,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from attn_course.course import COURSE_ROOT
+
 __all__ = [
     "SCHEMA",
     "choose_records",
@@ -69,7 +71,7 @@ def config_key(config: dict[str, Any], num_warps: int | None, num_stages: int | 
 
 def default_records_dir() -> Path:
     """The course's ``records/`` folder (next to the package)."""
-    return Path(__file__).resolve().parent.parent.parent / "records"
+    return COURSE_ROOT / "records"
 
 
 def compile_records(pattern: str | Path | None = None) -> list[dict[str, Any]]:

@@ -114,13 +114,13 @@ Map of this file, in reading order:
   ``dtype_flags`` (UPCAST, DOT_PRECISION) and ``result_buffer``.
 * forward: :func:`_forward_key_blocks` (the inner loop over key blocks, online softmax),
   :func:`_causal_key_range` (which key blocks a causal query block visits, masked or not),
-  :func:`_forward_kernel` (one program: load q, run the loop, normalise, store out and
+  :func:`forward_kernel` (one program: load q, run the loop, normalise, store out and
   lse), :func:`flash_attention_forward` (host: validate, allocate, grid, launch).
-* backward: :func:`_backward_preprocess_kernel` (D = rowsum(dO ∘ O)),
+* backward: :func:`backward_preprocess_kernel` (D = rowsum(dO ∘ O)),
   :func:`_recompute_p` (one tile of P from the saved lse),
-  :func:`_backward_dkdv_kernel` with its loop :func:`_dkdv_query_blocks` and
+  :func:`backward_dkdv_kernel` with its loop :func:`_dkdv_query_blocks` and
   :func:`_causal_query_range` (pass 1),
-  :func:`_backward_dq_kernel` with its loop :func:`_dq_key_blocks` (pass 2),
+  :func:`backward_dq_kernel` with its loop :func:`_dq_key_blocks` (pass 2),
   :func:`flash_attention_backward` (host).
 * :class:`FlashAttentionFunction` and :func:`flash_attention`: autograd.
 """
@@ -188,7 +188,7 @@ _GPU_BLOCKS = {
     "dkdv": [(32, 64), (32, 128), (64, 64), (64, 128)],
     "dq": [(64, 32), (64, 64), (128, 32), (128, 64)],
 }
-_PREPROCESS_BLOCK_M = 32 if INTERPRETED else 128
+PREPROCESS_BLOCK_M = 32 if INTERPRETED else 128
 
 
 def block_sizes(kernel: str) -> list[tuple[int, int]]:
@@ -268,7 +268,7 @@ def _causal_key_range(first_row, n_k, causal_offset, BLOCK_M: tl.constexpr, BLOC
     prune_configs_by={"early_config_prune": prune_hook("forward")},
 )
 @triton.jit
-def _forward_kernel(
+def forward_kernel(
     Q, K, V, Out, LSE,
     n_q, n_k, heads, group_size, scale, causal_offset,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr,
@@ -375,7 +375,7 @@ def flash_attention_forward(
     def grid(meta: dict) -> tuple[int, int]:
         return (triton.cdiv(n_q, meta["BLOCK_M"]), batch * heads)
 
-    _forward_kernel[grid](
+    forward_kernel[grid](
         q, k, v, out, lse,
         n_q, n_k, heads, heads // kv_heads, scale,
         **_shape_args(head_dim, n_q, n_k, causal), **dtype_flags(q.dtype),
@@ -423,7 +423,7 @@ def flash_attention_forward(
 
 
 @triton.jit
-def _backward_preprocess_kernel(
+def backward_preprocess_kernel(
     Out, DO, Delta, n_q,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
 ):  # fmt: skip
@@ -516,7 +516,7 @@ def _causal_query_range(
     prune_configs_by={"early_config_prune": prune_hook("dkdv")},
 )
 @triton.jit
-def _backward_dkdv_kernel(
+def backward_dkdv_kernel(
     Q, K, V, DO, DK, DV, LSE, Delta,
     n_q, n_k, heads, group_size, scale, causal_offset,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr,
@@ -601,7 +601,7 @@ def _dq_key_blocks(
     prune_configs_by={"early_config_prune": prune_hook("dq")},
 )
 @triton.jit
-def _backward_dq_kernel(
+def backward_dq_kernel(
     Q, K, V, DO, DQ, LSE, Delta,
     n_q, n_k, heads, group_size, scale, causal_offset,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr,
@@ -667,7 +667,7 @@ def flash_attention_backward(
 
     Three launches: D = rowsum(dO ∘ O) (preprocess), dK and dV per key block (pass 1),
     dQ per query block (pass 2): deterministic, no atomics, 7 matmuls per tile pair against
-    FlashAttention-2's 5. See the comment above :func:`_backward_preprocess_kernel`.
+    FlashAttention-2's 5. See the comment above :func:`backward_preprocess_kernel`.
     """
     scale = validate_backward_inputs(
         do, q, k, v, out, lse, causal, scale, head_dims=FLASH_HEAD_DIMS
@@ -681,10 +681,10 @@ def flash_attention_backward(
     shape_args = _shape_args(head_dim, n_q, n_k, causal)
 
     delta = torch.empty_like(lse)
-    preprocess_grid = (triton.cdiv(n_q, _PREPROCESS_BLOCK_M), batch * heads)
-    _backward_preprocess_kernel[preprocess_grid](
+    preprocess_grid = (triton.cdiv(n_q, PREPROCESS_BLOCK_M), batch * heads)
+    backward_preprocess_kernel[preprocess_grid](
         out, do, delta, n_q,
-        HEAD_DIM=head_dim, BLOCK_D=shape_args["BLOCK_D"], BLOCK_M=_PREPROCESS_BLOCK_M,
+        HEAD_DIM=head_dim, BLOCK_D=shape_args["BLOCK_D"], BLOCK_M=PREPROCESS_BLOCK_M,
     )  # fmt: skip
 
     dq, dk, dv = result_buffer(q), result_buffer(k), result_buffer(v)
@@ -692,7 +692,7 @@ def flash_attention_backward(
     def dkdv_grid(meta: dict) -> tuple[int, int]:
         return (triton.cdiv(n_k, meta["BLOCK_N"]), batch * kv_heads)
 
-    _backward_dkdv_kernel[dkdv_grid](
+    backward_dkdv_kernel[dkdv_grid](
         q, k, v, do, dk, dv, lse, delta,
         n_q, n_k, heads, group_size, scale,
         **shape_args, **flags,
@@ -701,7 +701,7 @@ def flash_attention_backward(
     def dq_grid(meta: dict) -> tuple[int, int]:
         return (triton.cdiv(n_q, meta["BLOCK_M"]), batch * heads)
 
-    _backward_dq_kernel[dq_grid](
+    backward_dq_kernel[dq_grid](
         q, k, v, do, dq, lse, delta,
         n_q, n_k, heads, group_size, scale,
         **shape_args, **flags,

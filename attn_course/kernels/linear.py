@@ -106,7 +106,7 @@ def _elu_plus_one(x):
 
 
 @triton.jit
-def _chunked_forward_kernel(
+def chunked_forward_kernel(
     Q, K, V, Out,
     n,
     FEATURES: tl.constexpr, VALUE_DIM: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -175,7 +175,7 @@ def linear_attention_forward(
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     batch, heads, n, features = q.shape
     out = result_buffer(q, (batch, heads, n, v.shape[3]))
-    _chunked_forward_kernel[(batch * heads,)](
+    chunked_forward_kernel[(batch * heads,)](
         q, k, v, out, n,
         FEATURES=features, VALUE_DIM=v.shape[3], BLOCK_C=chunk,
         APPLY_ELU=feature_map == "elu", **dtype_flags(q.dtype),

@@ -53,7 +53,7 @@ ALLOWED_BLOCK_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 @triton.jit
-def _paged_decode_kernel(
+def paged_decode_kernel(
     Q, KPool, VPool, Out, BlockTables, ContextLens,
     max_blocks, heads, kv_heads, group_size, qk_scale,
     HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
@@ -143,7 +143,7 @@ def paged_decode(
     out = torch.empty(q.shape, dtype=torch.float32, device=q.device)
     if batch == 0:
         return out.to(q.dtype)
-    _paged_decode_kernel[(batch, heads)](
+    paged_decode_kernel[(batch, heads)](
         q, k_pool, v_pool, out, tables, lens,
         tables.shape[1], heads, kv_heads, heads // kv_heads, scale * LOG2E.value,
         HEAD_DIM=head_dim, BLOCK_SIZE=block_size,

@@ -92,7 +92,7 @@ def _sparse_key_blocks(
 
 
 @triton.jit
-def _sparse_forward_kernel(
+def sparse_forward_kernel(
     Q, K, V, Out, LSE, Mask,
     FullNum, FullIdx, PartialNum, PartialIdx, max_blocks,
     n, heads, group_size, scale,
@@ -186,7 +186,7 @@ def block_sparse_attention_forward(
     out = result_buffer(q)
     lse = torch.empty((batch, heads, n), dtype=torch.float32, device=device)
     grid = (layout.blocks, batch * heads)
-    _sparse_forward_kernel[grid](
+    sparse_forward_kernel[grid](
         q, k, v, out, lse, mask_bytes,
         full_num, full_idx, partial_num, partial_idx, layout.blocks,
         n, heads, group_size, scale,
