@@ -17,14 +17,12 @@ from attn_course import course
 
 def notebook_marker(path: Path) -> str | None:
     """``notebooks/01_score_matrix.ipynb`` -> ``"nb01"``; None for anything else."""
-    parsed = course.parse_stem(path.stem) if path.suffix == ".ipynb" else None
-    return f"nb{parsed[0]:02d}" if parsed else None
+    return course.marker_name(path.stem) if path.suffix == ".ipynb" else None
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for lesson in course.LESSONS:
-        marker = f"nb{lesson.slug[:2]}"
-        config.addinivalue_line("markers", f"{marker}: lesson {lesson.slug} and its tests")
+        config.addinivalue_line("markers", f"{lesson.marker}: lesson {lesson.slug} and its tests")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

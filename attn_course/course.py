@@ -35,6 +35,7 @@ __all__ = [
     "lesson_paths",
     "lesson_stem",
     "link_to",
+    "marker_name",
     "next_lesson",
     "parse_stem",
     "readme_table",
@@ -66,6 +67,13 @@ def lesson_stem(number: int, topic: str) -> str:
         raise ValueError(f"a lesson is numbered 00-99 and named in words_like_this, got "
                          f"number={number!r}, topic={topic!r}")  # fmt: skip
     return stem
+
+
+def marker_name(stem: str) -> str | None:
+    """``"01_score_matrix"`` → ``"nb01"``: the pytest marker of a lesson's tests
+    (``pytest -m nb01``); None for a stem that is not ``NN_topic``."""
+    parsed = parse_stem(stem)
+    return f"nb{parsed[0]:02d}" if parsed else None
 
 
 def lesson_files(folder: Path, suffix: str = ".ipynb") -> list[Path]:
@@ -133,6 +141,11 @@ class Lesson:
     def number(self) -> int:
         """Its place in the course: 3 for ``03_tiling``."""
         return int(self.slug[:2])
+
+    @property
+    def marker(self) -> str:
+        """``"nb03"``: the pytest marker of its tests."""
+        return f"nb{self.number:02d}"
 
     @property
     def label(self) -> str:

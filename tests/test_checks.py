@@ -13,6 +13,7 @@ import importlib
 import pytest
 
 from attn_course.checks import all_exercises, get_exercise
+from attn_course.course import marker_name
 from attn_course.grade import run_check
 from tests.corpus import MIN_WRONG, MIN_WRONG_TWO_POINTS, Wrong, solution_answers
 
@@ -21,11 +22,11 @@ NOTEBOOKS = sorted({e.notebook for e in EXERCISES})
 
 
 def corpus(notebook: str):
-    return importlib.import_module(f"tests.corpus.nb{notebook[:2]}")
+    return importlib.import_module(f"tests.corpus.{marker_name(notebook)}")
 
 
 def marked(notebook: str, *values, id: str):
-    return pytest.param(*values, id=id, marks=getattr(pytest.mark, f"nb{notebook[:2]}"))
+    return pytest.param(*values, id=id, marks=getattr(pytest.mark, marker_name(notebook)))
 
 
 def wrong_cases():

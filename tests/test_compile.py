@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from attn_course.course import COURSE_ROOT
 from attn_course.kernels import fit
 from attn_course.kernels.compile import KERNELS, mma_family
 from attn_course.kernels.targets import (
@@ -39,7 +40,7 @@ from attn_course.kernels.targets import (
 
 pytestmark = pytest.mark.nb04
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = COURSE_ROOT
 TRITON_36 = ROOT / ".ci-cache" / "triton-3.6"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -22,6 +22,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
+from attn_course.course import COURSE_ROOT, lesson_files
 from attn_course.figures import (
     axis_problems,
     figure_problems,
@@ -31,7 +32,7 @@ from attn_course.figures import (
     wrap_title,
 )
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = COURSE_ROOT / "notebooks"
 
 
 # --- the check -------------------------------------------------------------------------------
@@ -354,7 +355,7 @@ INLINE_FIGURE = re.compile(r"\b(go\.Figure|go\.FigureWidget|make_subplots)\s*\(|
 
 
 def lesson_scripts() -> list[Path]:
-    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+    return lesson_files(NOTEBOOKS, ".py")
 
 
 def imported_figure_builders(script: Path) -> set[str]:
