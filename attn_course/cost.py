@@ -1275,6 +1275,7 @@ def time_to_first_token(
     return _estimate(flops, n_bytes, hardware, dtype, mfu, bandwidth_utilization)
 
 
+# Same keyword arguments as time_to_first_token on purpose: the two are compared side by side.
 def decode_step_cost(
     model: str | ModelShape,
     hardware: str | Hardware,

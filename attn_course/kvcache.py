@@ -49,18 +49,31 @@ def _check_prompt(model: GPT, prompt: torch.Tensor, new_tokens: int) -> None:
         )
 
 
+def _timed_greedy_step(
+    model: GPT,
+    tokens: torch.Tensor,
+    inputs: torch.Tensor,
+    caches: list[LayerCache] | None,
+    seconds: list[float],
+    logits_list: list[torch.Tensor],
+) -> tuple[torch.Tensor, list[LayerCache]]:
+    """One timed forward of ``inputs``: record its seconds and last logits, append the argmax."""
+    t0 = time.perf_counter()
+    logits, caches = model(inputs, caches)
+    last = logits[:, -1]
+    seconds.append(time.perf_counter() - t0)
+    logits_list.append(last)
+    return torch.cat([tokens, last.argmax(-1, keepdim=True)], dim=1), caches
+
+
 @torch.no_grad()
 def generate_uncached(model: GPT, prompt: torch.Tensor, new_tokens: int) -> Generation:
     """Greedy decoding that re-runs the whole sequence for every new token (no cache)."""
     _check_prompt(model, prompt, new_tokens)
     tokens, logits_list, seconds = prompt, [], []
     for _ in range(new_tokens):
-        t0 = time.perf_counter()
-        logits, _ = model(tokens)  # everything, again
-        last = logits[:, -1]
-        seconds.append(time.perf_counter() - t0)
-        logits_list.append(last)
-        tokens = torch.cat([tokens, last.argmax(-1, keepdim=True)], dim=1)
+        # everything, again
+        tokens, _ = _timed_greedy_step(model, tokens, tokens, None, seconds, logits_list)
     return Generation(tokens, logits_list, seconds)
 
 
@@ -77,12 +90,10 @@ def generate_cached(model: GPT, prompt: torch.Tensor, new_tokens: int) -> Genera
     seconds, logits_list = [time.perf_counter() - t0], [last]
     tokens = torch.cat([prompt, last.argmax(-1, keepdim=True)], dim=1)
     for _ in range(new_tokens - 1):
-        t0 = time.perf_counter()
-        logits, caches = model(tokens[:, -1:], caches)  # only the new token
-        last = logits[:, -1]
-        seconds.append(time.perf_counter() - t0)
-        logits_list.append(last)
-        tokens = torch.cat([tokens, last.argmax(-1, keepdim=True)], dim=1)
+        # only the new token
+        tokens, caches = _timed_greedy_step(
+            model, tokens, tokens[:, -1:], caches, seconds, logits_list
+        )
     return Generation(tokens, logits_list, seconds)
 
 

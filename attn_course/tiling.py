@@ -307,6 +307,7 @@ def tiled_attention_loops(
     return TiledResult(out, lse)
 
 
+# Same arguments as tiled_attention_loops and scores.naive_attention on purpose: one call, 3 ways.
 def tiled_attention(
     q: torch.Tensor,
     k: torch.Tensor,

@@ -574,6 +574,7 @@ def backward_dkdv_kernel(
     store_tile(DV + kv_base, cols, n_k, dv, HEAD_DIM, BLOCK_D)
 
 
+# Parameters and loop header mirror _forward_key_blocks on purpose: jit helpers, kept side by side.
 @triton.jit
 def _dq_key_blocks(
     dq, q, do, lse, delta, k_base, v_base, rows, n_q, n_k, scale, causal_offset,

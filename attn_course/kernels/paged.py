@@ -99,6 +99,7 @@ def paged_decode_kernel(
     tl.store(Out + (seq * heads + head).to(tl.int64) * HEAD_DIM + dims, acc / row_sum)
 
 
+# Same signature as paged.paged_attention_decode on purpose: the kernel and its torch reference.
 def paged_decode(
     q: torch.Tensor,
     k_pool: torch.Tensor,

@@ -171,6 +171,7 @@ def validate_inputs(
     return resolve_scale(scale, head_dim)
 
 
+# Positional arguments mirror flash.flash_attention_backward on purpose: it validates that call.
 def validate_backward_inputs(
     do: torch.Tensor,
     q: torch.Tensor,
