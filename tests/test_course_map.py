@@ -161,7 +161,7 @@ def test_the_tables_change_when_the_map_does(monkeypatch):
 # --- adding a lesson -------------------------------------------------------------------------
 
 THROWAWAY = Lesson(
-    "08_throwaway",
+    "99_throwaway",
     "A throwaway lesson",
     learn="nothing",
     does="nothing, in a test",
@@ -193,25 +193,25 @@ def test_a_new_lesson_is_its_files_and_one_entry_in_the_map(new_course, tmp_path
     written, problems = build(new_course)
     assert problems == []
     built = {str(p.relative_to(new_course)) for p in written}
-    assert built == {f"{folder}/08_throwaway.ipynb" for folder in ("notebooks", "solutions",
+    assert built == {f"{folder}/99_throwaway.ipynb" for folder in ("notebooks", "solutions",
                                                                     "exercises")}  # fmt: skip
 
     release = tmp_path / "release"
     assert make_release(release, new_course) == []
-    assert (release / "exercises" / "08_throwaway.ipynb").is_file()
+    assert (release / "exercises" / "99_throwaway.ipynb").is_file()
     assert not (release / "solutions").exists()
 
     pages = course_pages(new_course)
     assert [(str(p.source), p.title) for p in pages] == [
-        ("notebooks/08_throwaway.ipynb", "08 · A throwaway lesson"),
-        ("exercises/08_throwaway.ipynb", "08 · A throwaway lesson: exercises"),
+        ("notebooks/99_throwaway.ipynb", "99 · A throwaway lesson"),
+        ("exercises/99_throwaway.ipynb", "99 · A throwaway lesson: exercises"),
     ]
     copied = prepare_workspace(tmp_path / "work", new_course).copied
-    assert sorted(copied) == ["exercises/08_throwaway.ipynb", "notebooks/08_throwaway.ipynb"]
-    assert notebook_marker(new_course / "exercises" / "08_throwaway.ipynb") == "nb08"
+    assert sorted(copied) == ["exercises/99_throwaway.ipynb", "notebooks/99_throwaway.ipynb"]
+    assert notebook_marker(new_course / "exercises" / "99_throwaway.ipynb") == "nb99"
 
     # The tables and the previous lesson's Next link now name it.
-    assert "| 08 | [A throwaway lesson](08_throwaway.ipynb) |" in course_map_table()
-    assert "| 08 | `notebooks/08_throwaway.ipynb` |" in readme_table()
-    assert "| 08 A throwaway lesson |" in run_time_table()
-    assert next_lesson(get_lesson("07_kv_cache")) == THROWAWAY
+    assert "| 99 | [A throwaway lesson](99_throwaway.ipynb) |" in course_map_table()
+    assert "| 99 | `notebooks/99_throwaway.ipynb` |" in readme_table()
+    assert "| 99 A throwaway lesson |" in run_time_table()
+    assert next_lesson(LESSONS[-1]) == THROWAWAY
