@@ -615,9 +615,12 @@ class Engine:
 
     def _admit(self, limit: int, static: bool) -> None:
         """Admit from the head of the queue while blocks and batch slots allow (FCFS)."""
+        forming = not self._running  # a static batch forms only when the last one is done
+        if forming:
+            self._batch = set()
         while self._waiting and len(self._running) < limit:
             seq = self._waiting[0]
-            if static and self._running and seq.request.request_id not in self._batch:
+            if static and not forming and seq.request.request_id not in self._batch:
                 break  # a static batch runs until all its members finish
             hits = [] if seq.host or not self.prefix_caching else self._prefix.lookup(seq.tokens)
             refs = self._cache.allocator.ref_counts
@@ -633,8 +636,6 @@ class Engine:
     def _start(self, seq: _Seq, hits: list[int]) -> None:
         """Give ``seq`` its blocks: swapped back in, or shared prefix hits plus fresh ones."""
         cache, key = self._cache, id(seq)
-        if not self._running:
-            self._batch = set()
         self._batch.add(seq.request.request_id)
         missing = blocks_needed(len(seq.tokens) + 1, self.block_size) - len(hits)
         if seq.host is not None:  # resume from host memory: a hit of the offload tier
