@@ -290,6 +290,7 @@ class ServingReport:
     prefill_tokens_computed: int = 0
     prefill_flops: float = 0.0
     prefill_flops_saved: float = 0.0
+    prefix_evictions: int = 0
     offload: OffloadCounts = field(default_factory=OffloadCounts)
 
     @property
@@ -421,6 +422,9 @@ class Engine:
     or "model" (:data:`MODEL_STEP_S` + :data:`MODEL_TOKEN_S` per token, deterministic);
     ``attention``: decode rows through :func:`attn_course.paged.paged_attention_decode`
     ("torch") or :func:`attn_course.kernels.paged.paged_decode` ("triton").
+
+    After :meth:`run`, :attr:`cache` is that run's :class:`~attn_course.paged.PagedKVCache`
+    (every block free again).
     """
 
     def __init__(
@@ -463,7 +467,7 @@ class Engine:
         chunks attend to their sequence's gathered cache under a causal mask offset by the
         start. Returns the logits of each feed's last token, ``(len(feeds), vocab)``.
         """
-        model, cache = self.model, self._cache
+        model, cache = self.model, self.cache
         cfg = model.cfg
         device = model.tok.weight.device
         ids = torch.tensor([t for _, toks, _ in feeds for t in toks], device=device)
@@ -494,7 +498,7 @@ class Engine:
     def _decode(
         self, q: torch.Tensor, layer: int, tables: torch.Tensor, lens: torch.Tensor
     ) -> torch.Tensor:
-        pools = self._cache.k_pools[layer], self._cache.v_pools[layer]
+        pools = self.cache.k_pools[layer], self.cache.v_pools[layer]
         if self.attention == "triton":
             from attn_course.kernels.paged import paged_decode  # the interpreter is slow to load
 
@@ -503,7 +507,7 @@ class Engine:
 
     def _prefill_attention(self, q: torch.Tensor, seq: int, layer: int, start: int) -> torch.Tensor:
         """A prompt chunk at positions ``start ..``: token i sees cached positions <= start + i."""
-        k, v = self._cache.gather(seq, layer)  # (start + chunk, kv_heads, head_dim)
+        k, v = self.cache.gather(seq, layer)  # (start + chunk, kv_heads, head_dim)
         group = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         scores = torch.einsum("qhd,khd->hqk", q, k) / q.shape[-1] ** 0.5
@@ -525,9 +529,9 @@ class Engine:
         cfg = self.model.cfg
         dtype = self.model.tok.weight.dtype
         device = self.model.tok.weight.device
-        self._cache = PagedKVCache(cfg.layers, self.num_blocks, self.block_size, cfg.kv_heads,
+        self.cache = PagedKVCache(cfg.layers, self.num_blocks, self.block_size, cfg.kv_heads,
                                    cfg.head_dim, dtype=dtype, device=device)  # fmt: skip
-        self._prefix = _PrefixCache(self._cache)
+        self._prefix = _PrefixCache(self.cache)
         self._report = ServingReport(policy, [], 0.0, [])
         self._host_used = 0
         self._running: list[_Seq] = []  # in admission order
@@ -547,7 +551,7 @@ class Engine:
                 continue
             clock = self._step(clock, limit, static=policy != "continuous")
         self._prefix.clear()
-        if self._cache.allocator.num_free != self.num_blocks:
+        if self.cache.allocator.num_free != self.num_blocks:
             raise RuntimeError("blocks leaked: the engine's bookkeeping is wrong")
         report = self._report
         report.requests = [stats[r.request_id] for r in requests]
@@ -582,18 +586,21 @@ class Engine:
 
     def _available(self) -> int:
         """Blocks a request can take: free ones plus cached ones no sequence holds."""
-        return self._cache.allocator.num_free + self._prefix.evictable()
+        return self.cache.allocator.num_free + self._prefix.evictable()
 
     def _take(self, blocks: int) -> None:
         """Make ``blocks`` blocks free, evicting cached prefix blocks (LRU) if needed."""
-        while self._cache.allocator.num_free < blocks and self._prefix.evict():
-            pass
+        while self.cache.allocator.num_free < blocks and self._prefix.evict():
+            self._report.prefix_evictions += 1
 
     # --- one step ---------------------------------------------------------------------------
 
     def _step(self, clock: float, limit: int, *, static: bool) -> float:
         t0 = time.perf_counter()
-        self._admit(limit, static)
+        # running decodes get their next slot first; new prompts only when nobody was
+        # preempted for it (vLLM's order: never admit what forces a preemption)
+        if not self._grow_decodes():
+            self._admit(limit, static)
         feeds = self._schedule()
         seqs = [s for s, _ in feeds]
         decode = sum(not s.prefilling for s in seqs)
@@ -623,7 +630,7 @@ class Engine:
             if static and not forming and seq.request.request_id not in self._batch:
                 break  # a static batch runs until all its members finish
             hits = [] if seq.host or not self.prefix_caching else self._prefix.lookup(seq.tokens)
-            refs = self._cache.allocator.ref_counts
+            refs = self.cache.allocator.ref_counts
             # blocks for its tokens and one more; shared hits cost only the ones that were
             # evictable (held by the cache alone) and will not be any more
             need = blocks_needed(len(seq.tokens) + 1, self.block_size) - len(hits)
@@ -635,7 +642,7 @@ class Engine:
 
     def _start(self, seq: _Seq, hits: list[int]) -> None:
         """Give ``seq`` its blocks: swapped back in, or shared prefix hits plus fresh ones."""
-        cache, key = self._cache, id(seq)
+        cache, key = self.cache, id(seq)
         self._batch.add(seq.request.request_id)
         missing = blocks_needed(len(seq.tokens) + 1, self.block_size) - len(hits)
         if seq.host is not None:  # resume from host memory: a hit of the offload tier
@@ -664,10 +671,6 @@ class Engine:
     def _schedule(self) -> list[tuple[_Seq, int]]:
         """The step's feeds ``(sequence, tokens)``: decodes first, then prompt chunks."""
         decoding = [s for s in self._running if not s.prefilling]
-        for seq in decoding:
-            if seq in self._running:
-                self._grow(seq)
-        decoding = [s for s in self._running if not s.prefilling]
         prefilling = [s for s in self._running if s.prefilling]
         if self.chunk_size is None:
             # whole prompts, in a step of their own: the running decodes wait for it
@@ -682,13 +685,22 @@ class Engine:
             budget -= n
         return feeds
 
+    def _grow_decodes(self) -> bool:
+        """A slot for each decoding sequence's next token, oldest first; True if any was
+        preempted to make room."""
+        before = self._report.offload.preemptions
+        for seq in [s for s in self._running if not s.prefilling]:
+            if seq in self._running:  # not preempted by an older one's growth
+                self._grow(seq)
+        return self._report.offload.preemptions > before
+
     def _grow(self, seq: _Seq) -> None:
         """Room for one more token of ``seq``; preempts the newest request if none is free."""
         key = id(seq)
-        while self._cache.lengths[key] >= len(self._cache.block_tables[key]) * self.block_size:
+        while self.cache.lengths[key] >= len(self.cache.block_tables[key]) * self.block_size:
             if self._available() > 0:
                 self._take(1)
-                self._cache.reserve(key, self._cache.lengths[key] + 1)
+                self.cache.reserve(key, self.cache.lengths[key] + 1)
                 return
             victim = self._running[-1]
             self._preempt(victim)
@@ -699,15 +711,15 @@ class Engine:
         """Move ``seq`` out of the pool: to host memory if it fits, else drop its cache."""
         offload, key = self._report.offload, id(seq)
         self._running.remove(seq)
-        blocks = len(self._cache.block_tables[key])
+        blocks = len(self.cache.block_tables[key])
         offload.preemptions += 1
         if self._host_used + blocks <= self.host_blocks:
-            seq.host = self._cache.swap_out(key)
+            seq.host = self.cache.swap_out(key)
             self._host_used += blocks
             offload.swapped_out_blocks += blocks
             offload.bytes_out += seq.host[0].nbytes + seq.host[1].nbytes
         else:  # no room on the host: recompute prompt + generated tokens on resume
-            self._cache.free_sequence(key)
+            self.cache.free_sequence(key)
             offload.recomputed_tokens += seq.computed
             offload.misses += 1
             seq.computed = 0
@@ -735,7 +747,7 @@ class Engine:
             seq.stats.token_times_s.append(now)
             if seq.done:
                 self._running.remove(seq)
-                self._cache.free_sequence(id(seq))
+                self.cache.free_sequence(id(seq))
 
 
 # --- tables and figures -----------------------------------------------------------------
