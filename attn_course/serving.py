@@ -231,6 +231,11 @@ class RequestStats:
         return self.token_times_s[0] - self.arrival_s
 
     @property
+    def latency_s(self) -> float:
+        """End-to-end latency: last token's time - ``arrival_s`` (s)."""
+        return self.ttft_s + sum(self.tbt_s)
+
+    @property
     def tbt_s(self) -> list[float]:
         """Times between consecutive generated tokens (s)."""
         t = self.token_times_s
@@ -342,6 +347,11 @@ class _Seq:
     prefilling: bool = True  # feeding its prompt (or recomputing it) rather than decoding
     host: tuple[torch.Tensor, torch.Tensor, int] | None = None  # swapped-out k, v, length
     started: bool = False  # admitted once already (a resume is not a new prefix lookup)
+
+    @property
+    def key(self) -> int:
+        """The sequence's id in the paged cache: its request id (unique within a run)."""
+        return self.request.request_id
 
     @property
     def done(self) -> bool:
@@ -609,7 +619,7 @@ class Engine:
         if not feeds:
             raise RuntimeError("a step with nothing to run: the scheduler's bookkeeping is wrong")
         logits = self.forward(
-            [(id(s), s.tokens[s.computed : s.computed + n], s.computed) for s, n in feeds]
+            [(s.key, s.tokens[s.computed : s.computed + n], s.computed) for s, n in feeds]
         )
         next_ids = logits.argmax(-1).tolist()
         seconds = time.perf_counter() - t0
@@ -642,7 +652,7 @@ class Engine:
 
     def _start(self, seq: _Seq, hits: list[int]) -> None:
         """Give ``seq`` its blocks: swapped back in, or shared prefix hits plus fresh ones."""
-        cache, key = self.cache, id(seq)
+        cache, key = self.cache, seq.key
         self._batch.add(seq.request.request_id)
         missing = blocks_needed(len(seq.tokens) + 1, self.block_size) - len(hits)
         if seq.host is not None:  # resume from host memory: a hit of the offload tier
@@ -696,7 +706,7 @@ class Engine:
 
     def _grow(self, seq: _Seq) -> None:
         """Room for one more token of ``seq``; preempts the newest request if none is free."""
-        key = id(seq)
+        key = seq.key
         while self.cache.lengths[key] >= len(self.cache.block_tables[key]) * self.block_size:
             if self._available() > 0:
                 self._take(1)
@@ -709,7 +719,7 @@ class Engine:
 
     def _preempt(self, seq: _Seq) -> None:
         """Move ``seq`` out of the pool: to host memory if it fits, else drop its cache."""
-        offload, key = self._report.offload, id(seq)
+        offload, key = self._report.offload, seq.key
         self._running.remove(seq)
         blocks = len(self.cache.block_tables[key])
         offload.preemptions += 1
@@ -738,7 +748,7 @@ class Engine:
             seq.computed += n
             if self.prefix_caching:
                 full = min(seq.computed, len(seq.request.prompt)) // self.block_size
-                self._prefix.insert(id(seq), seq.tokens, full)
+                self._prefix.insert(seq.key, seq.tokens, full)
             if seq.pending:
                 continue  # a prompt chunk short of the end: no logits to use yet
             seq.prefilling = False
@@ -747,7 +757,7 @@ class Engine:
             seq.stats.token_times_s.append(now)
             if seq.done:
                 self._running.remove(seq)
-                self.cache.free_sequence(id(seq))
+                self.cache.free_sequence(seq.key)
 
 
 # --- tables and figures -----------------------------------------------------------------

@@ -255,6 +255,9 @@ def test_model_clock_is_deterministic_and_counts_tokens(gqa64, workload):
     for s in a.steps:
         assert s.seconds == pytest.approx(MODEL_STEP_S + MODEL_TOKEN_S * s.tokens)
     assert a.throughput_tokens_per_s == pytest.approx(a.generated_tokens / a.clock_s)
+    for r in a.requests:
+        assert r.latency_s == pytest.approx(r.token_times_s[-1] - r.arrival_s)
+        assert r.ttft_s > 0 and all(g > 0 for g in r.tbt_s)
 
 
 def test_clock_jumps_over_idle_gaps_and_never_runs_a_request_early(gqa64):
