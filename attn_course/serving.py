@@ -433,8 +433,8 @@ class Engine:
     ``attention``: decode rows through :func:`attn_course.paged.paged_attention_decode`
     ("torch") or :func:`attn_course.kernels.paged.paged_decode` ("triton").
 
-    After :meth:`run`, :attr:`cache` is that run's :class:`~attn_course.paged.PagedKVCache`
-    (every block free again).
+    :attr:`cache`: the :class:`~attn_course.paged.PagedKVCache` (each :meth:`run` starts a
+    fresh one and leaves every block free); :meth:`forward` runs the model over it.
     """
 
     def __init__(
@@ -465,6 +465,13 @@ class Engine:
         self.clock = check_choice("clock", clock, CLOCKS)
         self.attention = check_choice("attention", attention, ATTENTIONS)
         self.shape = gpt_shape(model)
+        self.cache = self._new_cache()
+
+    def _new_cache(self) -> PagedKVCache:
+        """An empty paged cache in the model's dtype, on its device."""
+        cfg, weight = self.model.cfg, self.model.tok.weight
+        return PagedKVCache(cfg.layers, self.num_blocks, self.block_size, cfg.kv_heads,
+                            cfg.head_dim, dtype=weight.dtype, device=weight.device)  # fmt: skip
 
     # --- the model forward over the paged cache -----------------------------------------
 
@@ -536,11 +543,7 @@ class Engine:
         """
         policy = check_choice("policy", policy, POLICIES)
         self._check_requests(requests)
-        cfg = self.model.cfg
-        dtype = self.model.tok.weight.dtype
-        device = self.model.tok.weight.device
-        self.cache = PagedKVCache(cfg.layers, self.num_blocks, self.block_size, cfg.kv_heads,
-                                   cfg.head_dim, dtype=dtype, device=device)  # fmt: skip
+        self.cache = self._new_cache()
         self._prefix = _PrefixCache(self.cache)
         self._report = ServingReport(policy, [], 0.0, [])
         self._host_used = 0
@@ -764,7 +767,8 @@ class Engine:
 
 
 def summary_rows(reports: dict[str, ServingReport]) -> list[dict[str, float | str]]:
-    """One row per report: throughput (tokens/s), TTFT and TBT p50/p99 (ms), steps, clock (s)."""
+    """One row per report: throughput (tokens/s), TTFT and TBT p50/p99 (ms), steps, clock (s),
+    prefix hit rate and preemptions; the keys name their units."""
     rows = []
     for name, r in _check_reports(reports).items():
         rows.append(
@@ -778,6 +782,7 @@ def summary_rows(reports: dict[str, ServingReport]) -> list[dict[str, float | st
                 "steps": len(r.steps),
                 "clock (s)": r.clock_s,
                 "prefix hit rate": r.prefix_hit_rate,
+                "preemptions": r.offload.preemptions,
             }
         )
     return rows

@@ -95,8 +95,6 @@ def _run(model: GPT, requests: list[Request], policy: str = "continuous", **kwar
 
 def test_forward_over_the_paged_cache_matches_the_model(gqa64):
     engine = Engine(gqa64, num_blocks=8, block_size=4)
-    cfg = gqa64.cfg
-    engine.cache = PagedKVCache(cfg.layers, 8, 4, cfg.kv_heads, cfg.head_dim, dtype=torch.float64)
     prompt = [5, 7, 1, 9, 2, 3, 3, 8, 1, 0, 4]
     full, _ = gqa64(torch.tensor([prompt]))
     engine.cache.add_sequence(0)
