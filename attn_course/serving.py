@@ -482,11 +482,20 @@ class Engine:
         All new tokens are projected together; per layer their k, v go into the paged
         cache, then single-token feeds attend through the paged decode attention and longer
         chunks attend to their sequence's gathered cache under a causal mask offset by the
-        start. Returns the logits of each feed's last token, ``(len(feeds), vocab)``.
+        start. Each seq_id must be a sequence of :attr:`cache` holding ``start`` tokens.
+        Returns the logits of each feed's last token, ``(len(feeds), vocab)``.
         """
         model, cache = self.model, self.cache
         cfg = model.cfg
         device = model.tok.weight.device
+        if not feeds:
+            raise ValueError("feeds must hold at least one (seq_id, tokens, start)")
+        for seq, toks, start in feeds:
+            if not toks or start != cache.lengths.get(seq, -1) or start + len(toks) > cfg.context:
+                raise ValueError(
+                    f"feeds: sequence {seq!r} must be in the cache with start = its cached length "
+                    f"and 1 <= tokens, start + tokens <= context {cfg.context}"
+                )
         ids = torch.tensor([t for _, toks, _ in feeds for t in toks], device=device)
         positions = torch.cat([torch.arange(s, s + len(t)) for _, t, s in feeds]).to(device)
         slots = torch.cat([cache.next_slots(seq, len(t)) for seq, t, _ in feeds])

@@ -108,6 +108,10 @@ def test_forward_over_the_paged_cache_matches_the_model(gqa64):
     torch.testing.assert_close(mixed[0], full[0, 9])
     torch.testing.assert_close(mixed[1], gqa64(torch.tensor([prompt[:2]]))[0][0, 1])
     torch.testing.assert_close(last[0], full[0, 10])
+    with pytest.raises(ValueError, match="feeds"):
+        engine.forward([(0, [1], 3)])  # the sequence holds 11 tokens, not 3
+    with pytest.raises(ValueError, match="feeds"):
+        engine.forward([])
 
 
 # --- greedy equality, the requirement -----------------------------------------------
