@@ -421,6 +421,10 @@ class _PrefixCache:
         self.blocks.clear()
 
 
+def _is_token(t: object, vocab: int) -> bool:
+    return isinstance(t, int) and not isinstance(t, bool) and 0 <= t < vocab
+
+
 class Engine:
     """A serving engine over a :class:`~attn_course.model.GPT` and a paged KV cache.
 
@@ -592,7 +596,7 @@ class Engine:
             ids.add(r.request_id)
             check_non_negative("arrival_s", r.arrival_s)
             check_count("max_new_tokens", r.max_new_tokens)
-            if not r.prompt or any(not 0 <= t < self.model.cfg.vocab for t in r.prompt):
+            if not r.prompt or any(not _is_token(t, self.model.cfg.vocab) for t in r.prompt):
                 raise ValueError(f"request {r.request_id}: prompt must be >= 1 ids in [0, vocab)")
             total = len(r.prompt) + r.max_new_tokens
             if total - 1 > self.model.cfg.context:

@@ -402,6 +402,8 @@ def test_run_rejects_requests_it_cannot_serve(gqa64):
         engine.run([Request(0, 0.0, (1,), 1), Request(0, 0.0, (2,), 1)])
     with pytest.raises(ValueError, match="vocab"):
         engine.run([Request(0, 0.0, (VOCAB,), 1)])
+    with pytest.raises(ValueError, match="vocab"):
+        engine.run([Request(0, 0.0, (1.0,), 1)])
 
 
 # --- the paged cache's engine methods --------------------------------------------------------
