@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from attn_course import cost
 from attn_course.kvcache import generate_cached
@@ -245,6 +247,27 @@ def test_triton_decode_attention_reproduces_greedy(mha32):
     requests = _workload(3, prompt_range=(2, 6), output_range=(2, 3))
     report = _run(mha32, requests, attention="triton", num_blocks=8)
     assert report.outputs == _reference(mha32, requests)
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 10**6),
+    policy=st.sampled_from(["continuous", "static", "sequential"]),
+    num_blocks=st.integers(6, 24),
+    chunk_size=st.sampled_from([None, 4, 9]),
+    prefix_caching=st.booleans(),
+    host_blocks=st.sampled_from([0, 3, 50]),
+)
+def test_any_setting_reproduces_greedy_and_returns_every_block(
+    gqa64, seed, policy, num_blocks, chunk_size, prefix_caching, host_blocks
+):
+    requests = _workload(5, shared_prefix=(3, 1, 4, 1, 5, 9, 2, 6, 5), prompt_range=(1, 20),
+                         rate_per_s=1000.0, seed=seed)  # fmt: skip
+    report = _run(gqa64, requests, policy, num_blocks=num_blocks, chunk_size=chunk_size,
+                  prefix_caching=prefix_caching, host_blocks=host_blocks)  # fmt: skip
+    assert report.outputs == _reference(gqa64, requests)
 
 
 # --- the schedule -----------------------------------------------------------------------
