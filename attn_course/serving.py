@@ -32,6 +32,7 @@ from plotly.subplots import make_subplots
 
 from attn_course.cost import prefill_chunk_flops
 from attn_course.figures import style
+from attn_course.measure import torch_threads
 from attn_course.model import GPT
 from attn_course.paged import PagedKVCache, blocks_needed, paged_attention_decode
 from attn_course.presets import ModelShape
@@ -435,7 +436,10 @@ class Engine:
     sequences (0: recompute instead); ``clock``: "measured" (perf_counter seconds per step)
     or "model" (:data:`MODEL_STEP_S` + :data:`MODEL_TOKEN_S` per token, deterministic);
     ``attention``: decode rows through :func:`attn_course.paged.paged_attention_decode`
-    ("torch") or :func:`attn_course.kernels.paged.paged_decode` ("triton").
+    ("torch") or :func:`attn_course.kernels.paged.paged_decode` ("triton"); ``threads``:
+    torch CPU threads during :meth:`run` (None: as set), one by default because a small
+    model's calls gain nothing from a second thread and, on a shared machine, a
+    multi-threaded call waits for its slowest thread (:func:`attn_course.measure.torch_threads`).
 
     :attr:`cache`: the :class:`~attn_course.paged.PagedKVCache` (each :meth:`run` starts a
     fresh one and leaves every block free); :meth:`forward` runs the model over it.
@@ -453,6 +457,7 @@ class Engine:
         host_blocks: int = 0,
         clock: str = "measured",
         attention: str = "torch",
+        threads: int | None = 1,
     ) -> None:
         if not isinstance(model, GPT):
             raise ValueError(f"model must be an attn_course.model.GPT, got {type(model).__name__}")
@@ -468,6 +473,7 @@ class Engine:
         self.host_blocks = check_count("host_blocks", host_blocks, 0)
         self.clock = check_choice("clock", clock, CLOCKS)
         self.attention = check_choice("attention", attention, ATTENTIONS)
+        self.threads = None if threads is None else check_count("threads", threads)
         self.shape = gpt_shape(model)
         self.cache = self._new_cache()
 
@@ -556,6 +562,10 @@ class Engine:
         """
         policy = check_choice("policy", policy, POLICIES)
         self._check_requests(requests)
+        with torch_threads(self.threads):
+            return self._serve(requests, policy)
+
+    def _serve(self, requests: list[Request], policy: str) -> ServingReport:
         self.cache = self._new_cache()
         self._prefix = _PrefixCache(self.cache)
         self._report = ServingReport(policy, [], 0.0, [])

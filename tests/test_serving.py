@@ -406,6 +406,7 @@ def test_gpt_shape_gives_the_cost_model_the_course_gpt(gqa64):
         (dict(attention="cuda"), "attention"),
         (dict(host_blocks=-1), "host_blocks"),
         (dict(prefix_caching=1), "prefix_caching"),
+        (dict(threads=0), "threads"),
     ],
 )
 def test_engine_rejects_bad_settings_by_name(gqa64, kwargs, name):
