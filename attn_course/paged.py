@@ -178,17 +178,17 @@ class PagedKVCache:
         """The block the next token goes into: a fresh one if the last is full, and a private
         copy if the last is shared (copy-on-write)."""
         table = self.block_tables[seq_id]
-        slot = self.lengths[seq_id] % self.block_size
-        if slot == 0:  # no block yet, or the last one is full
+        index, slot = divmod(self.lengths[seq_id], self.block_size)
+        if index == len(table):  # no block yet, or the last one is full (none reserved)
             table.append(self.allocator.allocate())
-        elif self.allocator.ref_counts[table[-1]] > 1:
-            shared = table[-1]
+        elif self.allocator.ref_counts[table[index]] > 1:
+            shared = table[index]
             private = self.allocator.allocate()
             for pool in self.k_pools + self.v_pools:
                 pool[private, :slot] = pool[shared, :slot]
             self.allocator.free(shared)  # one reference fewer on the shared block
-            table[-1] = private
-        return table[-1]
+            table[index] = private
+        return table[index]
 
     def append(self, seq_id: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """Append tokens: ``k``, ``v`` of shape ``(num_layers, tokens, kv_heads, head_dim)``."""
@@ -196,13 +196,95 @@ class PagedKVCache:
         k, v = self._check_kv("k", k), self._check_kv("v", v)
         if k.shape != v.shape:
             raise ValueError(f"k and v must have one shape, got {tuple(k.shape)}, {tuple(v.shape)}")
-        for t in range(k.shape[1]):
+        slots = self.next_slots(seq_id, k.shape[1])
+        for layer in range(self.num_layers):
+            self.write(layer, slots, k[layer], v[layer])
+
+    def next_slots(self, seq_id: int, count: int) -> torch.Tensor:
+        """Flat slot ids ``block * block_size + offset`` of the next ``count`` tokens.
+
+        Takes blocks as the tokens need them (reserved ones first, see :meth:`reserve`;
+        copy-on-write for a shared last block) and advances the sequence's length, so a
+        caller can then :meth:`write` each layer's keys and values in one indexed copy.
+        """
+        self._check_sequence(seq_id)
+        check_count("count", count, 0)
+        slots = []
+        for _ in range(count):
             block = self._writable_last_block(seq_id)
-            slot = self.lengths[seq_id] % self.block_size
-            for layer in range(self.num_layers):
-                self.k_pools[layer][block, slot] = k[layer, t]
-                self.v_pools[layer][block, slot] = v[layer, t]
+            slots.append(block * self.block_size + self.lengths[seq_id] % self.block_size)
             self.lengths[seq_id] += 1
+        return torch.tensor(slots, dtype=torch.long, device=self.k_pools[0].device)
+
+    def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Store one layer's ``k``, ``v`` ``(tokens, kv_heads, head_dim)`` at ``slots``."""
+        shape = (-1, self.kv_heads, self.head_dim)
+        self.k_pools[layer].view(shape)[slots] = k.to(self.k_pools[layer].dtype)
+        self.v_pools[layer].view(shape)[slots] = v.to(self.v_pools[layer].dtype)
+
+    def reserve(self, seq_id: int, tokens: int) -> None:
+        """Allocate blocks now so the sequence's table holds ``tokens`` tokens in all.
+
+        A scheduler reserves a request's blocks when it admits it, so the budget it checked
+        cannot be taken by another request before the tokens are written. ValueError (and no
+        block taken) when the free list is too short.
+        """
+        self._check_sequence(seq_id)
+        table = self.block_tables[seq_id]
+        missing = blocks_needed(check_count("tokens", tokens, 0), self.block_size) - len(table)
+        if missing > self.allocator.num_free:
+            raise ValueError(
+                f"tokens={tokens} needs {missing} more blocks but {self.allocator.num_free} "
+                "are free"
+            )
+        table.extend(self.allocator.allocate() for _ in range(max(missing, 0)))
+
+    def add_shared_sequence(self, seq_id: int, blocks: list[int], length: int) -> None:
+        """Start ``seq_id`` on existing full blocks (a cached prefix): each gains a reference."""
+        if check_count("length", length, 0) != len(blocks) * self.block_size:
+            raise ValueError(
+                f"length must fill the {len(blocks)} shared blocks exactly "
+                f"({len(blocks) * self.block_size} tokens), got {length}"
+            )
+        for block in blocks:
+            self.allocator._check_owned(block)
+        self.add_sequence(seq_id)
+        for block in blocks:
+            self.allocator.share(block)
+        self.block_tables[seq_id] = list(blocks)
+        self.lengths[seq_id] = length
+
+    def swap_out(self, seq_id: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Copy a sequence's blocks to CPU tensors and free it from the pool.
+
+        Returns ``(k, v, length)``; k, v: ``(num_layers, blocks, block_size, kv_heads,
+        head_dim)`` on the CPU (standing for host memory). :meth:`swap_in` restores it.
+        """
+        self._check_sequence(seq_id)
+        table = torch.tensor(self.block_tables[seq_id], dtype=torch.long)
+        table = table.to(self.k_pools[0].device)
+        k = torch.stack([pool[table] for pool in self.k_pools]).to("cpu", copy=True)
+        v = torch.stack([pool[table] for pool in self.v_pools]).to("cpu", copy=True)
+        length = self.lengths[seq_id]
+        self.free_sequence(seq_id)
+        return k, v, length
+
+    def swap_in(self, seq_id: int, k: torch.Tensor, v: torch.Tensor, length: int) -> None:
+        """Bring back a sequence from :meth:`swap_out`'s tensors into freshly taken blocks."""
+        expected = (self.num_layers, "blocks", self.block_size, self.kv_heads, self.head_dim)
+        for name, t in (("k", k), ("v", v)):
+            if not isinstance(t, torch.Tensor) or t.dim() != 5 or t.shape[0] != self.num_layers \
+                    or t.shape[2:] != (self.block_size, self.kv_heads, self.head_dim):  # fmt: skip
+                raise ValueError(f"{name} must have shape {expected}, got {describe_value(t)}")
+        check_count("length", length, 0, k.shape[1] * self.block_size)
+        self.add_sequence(seq_id)
+        self.reserve(seq_id, k.shape[1] * self.block_size)
+        table = torch.tensor(self.block_tables[seq_id], dtype=torch.long)
+        table = table.to(self.k_pools[0].device)
+        for layer in range(self.num_layers):
+            self.k_pools[layer][table] = k[layer].to(self.k_pools[layer])
+            self.v_pools[layer][table] = v[layer].to(self.v_pools[layer])
+        self.lengths[seq_id] = length
 
     def gather(self, seq_id: int, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """K and V of one sequence in one layer, contiguous: ``(length, kv_heads, head_dim)``.
