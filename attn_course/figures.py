@@ -16,6 +16,10 @@ Axis titles, with their units, stay with each figure's own code.
 axis (shapes take data values there, annotations take log10 values), so a line at
 n = 65 got a label at n = 10⁶⁵ and an x axis stretched to 10⁸⁸.
 
+:func:`format_table` prints rows of results (dicts with one key per column, the keys
+naming their units) as an aligned plain-text table, for the cells that show numbers rather
+than a picture.
+
 :func:`axis_problems` finds that kind of mistake in any figure, without a browser: it
 computes each axis's data extent from the traces and reports shapes and annotations far
 outside it, explicit ranges that miss data or reach far beyond it, and data a log axis
@@ -36,6 +40,7 @@ __all__ = [
     "LEGEND_RIGHT",
     "axis_problems",
     "figure_problems",
+    "format_table",
     "layout_problems",
     "style",
     "vline",
@@ -434,3 +439,44 @@ def figure_problems(figure: go.Figure) -> list[str]:
     """:func:`axis_problems` and :func:`layout_problems` together."""
     return axis_problems(figure) + layout_problems(figure)
 
+
+
+# --- plain-text tables --------------------------------------------------------------------
+
+
+def format_table(rows: list[dict[str, Any]], *, digits: int = 4) -> str:
+    """Rows of results as an aligned text table: one column per key of the first row.
+
+    Floats print with ``digits`` significant digits, in fixed point with thousands
+    separators between 10⁻³ and 10⁷ (``12,346``, ``1.235``) and in scientific notation
+    outside (``2.760e+08``); everything else with ``str``. Each column is as wide as its
+    widest cell, numbers right-aligned.
+    """
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise ValueError("rows must be a non-empty list of dicts (one key per column)")
+    if not isinstance(digits, int) or isinstance(digits, bool) or digits < 1:
+        raise ValueError(f"digits must be an int >= 1, got {digits!r}")
+    keys = list(rows[0])
+    missing = [i for i, r in enumerate(rows) if list(r) != keys]
+    if missing:
+        raise ValueError(f"every row needs the keys {keys}; rows {missing} differ")
+
+    def cell(value: Any) -> str:
+        if not isinstance(value, float):
+            return str(value)
+        if value == 0 or not math.isfinite(value):
+            return str(value)
+        if 1e-3 <= abs(value) < 1e7:
+            decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+            return f"{value:,.{decimals}f}"
+        return f"{value:.{digits - 1}e}"
+
+    cells = [[cell(r[k]) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    numeric = [all(isinstance(r[k], int | float) for r in rows) for k in keys]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w)
+                         for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
+
+    return "\n".join([line(keys), line(["-" * w for w in widths]), *map(line, cells)])

@@ -32,6 +32,7 @@ from plotly.subplots import make_subplots
 
 from attn_course.cost import prefill_chunk_flops
 from attn_course.figures import style
+from attn_course.kvcache import generate_cached
 from attn_course.measure import torch_threads
 from attn_course.model import GPT
 from attn_course.paged import PagedKVCache, blocks_needed, paged_attention_decode
@@ -56,7 +57,9 @@ __all__ = [
     "StepRecord",
     "admit",
     "gpt_shape",
+    "greedy_outputs",
     "latency_figure",
+    "long_prompt_rows",
     "sample_workload",
     "summary_rows",
     "timeline_figure",
@@ -784,6 +787,42 @@ class Engine:
             if seq.done:
                 self._running.remove(seq)
                 self.cache.free_sequence(seq.key)
+
+
+# --- checking and summarising runs -----------------------------------------------------
+
+
+@torch.no_grad()
+def greedy_outputs(model: GPT, requests: list[Request]) -> dict[int, list[int]]:
+    """Every request decoded alone by :func:`attn_course.kvcache.generate_cached`: the tokens
+    any policy, chunking, prefix cache or offload setting must reproduce, by request id."""
+    if not isinstance(requests, list) or not all(isinstance(r, Request) for r in requests):
+        raise ValueError("requests must be a list of Request")
+    outputs = {}
+    for r in requests:
+        tokens = generate_cached(model, torch.tensor([r.prompt]), r.max_new_tokens).tokens
+        outputs[r.request_id] = tokens[0, len(r.prompt) :].tolist()
+    return outputs
+
+
+def long_prompt_rows(
+    reports: dict[str, ServingReport], request_id: int
+) -> list[dict[str, float | str]]:
+    """What one (long) request does to the others, per report: its TTFT (ms) and the worst
+    and p99 time between tokens (ms) of every *other* request."""
+    rows = []
+    for name, r in _check_reports(reports).items():
+        mine = [s for s in r.requests if s.request_id == request_id]
+        if not mine:
+            raise ValueError(f"request_id {request_id} is not in report {name!r}")
+        gaps = [g for s in r.requests if s.request_id != request_id for g in s.tbt_s]
+        rows.append({
+            "run": name,
+            "its TTFT (ms)": 1e3 * mine[0].ttft_s,
+            "others' worst TBT (ms)": 1e3 * max(gaps, default=0.0),
+            "others' TBT p99 (ms)": 1e3 * _percentile("tbt", gaps, 99) if gaps else 0.0,
+        })  # fmt: skip
+    return rows
 
 
 # --- tables and figures -----------------------------------------------------------------

@@ -24,6 +24,7 @@ import torch
 
 from attn_course.course import COURSE_ROOT, lesson_files
 from attn_course.figures import (
+    format_table,
     axis_problems,
     figure_problems,
     layout_problems,
@@ -400,3 +401,20 @@ def test_figure_fits_its_data_and_follows_the_layout_conventions(name: str):
         if (found := figure_problems(figure))
     }
     assert not problems
+
+
+def test_format_table_aligns_columns_and_formats_numbers():
+    rows = [{"policy": "static", "throughput (tok/s)": 562.619, "steps": 314, "flops": 2.76e8},
+            {"policy": "continuous", "throughput (tok/s)": 12345.6, "steps": 7, "flops": 0.0}]
+    lines = format_table(rows).splitlines()
+    assert lines[0].split() == ["policy", "throughput", "(tok/s)", "steps", "flops"]
+    assert len({len(line) for line in lines[:2]}) == 1  # the rule is as wide as the header
+    assert lines[2].split() == ["static", "562.6", "314", "2.760e+08"]
+    assert lines[3].split() == ["continuous", "12,346", "7", "0.0"]
+    # numbers are right-aligned: their last characters line up
+    assert lines[2].index("314") + 3 == lines[3].index(" 7") + 2
+    for bad in ([], [1], [{"a": 1}, {"b": 2}]):
+        with pytest.raises(ValueError, match="rows"):
+            format_table(bad)
+    with pytest.raises(ValueError, match="digits"):
+        format_table(rows, digits=0)

@@ -19,6 +19,8 @@ from attn_course.kvcache import generate_cached
 from attn_course.model import GPT, GPTConfig
 from attn_course.paged import PagedKVCache, blocks_needed
 from attn_course.serving import (
+    greedy_outputs,
+    long_prompt_rows,
     MODEL_STEP_S,
     MODEL_TOKEN_S,
     Engine,
@@ -490,3 +492,24 @@ def test_summary_rows_and_figures(gqa64, workload):
         reports["static"].ttft_percentile(101)
     with pytest.raises(ValueError, match="TBT"):
         ServingReport("x", [], 1.0, []).tbt_percentile(50)
+
+
+def test_greedy_outputs_is_the_reference_and_long_prompt_rows_single_one_request_out(
+    gqa64, workload, reference
+):
+    assert greedy_outputs(gqa64, workload) == reference
+    with pytest.raises(ValueError, match="requests"):
+        greedy_outputs(gqa64, [("not", "a request")])
+    long = sample_workload(6, vocab=VOCAB, prompt_range=(3, 10), output_range=(3, 6),
+                           rate_per_s=400.0, long_prompt=60, seed=3)  # fmt: skip
+    reports = {"whole": _run(gqa64, long, "continuous"),
+               "chunked": Engine(gqa64, num_blocks=64, chunk_size=16, clock="model").run(long)}
+    rows = long_prompt_rows(reports, long[-1].request_id)
+    for row, report in zip(rows, reports.values(), strict=True):
+        mine = next(r for r in report.requests if r.request_id == long[-1].request_id)
+        others = [g for r in report.requests if r is not mine for g in r.tbt_s]
+        assert row["its TTFT (ms)"] == pytest.approx(1e3 * mine.ttft_s)
+        assert row["others' worst TBT (ms)"] == pytest.approx(1e3 * max(others))
+        assert row["others' worst TBT (ms)"] >= row["others' TBT p99 (ms)"]
+    with pytest.raises(ValueError, match="request_id"):
+        long_prompt_rows(reports, 999)
