@@ -186,7 +186,8 @@ SKIP = {
     "dequantize", "to_float8", "tensor_bytes", "dense_decode_attention",
     "paged_attention_decode", "validate_paged_inputs",
     # they take a GPT or serving reports
-    "gpt_shape", "summary_rows", "latency_figure", "timeline_figure",
+    "gpt_shape", "summary_rows", "latency_figure", "timeline_figure", "greedy_outputs",
+    "long_prompt_rows",
 }  # fmt: skip
 
 # Classes whose constructors take sizes and flags: fuzzed like the functions. (Records such as
