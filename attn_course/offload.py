@@ -34,6 +34,7 @@ from attn_course.cost import (
 from attn_course.figures import style
 from attn_course.presets import Hardware, ModelShape, get_hardware, get_model
 from attn_course.validate import (
+    canonical_dtype,
     check_count,
     check_flag,
     check_fraction,
@@ -130,6 +131,7 @@ def swap_in_time_s(
     cache bytes (2 · layers · kv_heads · head_dim · context · batch · bytes per element)
     over the link's one-direction peak bandwidth (a lower bound: no latency, no overhead).
     """
+    kv_dtype = canonical_dtype(kv_dtype, "kv_dtype")
     n_bytes = model_kv_cache_bytes(model, context, batch=batch, dtype=kv_dtype)
     return n_bytes / get_link(link).bytes_per_s
 
@@ -224,6 +226,7 @@ def break_even_context(
     """
     m, link = get_model(model), get_link(link)
     get_hardware(hardware)
+    kv_dtype = canonical_dtype(kv_dtype, "kv_dtype")
     kw = {"mfu": check_fraction("mfu", mfu), "kv_dtype": kv_dtype, "dtype": dtype}
     if _swap_wins(m, hardware, link, 1, **kw):
         return 1
@@ -254,7 +257,7 @@ def break_even_inputs(
     m = get_model(model)
     return {
         "bytes_per_token": kv_cache_bytes_per_token(
-            m.layers, m.kv_heads, m.head_dim, dtype=kv_dtype
+            m.layers, m.kv_heads, m.head_dim, dtype=canonical_dtype(kv_dtype, "kv_dtype")
         ),
         "link_bytes_per_s": get_link(link).bytes_per_s,
         "flops_per_s": _flops_per_s(hardware, dtype, mfu),
@@ -282,7 +285,7 @@ def offload_figure(
     ``links``: default all presets; ``contexts``: default powers of 2 from 16 to 2**20.
     A marker shows each link's :func:`break_even_context` when it lies inside the range.
     """
-    m = get_model(model)
+    m, kv_dtype = get_model(model), canonical_dtype(kv_dtype, "kv_dtype")
     links = [get_link(x) for x in (link_names() if links is None else links)]
     contexts = [2**i for i in range(4, 21)] if contexts is None else list(contexts)
     if not links or not contexts:
@@ -356,7 +359,7 @@ def offload_cost(
     upper bound for attention). Returns a dict of counts, bytes, FLOPs and seconds.
     """
     c = _counts(counts)
-    m, lk = get_model(model), get_link(link)
+    m, lk, kv_dtype = get_model(model), get_link(link), canonical_dtype(kv_dtype, "kv_dtype")
     if block_size is None:
         bytes_in, bytes_out = c["bytes_in"], c["bytes_out"]
     else:
