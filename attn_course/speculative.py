@@ -78,7 +78,9 @@ def expected_tokens_per_pass(alpha: float, k: int) -> float:
     return -math.expm1((k + 1) * math.log(alpha)) / (1 - alpha)
 
 
-def expected_speedup(alpha: float, k: int, cost_ratio: float) -> float:
+def expected_speedup(
+    alpha: float, k: int, cost_ratio: float, *, verify_ratio: float = 1.0
+) -> float:
     """Expected wall-clock speed-up over plain decoding: ``(1 - α^(k+1)) / ((1 - α)(k c + 1))``.
 
     Leviathan et al. 2023, Theorem 3.8. A pass costs ``k`` draft steps of ``c`` target
@@ -86,10 +88,14 @@ def expected_speedup(alpha: float, k: int, cost_ratio: float) -> float:
     decode step: decode is memory-bound, so reading the weights once serves them all) and
     yields :func:`expected_tokens_per_pass` tokens. ``cost_ratio`` = c > 0: seconds of one
     draft step / seconds of one target step. Unitless; below 1 speculation is a slow-down.
+    ``verify_ratio`` = v > 0 drops that assumption: the verifying pass costs v decode
+    steps, and the denominator becomes ``k c + v`` (on a CPU, where a pass over k + 1
+    tokens is dearer than over one, v is 1.1-1.5; v = 1 is the paper's formula).
     """
     cost_ratio = check_positive("cost_ratio", cost_ratio)
+    verify_ratio = check_positive("verify_ratio", verify_ratio)
     tokens = expected_tokens_per_pass(alpha, k)
-    return tokens / (k * cost_ratio + 1)
+    return tokens / (k * cost_ratio + verify_ratio)
 
 
 def best_k(alpha: float, cost_ratio: float, *, max_k: int = 16) -> int:
@@ -288,18 +294,23 @@ def train_pair(
     return target, draft, tok, data
 
 
-def decode_step_seconds(model: GPT, context: int, *, min_total_s: float = 0.05) -> float:
-    """Seconds of one cached decode step of ``model`` at ``context`` cached tokens (fastest run).
+def decode_step_seconds(
+    model: GPT, context: int, *, tokens: int = 1, min_total_s: float = 0.05
+) -> float:
+    """Seconds of one cached forward of ``tokens`` new tokens after ``context`` cached ones.
 
-    The cache is a prefill of ``context`` zeros; the step feeds one more token. This is
-    the unit of the cost ratio c = draft step / target step of :func:`expected_speedup`.
+    The fastest of :func:`attn_course.measure.time_call` runs; the cache is a prefill of
+    ``context`` zeros. ``tokens = 1`` is a decode step, the unit of the cost ratio
+    c = draft step / target step of :func:`expected_speedup`; ``tokens = k + 1`` is the
+    target's verifying pass (its ratio to a decode step is ``verify_ratio``).
     """
     context = check_count("context", context, 1, model.cfg.context - 1)
+    tokens = check_count("tokens", tokens, 1, model.cfg.context - context)
     check_positive("min_total_s", min_total_s)
     with torch.no_grad():
         _, caches = model(torch.zeros(1, context, dtype=torch.long))
-        token = torch.zeros(1, 1, dtype=torch.long)
-        return time_call(lambda: model(token, caches), 5, min_total_s)
+        new = torch.zeros(1, tokens, dtype=torch.long)
+        return time_call(lambda: model(new, caches), 5, min_total_s)
 
 
 @dataclass(frozen=True)
@@ -311,9 +322,11 @@ class SpeculativeMeasurement:
     speculative_s, plain_s: median over repeats of the seconds to generate for every
     prompt, speculative vs ``generate_cached``; measured_speedup = plain_s / speculative_s;
     cost_ratio: c measured as draft step / target step seconds (:func:`decode_step_seconds`);
-    predicted_speedup: :func:`expected_speedup` (measured α, k, measured c);
+    predicted_speedup: :func:`expected_speedup` (measured α, k, measured c; the paper's v = 1);
     predicted_tokens_per_pass: :func:`expected_tokens_per_pass` (measured α, k);
-    identical: every speculative output equalled ``generate_cached``'s.
+    identical: every speculative output equalled ``generate_cached``'s;
+    verify_ratio: v measured as (target pass over k + 1 tokens) / (target decode step);
+    predicted_speedup_with_verify: :func:`expected_speedup` with that measured v.
     """
 
     k: int
@@ -327,17 +340,49 @@ class SpeculativeMeasurement:
     predicted_speedup: float
     predicted_tokens_per_pass: float
     identical: bool
+    verify_ratio: float = 1.0
+    predicted_speedup_with_verify: float = 0.0
 
 
-def _check_prompts(prompts: list[torch.Tensor]) -> None:
+def _check_measure_inputs(
+    target: GPT, draft: GPT, prompts: list[torch.Tensor], new_tokens: int, ks: list[int]
+) -> None:
     if not isinstance(prompts, list | tuple) or not prompts:
         raise ValueError("prompts must be a non-empty list of (1, tokens) tensors")
+    if not isinstance(ks, list | tuple) or not ks:
+        raise ValueError("ks must be a non-empty list of draft lengths >= 1")
+    for k in ks:
+        check_count("k", k)
+    for p in prompts:
+        _check_pair(target, draft, p, new_tokens, 1)
 
 
 def _plain_run(target: GPT, prompts: list[torch.Tensor], new_tokens: int) -> tuple[float, list]:
     t0 = time.perf_counter()
     outs = [generate_cached(target, p, new_tokens).tokens for p in prompts]
     return time.perf_counter() - t0, outs
+
+
+def _step_costs(
+    target: GPT, draft: GPT, context: int, ks: list[int], new_tokens: int, rounds: int = 3
+) -> tuple[float, dict[int, float]]:
+    """c = draft step / target step, and per k v = verifying pass / target step.
+
+    ``rounds`` sweeps over all the timings, each kept at its fastest, so a burst of load
+    spoils one round of every timing instead of all rounds of one.
+    """
+    # A pass verifies at most new_tokens - 1 tokens (k' <= remaining - 1, plus one).
+    widths = {k: max(1, min(k + 1, new_tokens - 1)) for k in ks}
+    context = min(context, target.cfg.context - max(widths.values()), draft.cfg.context - 1)
+    context = max(1, context)
+    calls = {"target": (target, 1), "draft": (draft, 1)}
+    calls.update({k: (target, w) for k, w in widths.items()})
+    best = dict.fromkeys(calls, math.inf)
+    for _ in range(rounds):
+        for key, (model, width) in calls.items():
+            seconds = decode_step_seconds(model, context, tokens=width, min_total_s=0.02)
+            best[key] = min(best[key], seconds)
+    return best["draft"] / best["target"], {k: best[k] / best["target"] for k in ks}
 
 
 def measure_speculative(
@@ -355,23 +400,19 @@ def measure_speculative(
     Each repeat times plain ``generate_cached`` over all prompts and then speculation for
     every k (interleaved, so a burst of load on a shared machine spoils one repeat of each
     rather than all repeats of one); seconds are medians over ``repeats``. The cost ratio c
-    is timed once per call at the mean context of the generation (prompt + new / 2).
-    ``threads``: torch CPU threads while measuring (restored after). On this CPU the tiny
-    draft is not much cheaper than the tiny target, so c is large and the speed-up may be
-    below 1 — the predicted value, from the measured α and c, says why.
+    and the verify ratio v are timed once per call at the mean context of the generation
+    (prompt + new / 2). ``threads``: torch CPU threads while measuring (restored after).
+    On this CPU the tiny draft is not much cheaper than the tiny target (c ~ 0.2-0.5, not
+    the 0.01-0.1 of a real pair), verifying k + 1 tokens costs more than one step (v > 1)
+    and every round pays Python overhead, so the speed-up may be below 1: the predicted
+    values, from the measured α, c and v, say why.
     """
-    _check_prompts(prompts)
-    if not isinstance(ks, list | tuple) or not ks:
-        raise ValueError("ks must be a non-empty list of draft lengths >= 1")
-    for k in ks:
-        check_count("k", k)
+    _check_measure_inputs(target, draft, prompts, new_tokens, ks)
     check_count("repeats", repeats)
-    for p in prompts:
-        _check_pair(target, draft, p, new_tokens, 1)
     spec_s: dict[int, list[float]] = {k: [] for k in ks}
     plain_s: list[float] = []
     results: dict[int, list[SpeculativeResult]] = {}
-    identical = {k: True for k in ks}
+    identical = dict.fromkeys(ks, True)
     with torch_threads(threads):
         for _ in range(repeats):
             seconds, plain = _plain_run(target, prompts, new_tokens)
@@ -384,11 +425,12 @@ def measure_speculative(
                 )
                 results[k] = runs
         mean_context = round(sum(p.shape[1] for p in prompts) / len(prompts) + new_tokens / 2)
-        mean_context = min(mean_context, target.cfg.context - 1, draft.cfg.context - 1)
-        c = decode_step_seconds(draft, mean_context) / decode_step_seconds(target, mean_context)
+        c, verify = _step_costs(target, draft, mean_context, ks, new_tokens)
     plain_median = statistics.median(plain_s)
     return [
-        _measurement(k, results[k], statistics.median(spec_s[k]), plain_median, c, identical[k])
+        _measurement(
+            k, results[k], statistics.median(spec_s[k]), plain_median, c, verify[k], identical[k]
+        )  # fmt: skip
         for k in ks
     ]
 
@@ -399,6 +441,7 @@ def _measurement(
     spec_s: float,
     plain_s: float,
     c: float,
+    v: float,
     identical: bool,
 ) -> SpeculativeMeasurement:
     """Pool the prompts' counts into one :class:`SpeculativeMeasurement`."""
@@ -423,6 +466,8 @@ def _measurement(
         predicted_speedup=expected_speedup(total.alpha, k, c),
         predicted_tokens_per_pass=expected_tokens_per_pass(total.alpha, k),
         identical=identical,
+        verify_ratio=v,
+        predicted_speedup_with_verify=expected_speedup(total.alpha, k, c, verify_ratio=v),
     )
 
 
@@ -439,6 +484,10 @@ def speedup_figure(measurements: list[SpeculativeMeasurement]) -> go.Figure:
     fig.add_scatter(
         x=ks, y=[m.predicted_speedup for m in measurements], mode="lines+markers",
         line={"dash": "dash"}, name="predicted: (1-α^(k+1)) / ((1-α)(kc+1))",
+    )  # fmt: skip
+    fig.add_scatter(
+        x=ks, y=[m.predicted_speedup_with_verify for m in measurements], mode="lines+markers",
+        line={"dash": "dot"}, name="predicted with the measured verify cost v: ÷ (kc+v)",
     )  # fmt: skip
     fig.add_hline(y=1, line={"color": "grey", "dash": "dot"})
     c = statistics.median(m.cost_ratio for m in measurements)

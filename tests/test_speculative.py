@@ -178,6 +178,10 @@ def test_speedup_formula_and_its_limits():
     assert expected_speedup(0.0, 3, 0.1) == pytest.approx(1 / 1.3)  # always rejected: a loss
     a, k, c = 0.8, 3, 0.05
     assert expected_speedup(a, k, c) == pytest.approx((1 - a ** (k + 1)) / ((1 - a) * (k * c + 1)))
+    # a verifying pass that costs v decode steps: the denominator is k c + v
+    assert expected_speedup(a, k, c, verify_ratio=1.5) == pytest.approx(
+        expected_tokens_per_pass(a, k) / (k * c + 1.5)
+    )
 
 
 def test_best_k():
@@ -203,6 +207,10 @@ def test_measure_speculative_reports_consistent_numbers(pair):
         assert m.speculative_s > 0 and m.plain_s > 0 and m.cost_ratio > 0
         assert m.measured_speedup == pytest.approx(m.plain_s / m.speculative_s)
         assert m.predicted_speedup == pytest.approx(expected_speedup(m.alpha, m.k, m.cost_ratio))
+        assert m.verify_ratio > 0
+        assert m.predicted_speedup_with_verify == pytest.approx(
+            expected_speedup(m.alpha, m.k, m.cost_ratio, verify_ratio=m.verify_ratio)
+        )
         assert 1 <= m.tokens_per_pass <= m.k + 1
     figure = speedup_figure(rows)
     assert not figure_problems(figure)
@@ -210,8 +218,12 @@ def test_measure_speculative_reports_consistent_numbers(pair):
     assert figure.layout.xaxis.title.text and figure.layout.yaxis.title.text
 
 
-def test_decode_step_seconds_is_positive():
-    assert decode_step_seconds(tiny(1, 16, 2, 1, seed=2), 10, min_total_s=0.001) > 0
+def test_decode_step_seconds_is_positive_and_checks_the_context():
+    model = tiny(1, 16, 2, 1, seed=2)
+    assert decode_step_seconds(model, 10, min_total_s=0.001) > 0
+    assert decode_step_seconds(model, 10, tokens=5, min_total_s=0.001) > 0
+    with pytest.raises(ValueError, match="tokens"):
+        decode_step_seconds(model, CONTEXT - 2, tokens=5)
 
 
 def test_train_pair_gives_a_smaller_draft_on_the_same_vocabulary(pair):
@@ -234,6 +246,7 @@ def test_train_pair_gives_a_smaller_draft_on_the_same_vocabulary(pair):
      (lambda: expected_tokens_per_pass(0.5, 2.0), "k"),
      (lambda: expected_speedup(0.5, 3, 0.0), "cost_ratio"),
      (lambda: expected_speedup(0.5, 3, -1.0), "cost_ratio"),
+     (lambda: expected_speedup(0.5, 3, 0.1, verify_ratio=0), "verify_ratio"),
      (lambda: best_k(0.5, 0.1, max_k=0), "max_k"),
      (lambda: best_k(2.0, 0.1), "alpha"),
      (lambda: train_pair(steps=-1), "steps"),
