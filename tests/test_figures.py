@@ -324,6 +324,23 @@ def _paged() -> list[go.Figure]:
     ]
 
 
+def _speculative() -> list[go.Figure]:
+    from attn_course.speculative import SpeculativeMeasurement, expected_speedup, speedup_figure
+
+    rows = [
+        SpeculativeMeasurement(k, 0.5, 0.7, 2.0, 0.3, 0.4, 0.4 / 0.3, 0.2,
+                               expected_speedup(0.7, k, 0.2), 2.0, True, 1.2, 1.1)
+        for k in (1, 2, 4, 8)
+    ]  # fmt: skip
+    return [speedup_figure(rows)]
+
+
+def _offload() -> list[go.Figure]:
+    from attn_course.offload import offload_figure
+
+    return [offload_figure(m, "H100-SXM5-80GB") for m in ("GPT-2-small", "Llama-3-8B")]
+
+
 # One entry per figure function or interactive display a lesson imports from the package.
 BUILDERS: dict[str, Callable[[], list[go.Figure]]] = {
     "memory_scaling_figure": _memory_figures,
@@ -349,6 +366,8 @@ BUILDERS: dict[str, Callable[[], list[go.Figure]]] = {
     "decode_roofline_figure": _roofline,
     "fragmentation_figure": _paged,
     "prefix_sharing_figure": _paged,
+    "speedup_figure": _speculative,
+    "offload_figure": _offload,
 }
 
 FIGURE_NAME = re.compile(r"(_figure|Calculator|Explorer)$")

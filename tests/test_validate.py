@@ -29,11 +29,13 @@ from attn_course import (
     linear,
     memory,
     model,
+    offload,
     paged,
     presets,
     scores,
     serving,
     sparse,
+    speculative,
     tiling,
     validate,
 )
@@ -153,7 +155,8 @@ def test_check_loop_size():
 
 # --- the fuzz over the public API -------------------------------------------------------------
 
-MODULES = (cost, scores, memory, tiling, linear, sparse, kvcache, paged, presets, model, serving)
+MODULES = (cost, scores, memory, tiling, linear, sparse, kvcache, paged, presets, model, serving,
+           speculative, offload)  # fmt: skip
 
 # Functions the fuzz does not call, and why. Their tensor/model arguments are checked by the
 # tests of their own module (test_scores, test_tiling, ... "bad input" sections).
@@ -185,9 +188,10 @@ SKIP = {
     "mask_and", "mask_or", "mass_outside_mask", "window_error_curve", "cached_attention_step",
     "dequantize", "to_float8", "tensor_bytes", "dense_decode_attention",
     "paged_attention_decode", "validate_paged_inputs",
-    # they take a GPT or serving reports
+    # notebook 08: they take a GPT, serving reports, measurements or an engine's counts
     "gpt_shape", "summary_rows", "latency_figure", "timeline_figure", "greedy_outputs",
-    "long_prompt_rows",
+    "long_prompt_rows", "speculative_generate", "measure_speculative", "speedup_figure",
+    "train_pair", "decode_step_seconds", "offload_cost",
 }  # fmt: skip
 
 # Classes whose constructors take sizes and flags: fuzzed like the functions. (Records such as
@@ -207,6 +211,8 @@ GOOD: dict[str, Any] = {
     "ms": 2.0, "vocab": 64, "prompt_lengths": [4, 8], "free_blocks": 8, "max_batch": 4,
     "model": "Llama-3-8B", "hardware": "H100-SXM5-80GB", "kind": "rope", "kernel": "forward",
     "method": "softmax", "name": "sliding window", "dtype": "float32", "lags": [1, 2],
+    "alpha": 0.7, "cost_ratio": 0.1, "link": "PCIe-5.0-x16", "bytes_per_token": 1e5,
+    "link_bytes_per_s": 6e10, "weight_flops_per_token": 1e10,
     "v_dim": 16, "text": "the cat sat", "row": 3, "num_layers": 2, "num_blocks": 8,
     # one head of 8 tokens of width 4; non-negative, so they are valid features φ(q), φ(k) too
     **{t: torch.rand(8, 4, generator=torch.Generator().manual_seed(0))
@@ -224,6 +230,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "get_hardware": {"hardware": "H100-SXM5-80GB"},
     "tiling_schedule": {"n": 32},
     "matmul_flops": {"k": 4},  # k is a size here, the keys elsewhere
+    "expected_tokens_per_pass": {"k": 4},  # k: tokens a draft proposes
+    "expected_speedup": {"k": 4},
 }
 
 # Bad values by kind. "strict" must raise an error naming the parameter; "lenient" (0 for
@@ -239,7 +247,7 @@ LENIENT = {"count": [0, 10**21], "number": [0.0, 1e300]}
 
 # str parameters that are names of a preset or a choice (anything else is free text).
 CHOICE_PARAMS = {"model", "hardware", "kind", "kernel", "method", "name", "axis", "op",
-                 "logits", "pattern", "stabilise", "baseline"}  # fmt: skip
+                 "logits", "pattern", "stabilise", "baseline", "link"}  # fmt: skip
 # Return types of functions that compute a number from the arguments (no tensors): only they
 # get huge sizes, since a function that builds a tensor of 10**21 elements would try to.
 SCALAR_RETURNS = re.compile(
