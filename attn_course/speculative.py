@@ -343,6 +343,22 @@ class SpeculativeMeasurement:
     verify_ratio: float = 1.0
     predicted_speedup_with_verify: float = 0.0
 
+    def row(self) -> dict[str, float | int | bool]:
+        """The columns a table shows, named with their units (for ``figures.format_table``)."""
+        return {
+            "k": self.k,
+            "alpha": self.alpha,
+            "tokens/pass": self.tokens_per_pass,
+            "c (draft/target)": self.cost_ratio,
+            "v (verify/step)": self.verify_ratio,
+            "speculative (s)": self.speculative_s,
+            "plain (s)": self.plain_s,
+            "speed-up measured": self.measured_speedup,
+            "predicted (v=1)": self.predicted_speedup,
+            "predicted (v)": self.predicted_speedup_with_verify,
+            "identical": self.identical,
+        }
+
 
 def _check_measure_inputs(
     target: GPT, draft: GPT, prompts: list[torch.Tensor], new_tokens: int, ks: list[int]

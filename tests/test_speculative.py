@@ -212,6 +212,9 @@ def test_measure_speculative_reports_consistent_numbers(pair):
             expected_speedup(m.alpha, m.k, m.cost_ratio, verify_ratio=m.verify_ratio)
         )
         assert 1 <= m.tokens_per_pass <= m.k + 1
+        row = m.row()
+        assert (row["k"], row["alpha"], row["speed-up measured"], row["identical"]) == (
+            m.k, m.alpha, m.measured_speedup, True)  # fmt: skip
     figure = speedup_figure(rows)
     assert not figure_problems(figure)
     assert "speed-up" in figure.layout.title.text.lower()
