@@ -874,6 +874,7 @@ def latency_figure(reports: dict[str, ServingReport]) -> go.Figure:
                 row=1, col=col,
             )  # fmt: skip
     figure.update_yaxes(type="log", title_text="ms (log scale)")
+    figure.update_xaxes(title_text="policy")
     figure.update_layout(template="plotly_white")
     return style(figure, "Latency per request: TTFT and TBT by scheduling policy", height=440)
 

@@ -341,6 +341,18 @@ def _offload() -> list[go.Figure]:
     return [offload_figure(m, "H100-SXM5-80GB") for m in ("GPT-2-small", "Llama-3-8B")]
 
 
+def _serving() -> list[go.Figure]:
+    from attn_course.model import GPT, GPTConfig
+    from attn_course.serving import Engine, latency_figure, sample_workload, timeline_figure
+
+    model = GPT(GPTConfig(vocab=16, context=64, layers=1, d_model=16, heads=2, kv_heads=2)).eval()
+    requests = sample_workload(6, vocab=16, prompt_range=(3, 12), output_range=(2, 6),
+                               rate_per_s=400.0, long_prompt=30)  # fmt: skip
+    reports = {p: Engine(model, num_blocks=32, block_size=8, clock="model").run(requests, p)
+               for p in ("continuous", "static")}  # fmt: skip
+    return [latency_figure(reports), timeline_figure(reports["continuous"])]
+
+
 # One entry per figure function or interactive display a lesson imports from the package.
 BUILDERS: dict[str, Callable[[], list[go.Figure]]] = {
     "memory_scaling_figure": _memory_figures,
@@ -368,6 +380,8 @@ BUILDERS: dict[str, Callable[[], list[go.Figure]]] = {
     "prefix_sharing_figure": _paged,
     "speedup_figure": _speculative,
     "offload_figure": _offload,
+    "latency_figure": _serving,
+    "timeline_figure": _serving,
 }
 
 FIGURE_NAME = re.compile(r"(_figure|Calculator|Explorer)$")
