@@ -7,6 +7,7 @@ inputs rounded to the input dtype) + a small absolute floor (1e-5).
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 import attn_course.kernels  # noqa: F401  (fixes the kernel mode before anything imports triton)
 from attn_course import splitk
+from attn_course.kernels import splitk as kernels_splitk
 from attn_course.kernels.paged import paged_decode
 from attn_course.kernels.splitk import default_splits, split_decode, split_decode_partials
 from attn_course.kvcache import paged_decode_grid_cost
@@ -276,10 +278,6 @@ def test_decode_grid_rows_llama3_8b_on_h100():
 
 
 def test_the_modelled_split_grid_is_the_one_the_kernel_launches():
-    import inspect
-
-    from attn_course.kernels import splitk as kernels_splitk
-
     source = inspect.getsource(kernels_splitk)
     assert "split_decode_kernel[(batch, heads, splits)]" in source
     assert "combine_kernel[(batch, heads)]" in source

@@ -33,6 +33,7 @@ from attn_course import (
     presets,
     scores,
     sparse,
+    splitk,
     tiling,
     validate,
 )
@@ -152,7 +153,7 @@ def test_check_loop_size():
 
 # --- the fuzz over the public API -------------------------------------------------------------
 
-MODULES = (cost, scores, memory, tiling, linear, sparse, kvcache, paged, presets, model)
+MODULES = (cost, scores, memory, tiling, linear, sparse, kvcache, paged, presets, model, splitk)
 
 # Functions the fuzz does not call, and why. Their tensor/model arguments are checked by the
 # tests of their own module (test_scores, test_tiling, ... "bad input" sections).
@@ -183,7 +184,8 @@ SKIP = {
     "flex_attention_output", "flex_block_layout", "layout_from_flex", "layout_to_flex",
     "mask_and", "mask_or", "mass_outside_mask", "window_error_curve", "cached_attention_step",
     "dequantize", "to_float8", "tensor_bytes", "dense_decode_attention",
-    "paged_attention_decode", "validate_paged_inputs",
+    "paged_attention_decode", "validate_paged_inputs", "partial_attention", "merge_partials",
+    "merge_many", "split_decode_reference",
 }  # fmt: skip
 
 # Classes whose constructors take sizes and flags: fuzzed like the functions. (Records such as
@@ -220,6 +222,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "get_hardware": {"hardware": "H100-SXM5-80GB"},
     "tiling_schedule": {"n": 32},
     "matmul_flops": {"k": 4},  # k is a size here, the keys elsewhere
+    "split_ranges": {"context_len": 64, "splits": 3},
+    **{f: {"contexts": [4096], "batches": [1, 8]} for f in ("decode_grid_rows", "busy_sm_figure")},
 }
 
 # Bad values by kind. "strict" must raise an error naming the parameter; "lenient" (0 for
