@@ -51,6 +51,7 @@ from attn_course.triton_mode import kernel_device, kernel_mode
 __all__ = [
     "ALLOWED_BLOCK_SIZES",
     "PagedLaunch",
+    "attend_blocks",
     "fold_block",
     "paged_decode",
     "paged_launch_inputs",
@@ -98,6 +99,31 @@ def fold_block(
 
 
 @triton.jit
+def attend_blocks(
+    Q, KPool, VPool, BlockTables, seq, head, first, last, context_len, max_blocks, heads,
+    kv_heads, group_size, qk_scale, HEAD_DIM: tl.constexpr, BLOCK_SIZE: tl.constexpr,
+):  # fmt: skip
+    """Load the query of (seq, head) and fold logical blocks ``first .. last - 1`` of its cache.
+
+    Returns the online-softmax state (acc, row_sum, row_max) in log2 units; with
+    first == last (an empty range) that is (0, 0, -inf). GQA: query head h reads key/value
+    head h // group_size.
+    """
+    kv_head = head // group_size
+    dims = tl.arange(0, HEAD_DIM)
+    q = tl.load(Q + (seq * heads + head).to(tl.int64) * HEAD_DIM + dims).to(tl.float32)
+    row_max = tl.full([], float("-inf"), dtype=tl.float32)
+    row_sum = tl.full([], 0.0, dtype=tl.float32)
+    acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
+    for j in range(first, last):
+        acc, row_sum, row_max = fold_block(
+            acc, row_sum, row_max, q, KPool, VPool, BlockTables, seq, j, max_blocks,
+            context_len, kv_heads, kv_head, qk_scale, HEAD_DIM, BLOCK_SIZE,
+        )  # fmt: skip
+    return acc, row_sum, row_max
+
+
+@triton.jit
 def paged_decode_kernel(
     Q, KPool, VPool, Out, BlockTables, ContextLens,
     max_blocks, heads, kv_heads, group_size, qk_scale,
@@ -106,23 +132,13 @@ def paged_decode_kernel(
     """One program = one query head of one sequence. Grid (batch, heads)."""
     seq = tl.program_id(0)
     head = tl.program_id(1)
-    kv_head = head // group_size
     context_len = tl.load(ContextLens + seq)
-    dims = tl.arange(0, HEAD_DIM)
-
-    q = tl.load(Q + (seq * heads + head).to(tl.int64) * HEAD_DIM + dims).to(tl.float32)
-    row_max = tl.full([], float("-inf"), dtype=tl.float32)
-    row_sum = tl.full([], 0.0, dtype=tl.float32)
-    acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
-
-    num_blocks_used = tl.cdiv(context_len, BLOCK_SIZE)
-    for j in range(0, num_blocks_used):
-        acc, row_sum, row_max = fold_block(
-            acc, row_sum, row_max, q, KPool, VPool, BlockTables, seq, j, max_blocks,
-            context_len, kv_heads, kv_head, qk_scale, HEAD_DIM, BLOCK_SIZE,
-        )  # fmt: skip
-
+    acc, row_sum, _ = attend_blocks(
+        Q, KPool, VPool, BlockTables, seq, head, 0, tl.cdiv(context_len, BLOCK_SIZE),
+        context_len, max_blocks, heads, kv_heads, group_size, qk_scale, HEAD_DIM, BLOCK_SIZE,
+    )  # fmt: skip
     # context_len >= 1 is checked on the host, so row_sum > 0 here.
+    dims = tl.arange(0, HEAD_DIM)
     tl.store(Out + (seq * heads + head).to(tl.int64) * HEAD_DIM + dims, acc / row_sum)
 
 

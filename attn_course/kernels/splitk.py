@@ -10,7 +10,7 @@ results, their logsumexp merge) is in :mod:`attn_course.splitk`. Two kernels:
 Program (b, h, s) owns blocks ``[⌊s·B / splits⌋, ⌊(s+1)·B / splits⌋)`` of sequence b's
 block table, B = ⌈context_lens[b] / BLOCK_SIZE⌉ (whole blocks, balanced:
 :func:`attn_course.splitk.split_ranges`). It folds them into the online-softmax state
-(m, ℓ, acc) with the loop body of the unsplit kernel (:func:`attn_course.kernels.paged.fold_block`,
+(m, ℓ, acc) with the unsplit kernel's loop (:func:`attn_course.kernels.paged.attend_blocks`,
 log2 units), then writes, in float32,
 
 * its partial output **normalised**, ``o = acc / ℓ``, to ``partial_out[b, h, s, :]``;
@@ -54,7 +54,7 @@ import torch
 import triton
 import triton.language as tl
 
-from attn_course.kernels.paged import fold_block, paged_launch_inputs
+from attn_course.kernels.paged import attend_blocks, paged_launch_inputs
 from attn_course.kernels.tiles import LOG2E
 from attn_course.kvcache import splits_to_fill
 from attn_course.paged import blocks_needed
@@ -78,27 +78,19 @@ def split_decode_kernel(
     seq = tl.program_id(0)
     head = tl.program_id(1)
     split = tl.program_id(2)
-    kv_head = head // group_size
     context_len = tl.load(ContextLens + seq)
-    dims = tl.arange(0, HEAD_DIM)
-    q = tl.load(Q + (seq * heads + head).to(tl.int64) * HEAD_DIM + dims).to(tl.float32)
-    row_max = tl.full([], float("-inf"), dtype=tl.float32)
-    row_sum = tl.full([], 0.0, dtype=tl.float32)
-    acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
-
     # Balanced whole blocks, as attn_course.splitk.split_ranges: empty when blocks < splits.
     num_blocks_used = tl.cdiv(context_len, BLOCK_SIZE)
-    first = split * num_blocks_used // splits
-    last = (split + 1) * num_blocks_used // splits
-    for j in range(first, last):
-        acc, row_sum, row_max = fold_block(
-            acc, row_sum, row_max, q, KPool, VPool, BlockTables, seq, j, max_blocks,
-            context_len, kv_heads, kv_head, qk_scale, HEAD_DIM, BLOCK_SIZE,
-        )  # fmt: skip
+    acc, row_sum, row_max = attend_blocks(
+        Q, KPool, VPool, BlockTables, seq, head,
+        split * num_blocks_used // splits, (split + 1) * num_blocks_used // splits,
+        context_len, max_blocks, heads, kv_heads, group_size, qk_scale, HEAD_DIM, BLOCK_SIZE,
+    )  # fmt: skip
 
     # An empty split: row_sum 0, row_max -inf -> o = 0, lse = -inf + log2(1) = -inf.
     safe_sum = tl.where(row_sum == 0.0, 1.0, row_sum)
     row = ((seq * heads + head) * splits + split).to(tl.int64)
+    dims = tl.arange(0, HEAD_DIM)
     tl.store(PartialOut + row * HEAD_DIM + dims, acc / safe_sum)
     tl.store(PartialLse + row, (row_max + tl.log2(safe_sum)) / LOG2E)
 
