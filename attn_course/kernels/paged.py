@@ -27,7 +27,8 @@ arithmetic; notebook 07, section 6, prints it):
 * No split over the context (FlashDecoding, Dao et al. 2023): at batch 1 the grid has
   only ``heads`` programs, fewer than the GPU's SMs, each walking the whole context in
   sequence. Splitting the context over a third grid axis, then combining the partial
-  (acc, m, ℓ) with the online-softmax rescaling, fills the GPU at long context.
+  (acc, m, ℓ) with the online-softmax rescaling, fills the GPU at long context:
+  :mod:`attn_course.kernels.splitk` (notebook 08) does that with this kernel's loop.
 
 With one query row there is nothing for ``tl.dot`` to multiply (it needs >= 16 rows), so the
 scores are an elementwise product and a sum over head_dim, in float32. That also means

@@ -11,7 +11,8 @@ Program (b, h, s) owns blocks ``[⌊s·B / splits⌋, ⌊(s+1)·B / splits⌋)``
 block table, B = ⌈context_lens[b] / BLOCK_SIZE⌉ (whole blocks, balanced:
 :func:`attn_course.splitk.split_ranges`). It folds them into the online-softmax state
 (m, ℓ, acc) with the unsplit kernel's loop (:func:`attn_course.kernels.paged.attend_blocks`,
-log2 units), then writes, in float32,
+log2 units; :func:`attn_course.kernels.tiles.online_softmax_step` does not fit: it multiplies
+with ``tl.dot``, which needs >= 16 query rows, and decode has one), then writes, in float32,
 
 * its partial output **normalised**, ``o = acc / ℓ``, to ``partial_out[b, h, s, :]``;
 * its logsumexp in **natural-log units**, ``lse = (m + log2 ℓ) · ln 2``, to
