@@ -181,6 +181,7 @@ def split_ranges(context_len: int, block_size: int, splits: int) -> list[tuple[i
     return [(min(a, context_len), min(b, context_len)) for a, b in pairwise(edges)]
 
 
+# paged.paged_attention_decode's signature plus splits, on purpose: the kernel's reference.
 def split_decode_reference(
     q: torch.Tensor,
     k_pool: torch.Tensor,
