@@ -47,6 +47,7 @@ from attn_course.validate import check_count, check_loop_size, describe_value, r
 
 __all__ = [
     "SM_COUNTS",
+    "SM_COUNT_SOURCES",
     "busy_sm_figure",
     "decode_grid_rows",
     "merge_many",
@@ -238,10 +239,14 @@ SM_COUNTS: dict[str, int] = {
     "RTX-4090-24GB": 128,
 }
 
-SM_COUNT_SOURCE = (
-    "NVIDIA A100 and H100 Tensor Core GPU architecture whitepapers, H200 datasheet (same "
-    "GH100 as H100 SXM), Ada GPU architecture whitepaper (RTX 4090; L4 from its 7,424 cores)"
-)
+#: Where each of :data:`SM_COUNTS` comes from (the ``sm_source`` of :func:`decode_grid_rows`' rows).
+SM_COUNT_SOURCES: dict[str, str] = {
+    "A100-SXM4-80GB": "NVIDIA A100 Tensor Core GPU Architecture whitepaper: 108 SMs",
+    "H100-SXM5-80GB": "NVIDIA H100 Tensor Core GPU Architecture whitepaper: 132 SMs (SXM5)",
+    "H200-SXM-141GB": "NVIDIA H200 datasheet (GH100 as H100 SXM) + H100 whitepaper: 132 SMs",
+    "L4-24GB": "7,424 CUDA cores / 128 per Ada SM (NVIDIA Ada GPU architecture whitepaper): 58",
+    "RTX-4090-24GB": "NVIDIA Ada GPU architecture whitepaper, Appendix A: 128 SMs",
+}
 
 
 def sm_count(hardware: str) -> int:
@@ -269,9 +274,9 @@ def decode_grid_rows(
     programs and busy SM share (min(programs, SMs) / SMs) of each, blocks each program walks,
     the K/V bytes read and the partial-result bytes the split adds (acc, m, ℓ in float32,
     written and read back: :func:`attn_course.kvcache.paged_decode_grid_cost`), and their
-    ratio ``extra_traffic`` = partial bytes / K/V bytes read.
+    ratio ``extra_traffic`` = partial bytes / K/V bytes read; ``sm_source`` cites the SM count.
     """
-    shape, sms = get_model(model), sm_count(hardware)
+    shape, sms, gpu = get_model(model), sm_count(hardware), get_hardware(hardware).name
     rows: list[dict[str, float | int | str]] = []
     for context in contexts:
         for batch in batches:
@@ -284,8 +289,8 @@ def decode_grid_rows(
                          blocks_needed(context, block_size))  # fmt: skip
             split = paged_decode_grid_cost(context, splits=splits, **grid)
             rows.append({
-                "model": shape.name, "hardware": hardware, "context": context, "batch": batch,
-                "sm_count": sms, "splits": splits,
+                "model": shape.name, "hardware": gpu, "context": context, "batch": batch,
+                "sm_count": sms, "sm_source": SM_COUNT_SOURCES[gpu], "splits": splits,
                 "programs_unsplit": unsplit.programs, "busy_unsplit": unsplit.busy_sm_fraction,
                 "programs_split": split.programs, "busy_split": split.busy_sm_fraction,
                 "blocks_per_program_unsplit": unsplit.blocks_per_program,
@@ -309,5 +314,6 @@ def busy_sm_figure(
                         text=[f"{r['splits']} splits" for r in rows])  # fmt: skip
     fig.update_layout(xaxis={"title": "batch (sequences)", "type": "log"},
                       yaxis={"title": "SMs with a program (%)", "range": [0, 105]})  # fmt: skip
-    title = f"Decode at context {context}: {model} on {hardware} ({sm_count(hardware)} SMs)"
+    name, gpu = get_model(model).name, get_hardware(hardware).name
+    title = f"Decode at context {context}: {name} on {gpu} ({sm_count(hardware)} SMs)"
     return style(fig, title, width=760, height=420)

@@ -252,7 +252,8 @@ def test_kernel_validates_before_launch():
 
 
 def test_sm_counts_cover_the_hardware_presets_and_agree_with_tiling():
-    assert set(SM_COUNTS) == set(hardware_names())
+    assert set(SM_COUNTS) == set(hardware_names()) == set(splitk.SM_COUNT_SOURCES)
+    assert all(str(n) in splitk.SM_COUNT_SOURCES[gpu] for gpu, n in SM_COUNTS.items())
     assert SM_COUNTS["A100-SXM4-80GB"] == ON_CHIP_MEMORY["A100"].sm_count == 108
     assert SM_COUNTS["H100-SXM5-80GB"] == ON_CHIP_MEMORY["H100"].sm_count == 132
     with pytest.raises(ValueError, match="hardware"):
