@@ -217,6 +217,11 @@ def test_kernel_equals_the_unsplit_kernel_and_empty_splits_write_minus_inf():
         torch.testing.assert_close(partial_lse[1, :, s].cpu(), lse, rtol=1e-5, atol=1e-6)
     merged, _ = merge_many(partial_out.movedim(2, 0).cpu(), partial_lse.movedim(2, 0).cpu())
     torch.testing.assert_close(merged, unsplit.cpu(), rtol=1e-5, atol=1e-6)
+    # 2 blocks over 4 splits: empty, full, empty, full (split_ranges(5, 4, 4)).
+    q, kp, vp, tables, lens = _on_device(*_batch([5, 16], heads=8, kv_heads=1, seed=4))
+    expected = paged_decode(q, kp, vp, tables, lens)
+    got = split_decode(q, kp, vp, tables, lens, splits=4)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_default_splits_fill_the_sms():
