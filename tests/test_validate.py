@@ -36,6 +36,7 @@ from attn_course import (
     serving,
     sparse,
     speculative,
+    splitk,
     tiling,
     validate,
 )
@@ -156,7 +157,7 @@ def test_check_loop_size():
 # --- the fuzz over the public API -------------------------------------------------------------
 
 MODULES = (cost, scores, memory, tiling, linear, sparse, kvcache, paged, presets, model, serving,
-           speculative, offload)  # fmt: skip
+           speculative, offload, splitk)  # fmt: skip
 
 # Functions the fuzz does not call, and why. Their tensor/model arguments are checked by the
 # tests of their own module (test_scores, test_tiling, ... "bad input" sections).
@@ -187,7 +188,8 @@ SKIP = {
     "flex_attention_output", "flex_block_layout", "layout_from_flex", "layout_to_flex",
     "mask_and", "mask_or", "mass_outside_mask", "window_error_curve", "cached_attention_step",
     "dequantize", "to_float8", "tensor_bytes", "dense_decode_attention",
-    "paged_attention_decode", "validate_paged_inputs",
+    "paged_attention_decode", "validate_paged_inputs", "partial_attention", "merge_partials",
+    "merge_many", "split_decode_reference",
     # notebook 08: they take a GPT, serving reports, measurements or an engine's counts
     "gpt_shape", "summary_rows", "latency_figure", "timeline_figure", "greedy_outputs",
     "long_prompt_rows", "speculative_generate", "measure_speculative", "speedup_figure",
@@ -232,6 +234,8 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "matmul_flops": {"k": 4},  # k is a size here, the keys elsewhere
     "expected_tokens_per_pass": {"k": 4},  # k: tokens a draft proposes
     "expected_speedup": {"k": 4},
+    "split_ranges": {"context_len": 64, "splits": 3},
+    **{f: {"contexts": [4096], "batches": [1, 8]} for f in ("decode_grid_rows", "busy_sm_figure")},
 }
 
 # Bad values by kind. "strict" must raise an error naming the parameter; "lenient" (0 for

@@ -1,11 +1,12 @@
 """The course's Triton kernels, runnable on a GPU or in Triton's CPU interpreter.
 
-Four kernels, one module each, and the pieces they share:
+The kernels, one module each, and the pieces they share:
 
 * :mod:`~attn_course.kernels.flash`: FlashAttention forward and backward (notebook 04);
 * :mod:`~attn_course.kernels.linear`: chunked causal linear attention (notebook 05);
 * :mod:`~attn_course.kernels.sparse`: block-sparse attention forward (notebook 06);
 * :mod:`~attn_course.kernels.paged`: paged decode attention (notebook 07);
+* :mod:`~attn_course.kernels.splitk`: split-K paged decode, FlashDecoding (notebook 08);
 * :mod:`~attn_course.kernels.tiles`: shared ``@triton.jit`` helpers (tile loads and stores,
   the online-softmax step), ``LOG2E`` and the dtype flags; :mod:`~attn_course.kernels.validate`:
   the checks every launcher runs before a launch.
@@ -30,6 +31,8 @@ Public API (stable; the notebooks and :mod:`attn_course.bench` build on it):
 * :func:`block_sparse_attention` ``(q, k, v, pattern, block=16, scale=None) -> out`` and
   :func:`block_sparse_attention_forward` ``(q, k, v, layout, mask, scale=None) -> (out, lse)``.
 * :func:`paged_decode` ``(q, k_pool, v_pool, block_tables, context_lens, scale=None) -> out``.
+* :func:`split_decode` ``(q, k_pool, v_pool, block_tables, context_lens, scale=None, *,
+  splits=None) -> out``: the same with the context split over ``splits`` programs.
 
 Compile check (no GPU needed): ``python -m attn_course.kernels.compile`` compiles every
 kernel for the GPU targets of :mod:`attn_course.kernels.targets` and reports registers,
@@ -64,6 +67,7 @@ from attn_course.kernels.flash import (
 from attn_course.kernels.linear import linear_attention_forward
 from attn_course.kernels.paged import paged_decode
 from attn_course.kernels.sparse import block_sparse_attention, block_sparse_attention_forward
+from attn_course.kernels.splitk import split_decode
 
 __all__ = [
     "FlashAttentionFunction",
@@ -77,4 +81,5 @@ __all__ = [
     "kernel_mode",
     "linear_attention_forward",
     "paged_decode",
+    "split_decode",
 ]

@@ -26,10 +26,11 @@ down to a cubin assembled by the ``ptxas`` bundled in the Triton wheel, and repo
 Which kernels: the FlashAttention forward, backward preprocess, dK/dV and dQ passes
 (:mod:`attn_course.kernels.flash`), the chunked linear attention
 (:mod:`~attn_course.kernels.linear`), the block-sparse forward
-(:mod:`~attn_course.kernels.sparse`), the paged decode (:mod:`~attn_course.kernels.paged`)
-and notebook 04's exercise kernel as its solution writes it (``solutions/04_flash_attention.py``,
-launched by :func:`attn_course.checks.flash.launch_exercise_kernel`). Every dtype and head
-dim a kernel accepts, every configuration its autotuner (or its caller) may use; the flash
+(:mod:`~attn_course.kernels.sparse`), the paged decode (:mod:`~attn_course.kernels.paged`),
+its split-K version's two kernels (:mod:`~attn_course.kernels.splitk`) and notebook 04's
+exercise kernel as its solution writes it (``solutions/04_flash_attention.py``, launched by
+:func:`attn_course.checks.flash.launch_exercise_kernel`). Every dtype and head dim a kernel
+accepts, every configuration its autotuner (or its caller) may use; the flash
 kernels with ``CAUSAL=True`` only, the variant with the most code (it holds the unmasked
 loop of the non-causal kernel plus the masked diagonal loop), and linear attention with
 m = d_v and ``APPLY_ELU=True`` for the same reason.
@@ -211,6 +212,15 @@ def _paged_configs() -> list[tuple[dict[str, Any], Any, Any]]:
     return [({"BLOCK_SIZE": size}, None, None) for size in paged.ALLOWED_BLOCK_SIZES]
 
 
+def _splitk(attribute: str) -> Callable[[], Any]:
+    def load() -> Any:
+        from attn_course.kernels import splitk
+
+        return getattr(splitk, attribute)
+
+    return load
+
+
 def _exercise_load() -> Any:
     """Notebook 04's exercise kernel, as ``solutions/04_flash_attention.py`` writes it.
 
@@ -311,6 +321,24 @@ KERNELS: dict[str, KernelSpec] = {
                        "qk_scale": "fp32"},
             lambda dtype, head_dim: {"HEAD_DIM": head_dim}, _paged_configs,
             description="paged decode attention (paged.py)",
+        ),
+        KernelSpec(
+            "splitk", _splitk("split_decode_kernel"),
+            lambda p: {**_pointers("Q KPool VPool", p), **_typed("PartialOut PartialLse", "*fp32"),
+                       **_typed("BlockTables ContextLens", "*i32"),
+                       **_typed("max_blocks heads kv_heads group_size splits", "i32"),
+                       "qk_scale": "fp32"},
+            lambda dtype, head_dim: {"HEAD_DIM": head_dim}, _paged_configs,
+            description="split-K paged decode, the split pass (splitk.py)",
+        ),
+        KernelSpec(
+            "splitk_combine", _splitk("combine_kernel"),
+            lambda p: {**_typed("PartialOut PartialLse Out", "*fp32"),
+                       **_typed("heads splits", "i32")},
+            lambda dtype, head_dim: {"HEAD_DIM": head_dim}, lambda: [({}, None, None)],
+            dtypes=(torch.float32,),
+            description="split-K paged decode, the combine pass (splitk.py); its partial "
+            "results are float32 whatever q's dtype",
         ),
         KernelSpec(
             "exercise04", _exercise_load,
