@@ -444,8 +444,11 @@ def figure_problems(figure: go.Figure) -> list[str]:
 # --- plain-text tables --------------------------------------------------------------------
 
 
-def format_table(rows: list[dict[str, Any]], *, digits: int = 4) -> str:
-    """Rows of results as an aligned text table: one column per key of the first row.
+def format_table(
+    rows: list[dict[str, Any]], *, digits: int = 4, columns: list[str] | None = None
+) -> str:
+    """Rows of results as an aligned text table: one column per key of the first row, or
+    per name in ``columns`` (a selection, in that order).
 
     Floats print with ``digits`` significant digits, in fixed point with thousands
     separators between 10⁻³ and 10⁷ (``12,346``, ``1.235``) and in scientific notation
@@ -456,10 +459,11 @@ def format_table(rows: list[dict[str, Any]], *, digits: int = 4) -> str:
         raise ValueError("rows must be a non-empty list of dicts (one key per column)")
     if not isinstance(digits, int) or isinstance(digits, bool) or digits < 1:
         raise ValueError(f"digits must be an int >= 1, got {digits!r}")
-    keys = list(rows[0])
-    missing = [i for i, r in enumerate(rows) if list(r) != keys]
-    if missing:
-        raise ValueError(f"every row needs the keys {keys}; rows {missing} differ")
+    keys = list(rows[0]) if columns is None else list(columns)
+    missing = [i for i, r in enumerate(rows) if not set(keys) <= set(r)
+               or (columns is None and list(r) != keys)]  # fmt: skip
+    if missing or not keys:
+        raise ValueError(f"every row needs the keys (columns) {keys}; rows {missing} differ")
 
     def cell(value: Any) -> str:
         if not isinstance(value, float):

@@ -381,6 +381,8 @@ BUILDERS: dict[str, Callable[[], list[go.Figure]]] = {
     "speedup_figure": _speculative,
     "offload_figure": _offload,
     "latency_figure": _serving,
+    "busy_sm_figure": lambda: [__import__("attn_course.splitk", fromlist=["x"]).busy_sm_figure(
+        "Llama-3-8B", "H100-SXM5-80GB", [1, 2, 4, 8, 16])],
     "timeline_figure": _serving,
 }
 
@@ -451,3 +453,7 @@ def test_format_table_aligns_columns_and_formats_numbers():
             format_table(bad)
     with pytest.raises(ValueError, match="digits"):
         format_table(rows, digits=0)
+    picked = format_table(rows, columns=["steps", "policy"]).splitlines()
+    assert picked[0].split() == ["steps", "policy"] and picked[3].split() == ["7", "continuous"]
+    with pytest.raises(ValueError, match="columns"):
+        format_table(rows, columns=["nope"])
