@@ -353,6 +353,12 @@ def _serving() -> list[go.Figure]:
     return [latency_figure(reports), timeline_figure(reports["continuous"])]
 
 
+def _busy_sms() -> list[go.Figure]:
+    from attn_course.splitk import busy_sm_figure
+
+    return [busy_sm_figure("Llama-3-8B", "H100-SXM5-80GB", [1, 2, 4, 8, 16])]
+
+
 # One entry per figure function or interactive display a lesson imports from the package.
 BUILDERS: dict[str, Callable[[], list[go.Figure]]] = {
     "memory_scaling_figure": _memory_figures,
@@ -381,8 +387,7 @@ BUILDERS: dict[str, Callable[[], list[go.Figure]]] = {
     "speedup_figure": _speculative,
     "offload_figure": _offload,
     "latency_figure": _serving,
-    "busy_sm_figure": lambda: [__import__("attn_course.splitk", fromlist=["x"]).busy_sm_figure(
-        "Llama-3-8B", "H100-SXM5-80GB", [1, 2, 4, 8, 16])],
+    "busy_sm_figure": _busy_sms,
     "timeline_figure": _serving,
 }
 
