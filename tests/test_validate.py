@@ -32,6 +32,7 @@ from attn_course import (
     paged,
     presets,
     scores,
+    serving_cost,
     sparse,
     tiling,
     validate,
@@ -152,7 +153,8 @@ def test_check_loop_size():
 
 # --- the fuzz over the public API -------------------------------------------------------------
 
-MODULES = (cost, scores, memory, tiling, linear, sparse, kvcache, paged, presets, model)
+MODULES = (cost, scores, memory, tiling, linear, sparse, kvcache, paged, presets, model,
+           serving_cost)  # fmt: skip
 
 # Functions the fuzz does not call, and why. Their tensor/model arguments are checked by the
 # tests of their own module (test_scores, test_tiling, ... "bad input" sections).
@@ -184,6 +186,8 @@ SKIP = {
     "mask_and", "mask_or", "mass_outside_mask", "window_error_curve", "cached_attention_step",
     "dequantize", "to_float8", "tensor_bytes", "dense_decode_attention",
     "paged_attention_decode", "validate_paged_inputs",
+    # a config.json (a dict or a path) and a free-text name: tests/test_hf_config.py
+    "model_from_config",
 }  # fmt: skip
 
 # Classes whose constructors take sizes and flags: fuzzed like the functions. (Records such as
@@ -200,7 +204,8 @@ GOOD: dict[str, Any] = {
     "sram_bytes": 2**16, "memory_bytes": 2**30, "flops": 1e9, "flops_per_s": 1e12,
     "n_bytes": 1e6, "bandwidth_bytes_per_s": 1e12, "seconds": 1.5, "window_size": 4,
     "num_requests": 4, "max_prompt": 16, "max_output": 16, "prefix": 16, "suffixes": [4, 8],
-    "ms": 2.0,
+    "ms": 2.0, "output_tokens": 4, "running": 2, "running_context": 64, "chunk_size": 8,
+    "chunk_sizes": [8, 16], "batches": [1, 2],
     "model": "Llama-3-8B", "hardware": "H100-SXM5-80GB", "kind": "rope", "kernel": "forward",
     "method": "softmax", "name": "sliding window", "dtype": "float32", "lags": [1, 2],
     "v_dim": 16, "text": "the cat sat", "row": 3, "num_layers": 2, "num_blocks": 8,
