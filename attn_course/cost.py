@@ -28,7 +28,9 @@ the values it accepts. No function here returns NaN or silently rounds.
 
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,10 @@ from attn_course.presets import (
     get_hardware,
     get_model,
     get_moe_model,
+    hardware_names,
+    model_from_config,
+    model_names,
+    moe_model_names,
 )
 from attn_course.validate import (
     DTYPE_BYTES,
@@ -118,6 +124,7 @@ __all__ = [
     "prefill_chunk_flops",
     "chunked_prefill_flops",
 ]
+
 
 def _whole(value: float) -> float:
     """Return ints for whole numbers so byte counts print as 4096, not 4096.0."""
@@ -1340,3 +1347,119 @@ def chunked_prefill_flops(model: str | ModelShape, n: int, chunk: int) -> float:
     return sum(
         prefill_chunk_flops(model, start, min(chunk, n - start)) for start in range(0, n, chunk)
     )
+
+
+# --- the command line -----------------------------------------------------------------
+# python -m attn_course.cost CONFIG.json|PRESET --context 131072 --gpu H100-SXM5-80GB
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m attn_course.cost",
+        description="Weights, KV cache, largest batch, time to first token and time per "
+        "decoded token of a model on one GPU (roofline estimates: the slower of compute "
+        "at mfu x peak FLOP/s and memory traffic at the HBM bandwidth).",
+    )
+    parser.add_argument(
+        "model",
+        help=f"a Hugging Face config.json (or a folder holding one), or a preset: "
+        f"{', '.join([*model_names(), *moe_model_names()])}",
+    )
+    parser.add_argument(
+        "--context",
+        type=int,
+        default=None,
+        help="tokens per sequence: prompt length for TTFT, cache length for "
+        "decode (default: the model's max_position_embeddings)",
+    )
+    parser.add_argument(
+        "--gpu",
+        default="H100-SXM5-80GB",
+        help=f"hardware preset, one of {', '.join(hardware_names())}",
+    )
+    parser.add_argument("--batch", type=int, default=1, help="sequences decoded together")
+    parser.add_argument("--dtype", default="bfloat16", help="weights and compute dtype")
+    parser.add_argument("--kv-dtype", default=None, help="KV-cache dtype (default: --dtype)")
+    parser.add_argument(
+        "--mfu",
+        type=float,
+        default=0.5,
+        help="fraction of peak FLOP/s achieved, in (0, 1] (default 0.5)",
+    )
+    return parser  # fmt: skip
+
+
+def _load_cli_model(model: str) -> ModelShape | MoEShape:
+    if model in moe_model_names():
+        return get_moe_model(model)
+    if model in model_names():
+        return get_model(model)
+    return model_from_config(model)  # a ValueError names the file or the bad field
+
+
+def _report_lines(args: argparse.Namespace) -> list[str]:
+    """What the command prints, one line each; ValueErrors for any bad argument."""
+    m = _load_cli_model(args.model)
+    hw = get_hardware(args.gpu)
+    context = m.context if args.context is None else check_count("--context", args.context)
+    batch = check_count("--batch", args.batch)
+    dtype, kv_dtype = canonical_dtype(args.dtype), _kv_dtype(args.kv_dtype, args.dtype)
+    moe = isinstance(m, MoEShape)
+    params = moe_parameter_count(m) if moe else parameter_count(m)
+    weights = _whole(params * bytes_per_element(args.dtype))
+    if moe:
+        cache = mla_kv_cache_bytes(m, context, dtype=kv_dtype)
+    else:
+        cache = model_kv_cache_bytes(m, context, dtype=kv_dtype)
+    # Same rule as attn_course.kvcache.max_batch: whole sequences beside the weights.
+    fit = max(0, math.floor((hw.memory_bytes - weights) / cache))
+    total = weights + batch * cache
+    verdict = "fits" if total <= hw.memory_bytes else "does NOT fit"
+    lines = [
+        f"model       {m.name}: {params:,} parameters ({m.source})",
+        f"device      {hw.name}: {format_bytes_both(hw.memory_bytes)} memory, "
+        f"{hw.bandwidth_bytes_per_s / 1e12:.3g} TB/s, "
+        f"{peak_flops_per_s(hw, args.dtype) / 1e12:.4g} TFLOP/s dense {dtype}",
+        f"weights     {format_bytes_both(weights)} ({dtype})",
+        f"KV cache    {format_bytes_both(cache)} per sequence of {context:,} tokens "
+        f"({kv_dtype}, {format_bytes(cache / context)} per token)",
+        f"max batch   {fit} sequences of {context:,} tokens beside the weights",
+        f"memory      weights + {batch} x KV cache = {format_bytes_both(total)}: {verdict}",
+    ]  # fmt: skip
+    if moe:
+        return [*lines, "TTFT/decode not estimated: the roofline functions model dense "
+                        "decoders (one FFN per layer), not routed experts"]  # fmt: skip
+    kwargs = {"dtype": args.dtype, "kv_dtype": args.kv_dtype, "mfu": args.mfu}
+    ttft = time_to_first_token(m, hw, context, **kwargs)
+    step = decode_step_cost(m, hw, context, batch=batch, **kwargs)
+    return [
+        *lines,
+        f"TTFT        {format_seconds(ttft.time_s)} to prefill {context:,} tokens "
+        f"({format_flops(ttft.flops)}, {ttft.bound}-bound at MFU {args.mfu:g})",
+        f"decode      {format_seconds(step.time_s)} per token at batch {batch}, context "
+        f"{context:,} ({step.bound}-bound; {batch / step.time_s:,.0f} tokens/s)",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m attn_course.cost``: print a model's serving costs on one GPU.
+
+    Returns the exit status: 0, or 2 (with the reason on stderr) for a bad argument, an
+    unknown GPU, an unreadable or invalid config.json.
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse has printed its usage message
+        return int(exit_.code or 0)
+    try:
+        lines = _report_lines(args)
+    except ValueError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -25,13 +25,24 @@ capacity as ``GB_number * 2**30`` bytes. Bandwidths are decimal (a 5120-bit HBM2
 
 Look presets up with :func:`get_hardware` / :func:`get_model`; an unknown name raises a
 ValueError that lists the known ones.
+
+Bring your own model. :func:`model_from_config` reads a Hugging Face ``config.json`` (a
+path, a model directory holding one, or the parsed dict) into a ModelShape (Llama, Mistral,
+Qwen2 and GPT-2 field names) or a MoEShape (DeepSeek-V2/V3 fields), with a ValueError naming
+the missing or inconsistent field; :func:`config_from_model` writes a shape back out.
+:func:`get_model` and :func:`get_moe_model` take a config too, so every cost function and
+calculator that takes a preset name takes a config as well.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from attn_course.validate import check_count, check_flag
 
@@ -42,10 +53,12 @@ __all__ = [
     "Hardware",
     "ModelShape",
     "MoEShape",
+    "config_from_model",
     "get_hardware",
     "get_model",
     "get_moe_model",
     "hardware_names",
+    "model_from_config",
     "model_names",
     "moe_model_names",
 ]
@@ -478,16 +491,33 @@ def get_hardware(hardware: str | Hardware) -> Hardware:
         ) from None
 
 
-def get_model(model: str | ModelShape) -> ModelShape:
-    """The :class:`ModelShape` preset called ``model`` (a ModelShape passes through)."""
+# A config given to get_model / get_moe_model: a parsed config.json, or a path to one.
+ModelConfig = Mapping[str, Any] | str | os.PathLike[str]
+
+
+def get_model(model: str | ModelShape | ModelConfig) -> ModelShape:
+    """The :class:`ModelShape` preset called ``model``, or one read from a config.json.
+
+    A ModelShape passes through; a preset name is looked up; a dict, or a string or path
+    that names no preset, is read by :func:`model_from_config`.
+    """
     if isinstance(model, ModelShape):
         return model
-    try:
+    if isinstance(model, str) and model in MODELS:
         return MODELS[model]
-    except (KeyError, TypeError):
+    if not _is_config(model):
         raise ValueError(
-            f"model must be one of {model_names()} (or a ModelShape), got {model!r}"
-        ) from None
+            f"model must be one of {model_names()}, a ModelShape, a config.json dict or the "
+            f"path of a config.json, got {model!r}"
+        )
+    shape = model_from_config(model)
+    if isinstance(shape, MoEShape):
+        raise ValueError(
+            f"model: {shape.name} is a mixture-of-experts model with latent attention (a "
+            "MoEShape); the dense cost functions do not apply, use get_moe_model and the "
+            "moe_* / mla_* functions of attn_course.cost"
+        )
+    return shape
 
 
 def moe_model_names() -> list[str]:
@@ -495,13 +525,317 @@ def moe_model_names() -> list[str]:
     return list(MOE_MODELS)
 
 
-def get_moe_model(model: str | MoEShape) -> MoEShape:
-    """The :class:`MoEShape` preset called ``model`` (a MoEShape passes through)."""
+def get_moe_model(model: str | MoEShape | ModelConfig) -> MoEShape:
+    """The :class:`MoEShape` preset called ``model``, or one read from a config.json.
+
+    Same rules as :func:`get_model`; a config of a dense model is refused.
+    """
     if isinstance(model, MoEShape):
         return model
-    try:
+    if isinstance(model, str) and model in MOE_MODELS:
         return MOE_MODELS[model]
-    except (KeyError, TypeError):
+    if not _is_config(model):
         raise ValueError(
-            f"model must be one of {moe_model_names()} (or a MoEShape), got {model!r}"
-        ) from None
+            f"model must be one of {moe_model_names()}, a MoEShape, a config.json dict or the "
+            f"path of a config.json, got {model!r}"
+        )
+    shape = model_from_config(model)
+    if not isinstance(shape, MoEShape):
+        raise ValueError(
+            f"model: {shape.name} is a dense model (a ModelShape, no MoE/MLA fields such as "
+            "kv_lora_rank or n_routed_experts); use get_model"
+        )
+    return shape
+
+
+def _is_config(model: Any) -> bool:
+    """A dict, a path, or a string that looks like a path (not a mistyped preset name)."""
+    if isinstance(model, Mapping | os.PathLike):
+        return True
+    return isinstance(model, str) and (
+        model.endswith(".json") or os.sep in model or os.path.exists(model)
+    )
+
+
+# --- Hugging Face config.json ---------------------------------------------------------
+# Field names as the transformers library writes them (LlamaConfig, MistralConfig,
+# Qwen2Config, GPT2Config, DeepseekV3Config). Only what decides the shape is read; rope
+# scaling, dropout, sliding windows and token ids do not change the parameter count.
+
+# Architectures whose MLP is gated (gate_proj * act(up_proj) -> down_proj: 3 matrices).
+_GATED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
+_GPT2_ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model")
+_MLA_ARCHITECTURES = ("DeepseekV3ForCausalLM", "DeepseekV2ForCausalLM")
+_ACTIVATIONS = ("silu", "swish", "gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+
+
+def _load_config(config: Any) -> tuple[dict[str, Any], str]:
+    """The config as a dict and where it came from (for error messages)."""
+    if isinstance(config, Mapping):
+        return dict(config), "config"
+    if not isinstance(config, str | os.PathLike):
+        raise ValueError(
+            f"config must be a dict or the path of a config.json, got {type(config).__name__}"
+        )
+    path = Path(config)
+    if path.is_dir():  # a downloaded model's folder holds its config.json
+        path = path / "config.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValueError(f"config: cannot read {path}: {err.strerror or err}") from None
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"config: {path} is not valid JSON: {err}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"config: {path} must hold a JSON object, got {type(parsed).__name__}")
+    return parsed, str(path)
+
+
+class _Fields:
+    """Typed reads of a config's fields; every error names the field and the config."""
+
+    def __init__(self, config: dict[str, Any], origin: str) -> None:
+        self.config, self.origin = config, origin
+
+    def _label(self, key: str) -> str:
+        return f"{key} (in {self.origin})"
+
+    def count(self, key: str, default: Any = None, *, minimum: int = 1) -> int:
+        value = self.config.get(key, default)
+        if value is None:
+            raise ValueError(f"{self.origin}: missing field {key!r}")
+        return check_count(self._label(key), value, minimum=minimum)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.config.get(key)
+        return default if value is None else check_flag(self._label(key), value)
+
+    def text(self, key: str, default: str) -> str:
+        value = self.config.get(key, default)
+        if not isinstance(value, str):
+            raise ValueError(f"{self._label(key)} must be a string, got {value!r}")
+        return value
+
+    def activation(self, key: str, default: str) -> str:
+        act = self.text(key, default)
+        if act not in _ACTIVATIONS:
+            raise ValueError(f"{self._label(key)} must be one of {list(_ACTIVATIONS)}, got {act!r}")
+        return act
+
+    def architecture(self) -> str | None:
+        value = self.config.get("architectures")
+        if value is None:
+            return None
+        if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], str)):
+            raise ValueError(
+                f"{self._label('architectures')} must be a list of one name, got {value!r}"
+            )
+        return value[0]
+
+    def divides(self, small: str, big: str, a: int, b: int) -> None:
+        if b % a:
+            raise ValueError(f"{self.origin}: {small} ({a}) must divide {big} ({b})")
+
+
+def _source(config: dict[str, Any], origin: str) -> str:
+    given = config.get("_source")
+    return given if isinstance(given, str) and given else f"Hugging Face config.json ({origin})"
+
+
+def _name(config: dict[str, Any], origin: str, name: str | None) -> str:
+    if name is not None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string or None, got {name!r}")
+        return name
+    given = config.get("_name_or_path")
+    if isinstance(given, str) and given:
+        return given
+    if origin == "config":
+        return "config"
+    # A Hub download keeps the model's name in its folder: .../Meta-Llama-3-8B/config.json.
+    path = Path(origin)
+    return (path.parent.name if path.name == "config.json" else path.stem) or "config"
+
+
+def model_from_config(
+    config: Mapping[str, Any] | str | os.PathLike[str], *, name: str | None = None
+) -> ModelShape | MoEShape:
+    """A :class:`ModelShape` or :class:`MoEShape` from a Hugging Face ``config.json``.
+
+    ``config`` is the parsed dict, the file's path, or a model folder holding it. Which
+    family: MLA fields (``kv_lora_rank``) -> a MoEShape (DeepSeek-V2/V3 names); GPT-2 names
+    (``n_embd``) -> a GPT-2 ModelShape (2-matrix GELU MLP of ``n_inner``, default
+    ``4 n_embd``; learned positions, biases, LayerNorm, tied embeddings); otherwise the Llama
+    names (``num_hidden_layers``, ``hidden_size``, ``num_attention_heads``,
+    ``num_key_value_heads`` (absent: = heads), ``intermediate_size``, ``vocab_size``,
+    ``max_position_embeddings``) of a gated (SwiGLU/GeGLU) MLP, as in Llama, Mistral and Qwen2.
+    ``name`` defaults to the config's ``_name_or_path``. A missing field, a wrong type, a
+    non-positive size or an inconsistent pair raises a ValueError naming the field.
+    """
+    raw, origin = _load_config(config)
+    fields = _Fields(raw, origin)
+    arch = fields.architecture()
+    model_name, source = _name(raw, origin, name), _source(raw, origin)
+    if "kv_lora_rank" in raw or arch in _MLA_ARCHITECTURES:
+        return _mla_from_config(fields, model_name, source)
+    if "n_embd" in raw or arch in _GPT2_ARCHITECTURES:
+        return _gpt2_from_config(fields, model_name, source)
+    if arch is not None and arch not in _GATED_ARCHITECTURES:
+        supported = [*_GATED_ARCHITECTURES, *_GPT2_ARCHITECTURES, *_MLA_ARCHITECTURES]
+        raise ValueError(
+            f"{origin}: architectures {arch!r} is not one this course reads (whose FFN layout "
+            f"it knows); supported: {supported}"
+        )
+    return _llama_from_config(fields, model_name, source)
+
+
+def _llama_from_config(f: _Fields, name: str, source: str) -> ModelShape:
+    d_model, heads = f.count("hidden_size"), f.count("num_attention_heads")
+    kv_heads = f.count("num_key_value_heads", heads)
+    f.divides("num_attention_heads", "hidden_size", heads, d_model)
+    f.divides("num_key_value_heads", "num_attention_heads", kv_heads, heads)
+    head_dim = f.config.get("head_dim")
+    # ModelShape derives head_dim = d_model / heads (the dense cost functions assume
+    # heads * head_dim = d_model); a decoupled head_dim (Gemma, Qwen3) would change every
+    # attention width, so such a config is refused rather than silently mis-costed.
+    if head_dim is not None and f.count("head_dim") != d_model // heads:
+        raise ValueError(
+            f"{f.origin}: head_dim ({head_dim}) must equal hidden_size / num_attention_heads "
+            f"({d_model // heads}); the cost model derives head_dim from them and does not "
+            "cover attention wider or narrower than the residual stream"
+        )
+    f.activation("hidden_act", "silu")
+    # Llama/Mistral write attention_bias and mlp_bias; Qwen2 always has q/k/v biases (0.002 %
+    # of Qwen2.5-7B, which ModelShape cannot express alone), left out here.
+    biases = f.flag("attention_bias", False) or f.flag("mlp_bias", False)
+    return ModelShape(
+        name=name,
+        layers=f.count("num_hidden_layers"),
+        d_model=d_model,
+        heads=heads,
+        kv_heads=kv_heads,
+        d_ff=f.count("intermediate_size"),
+        gated_ffn=True,
+        vocab=f.count("vocab_size"),
+        context=f.count("max_position_embeddings"),
+        tied_embeddings=f.flag("tie_word_embeddings", False),  # LlamaConfig's default
+        biases=biases,
+        norm="layernorm" if "layer_norm_epsilon" in f.config else "rmsnorm",
+        source=source,
+    )
+
+
+def _gpt2_from_config(f: _Fields, name: str, source: str) -> ModelShape:
+    d_model, heads = f.count("n_embd"), f.count("n_head")
+    f.divides("n_head", "n_embd", heads, d_model)
+    f.activation("activation_function", "gelu_new")
+    return ModelShape(
+        name=name,
+        layers=f.count("n_layer"),
+        d_model=d_model,
+        heads=heads,
+        kv_heads=heads,
+        d_ff=f.count("n_inner", 4 * d_model),  # null in GPT-2's config: 4 * n_embd
+        gated_ffn=False,
+        vocab=f.count("vocab_size"),
+        context=f.count("n_positions", f.config.get("n_ctx")),
+        tied_embeddings=f.flag("tie_word_embeddings", True),  # GPT-2 ties them
+        learned_positions=True,
+        biases=True,
+        norm="layernorm",
+        source=source,
+    )
+
+
+def _mla_from_config(f: _Fields, name: str, source: str) -> MoEShape:
+    if f.config.get("q_lora_rank", 0) is None:
+        raise ValueError(
+            f"{f.origin}: q_lora_rank is null (uncompressed queries, as in DeepSeek-V2-Lite); "
+            "MoEShape models the compressed-query form only"
+        )
+    if f.count("moe_layer_freq", 1) != 1:
+        raise ValueError(f"{f.origin}: moe_layer_freq must be 1 (experts in every layer after "
+                         "first_k_dense_replace)")  # fmt: skip
+    return MoEShape(
+        name=name,
+        layers=f.count("num_hidden_layers"),
+        d_model=f.count("hidden_size"),
+        heads=f.count("num_attention_heads"),
+        q_lora_rank=f.count("q_lora_rank"),
+        kv_lora_rank=f.count("kv_lora_rank"),
+        qk_nope_head_dim=f.count("qk_nope_head_dim"),
+        qk_rope_head_dim=f.count("qk_rope_head_dim"),
+        v_head_dim=f.count("v_head_dim"),
+        routed_experts=f.count("n_routed_experts"),
+        active_experts=f.count("num_experts_per_tok"),
+        shared_experts=f.count("n_shared_experts", 0, minimum=0),
+        expert_d_ff=f.count("moe_intermediate_size"),
+        dense_layers=f.count("first_k_dense_replace", 0, minimum=0),
+        dense_d_ff=f.count("intermediate_size"),
+        vocab=f.count("vocab_size"),
+        context=f.count("max_position_embeddings"),
+        tied_embeddings=f.flag("tie_word_embeddings", False),
+        source=source,
+    )
+
+
+def config_from_model(model: str | ModelShape | MoEShape) -> dict[str, Any]:
+    """The Hugging Face ``config.json`` fields of a shape: the inverse of :func:`model_from_config`.
+
+    A gated, RMSNorm, rotary (no learned positions) shape is written as a LlamaForCausalLM
+    config; a GPT-2-like one (2-matrix MLP, LayerNorm, learned positions, biases, tied,
+    kv_heads = heads) as GPT2LMHeadModel; a MoEShape as DeepseekV3ForCausalLM. Shapes of
+    neither dense family have no Hugging Face counterpart and raise a ValueError.
+    """
+    if isinstance(model, str):
+        model = get_moe_model(model) if model in MOE_MODELS else get_model(model)
+    if isinstance(model, MoEShape):
+        return _mla_config(model)
+    if not isinstance(model, ModelShape):
+        raise ValueError(f"model must be a preset name, a ModelShape or a MoEShape, got {model!r}")
+    head = {"_name_or_path": model.name, "_source": model.source or "attn_course preset"}
+    if model.gated_ffn and not model.learned_positions and model.norm == "rmsnorm":
+        return head | {
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+            "num_hidden_layers": model.layers, "hidden_size": model.d_model,
+            "num_attention_heads": model.heads, "num_key_value_heads": model.kv_heads,
+            "head_dim": model.head_dim, "intermediate_size": model.d_ff,
+            "vocab_size": model.vocab, "max_position_embeddings": model.context,
+            "hidden_act": "silu", "rms_norm_eps": 1e-5,
+            "tie_word_embeddings": model.tied_embeddings,
+            "attention_bias": model.biases, "mlp_bias": model.biases,
+        }  # fmt: skip
+    gpt2_like = (not model.gated_ffn, model.learned_positions, model.norm == "layernorm",
+                 model.biases, model.tied_embeddings, model.kv_heads == model.heads)  # fmt: skip
+    if all(gpt2_like):
+        return head | {
+            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
+            "n_layer": model.layers, "n_embd": model.d_model, "n_head": model.heads,
+            "n_inner": model.d_ff, "vocab_size": model.vocab, "n_positions": model.context,
+            "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
+            "tie_word_embeddings": True,
+        }  # fmt: skip
+    raise ValueError(
+        f"model {model.name} is neither Llama-like (gated FFN, RMSNorm, no learned positions) "
+        "nor GPT-2-like (2-matrix MLP, LayerNorm, learned positions, biases, tied, MHA): "
+        "no Hugging Face config.json describes it"
+    )
+
+
+def _mla_config(m: MoEShape) -> dict[str, Any]:
+    return {
+        "_name_or_path": m.name, "_source": m.source or "attn_course preset",
+        "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
+        "num_hidden_layers": m.layers, "hidden_size": m.d_model,
+        "num_attention_heads": m.heads, "num_key_value_heads": m.heads,
+        "q_lora_rank": m.q_lora_rank, "kv_lora_rank": m.kv_lora_rank,
+        "qk_nope_head_dim": m.qk_nope_head_dim, "qk_rope_head_dim": m.qk_rope_head_dim,
+        "v_head_dim": m.v_head_dim, "n_routed_experts": m.routed_experts,
+        "num_experts_per_tok": m.active_experts, "n_shared_experts": m.shared_experts,
+        "moe_intermediate_size": m.expert_d_ff, "first_k_dense_replace": m.dense_layers,
+        "moe_layer_freq": 1, "intermediate_size": m.dense_d_ff, "vocab_size": m.vocab,
+        "max_position_embeddings": m.context, "hidden_act": "silu", "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": m.tied_embeddings,
+    }  # fmt: skip

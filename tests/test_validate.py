@@ -34,6 +34,7 @@ from attn_course import (
     presets,
     scores,
     serving,
+    serving_cost,
     sparse,
     speculative,
     splitk,
@@ -157,7 +158,7 @@ def test_check_loop_size():
 # --- the fuzz over the public API -------------------------------------------------------------
 
 MODULES = (cost, scores, memory, tiling, linear, sparse, kvcache, paged, presets, model, serving,
-           speculative, offload, splitk)  # fmt: skip
+           speculative, offload, splitk, serving_cost)  # fmt: skip
 
 # Functions the fuzz does not call, and why. Their tensor/model arguments are checked by the
 # tests of their own module (test_scores, test_tiling, ... "bad input" sections).
@@ -194,6 +195,8 @@ SKIP = {
     "gpt_shape", "summary_rows", "latency_figure", "timeline_figure", "greedy_outputs",
     "long_prompt_rows", "speculative_generate", "measure_speculative", "speedup_figure",
     "train_pair", "decode_step_seconds", "offload_cost",
+    # a config.json (a dict or a path) and a free-text name: tests/test_hf_config.py
+    "model_from_config",
 }  # fmt: skip
 
 # Classes whose constructors take sizes and flags: fuzzed like the functions. (Records such as
@@ -211,6 +214,8 @@ GOOD: dict[str, Any] = {
     "n_bytes": 1e6, "bandwidth_bytes_per_s": 1e12, "seconds": 1.5, "window_size": 4,
     "num_requests": 4, "max_prompt": 16, "max_output": 16, "prefix": 16, "suffixes": [4, 8],
     "ms": 2.0, "vocab": 64, "prompt_lengths": [4, 8], "free_blocks": 8, "max_batch": 4,
+    "output_tokens": 4, "running": 2, "running_context": 64, "chunk_size": 8,
+    "chunk_sizes": [8, 16], "batches": [1, 2],
     "model": "Llama-3-8B", "hardware": "H100-SXM5-80GB", "kind": "rope", "kernel": "forward",
     "method": "softmax", "name": "sliding window", "dtype": "float32", "lags": [1, 2],
     "alpha": 0.7, "cost_ratio": 0.1, "link": "PCIe-5.0-x16", "bytes_per_token": 1e5,

@@ -2,8 +2,9 @@
 
 Every screen of the course is built from these pieces:
 
-* :func:`choice_slider`, :func:`int_slider`, :func:`dropdown`, :func:`checkbox` — the
-  controls, all with the same label width and layout, so the calculators line up;
+* :func:`choice_slider`, :func:`int_slider`, :func:`dropdown`, :func:`checkbox`,
+  :func:`text_box` — the controls, all with the same label width and layout, so the
+  calculators line up;
 * :func:`log_grid`, :func:`powers_of_two`, :func:`divisors` — the values they offer;
 * :func:`discrete_colourscale`, :func:`add_state_legend` — a plotly colour scale of flat
   bands and its legend, for heatmaps whose cells are states (0, 1, 2, ...), not numbers;
@@ -57,6 +58,7 @@ __all__ = [
     "log_grid",
     "powers_of_two",
     "static_note_html",
+    "text_box",
 ]
 
 # The model-preset dropdown's entry for "the shape controls no longer match a preset".
@@ -149,6 +151,14 @@ def dropdown(description: str, options: Sequence[Any], value: Any) -> Any:
     return widgets.Dropdown(
         description=description, options=list(options), value=value, style=_STYLE, layout=_WIDE
     )
+
+
+def text_box(description: str, value: str = "", placeholder: str = "") -> Any:
+    """A one-line text field (a path, a name); it reports on Enter or when it loses focus."""
+    return widgets.Text(
+        description=description, value=value, placeholder=placeholder,
+        continuous_update=False, style=_STYLE, layout=_WIDE,
+    )  # fmt: skip
 
 
 def checkbox(description: str, value: bool) -> Any:
