@@ -120,6 +120,16 @@ class ChunkedPrefillEffect:
     prefill_flops: float
     prefill_flops_unchunked: float
 
+    def row(self) -> dict[str, float | int | str]:
+        """The columns notebook 08's table shows, named with their units."""
+        return {
+            "chunk (tokens)": "whole" if self.chunk_size is None else self.chunk_size,
+            "steps": self.steps,
+            "long prompt's TTFT (s)": self.ttft_s,
+            "running requests' worst TBT (ms)": 1e3 * self.worst_tbt_s,
+            "prefill FLOPs / one pass": self.prefill_flops / self.prefill_flops_unchunked,
+        }
+
 
 def _options(dtype: Any, kv_dtype: Any, mfu: float, bandwidth_utilization: float) -> dict[str, Any]:
     """The roofline keyword arguments, validated once."""

@@ -114,6 +114,10 @@ def test_chunking_trades_ttft_of_the_long_request_for_tbt_of_the_running_ones():
     assert ttfts == sorted(ttfts, reverse=True)  # smaller chunks, more steps (weights re-read)
     # at 2,048-token chunks the running requests' worst gap drops by more than 10x
     assert effects[CHUNK_SIZES.index(2048)].worst_tbt_s < plain.worst_tbt_s / 10
+    row = effects[0].row()
+    assert row["chunk (tokens)"] == CHUNK_SIZES[0] and plain.row()["chunk (tokens)"] == "whole"
+    assert row["running requests' worst TBT (ms)"] == 1e3 * effects[0].worst_tbt_s
+    assert row["prefill FLOPs / one pass"] == 1.0
 
 
 def test_serving_estimate_with_chunks_uses_the_fused_steps():
