@@ -243,6 +243,19 @@ LESSONS: tuple[Lesson, ...] = (
         # in 63 s on the same kind of VM with other programs running (load average ≈ 1).
         run_time=RunTime(37, "", "< 0.5 GB", 10, (11, 11)),
     ),
+    Lesson(
+        "08_serving", "Serving at long context",
+        learn="TTFT vs TBT, continuous batching, chunked prefill, prefix caching, offloading, "
+        "split-K and speculative decoding",
+        does="a serving engine over notebook 07's GPT: continuous vs static batching measured; "
+        "chunked prefill, prefix caching and an offload tier; a split-K (FlashDecoding) Triton "
+        "kernel; speculative decoding; a serving calculator for your own config.json",
+        modules=("serving", "serving_cost", "offload", "splitk", "speculative"),
+        screens=("ui.serving",),
+        checks="attn_course.checks.serving",
+        kernel="kernels.splitk",
+        run_time=RunTime(60, "", "< 0.5 GB", 20, ()),
+    ),
 )  # fmt: skip
 
 

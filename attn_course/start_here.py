@@ -144,7 +144,7 @@ def _triton_findings() -> list[Finding]:
     if version is None:
         advice = (
             "Triton exists for Linux only; on macOS or Windows use Linux (WSL2, a container "
-            "or a cloud machine) for notebooks 04-07's kernels"
+            "or a cloud machine) for notebooks 04-08's kernels"
             if platform.system() != "Linux"
             else INSTALL
         )

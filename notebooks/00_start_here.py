@@ -52,6 +52,7 @@ from attn_course.start_here import environment_report
 # | 05 | [Linear (kernel) attention](05_linear_attention.ipynb) | the kernel trick, random features, attention as a recurrence, chunking | [05](../exercises/05_linear_attention.ipynb) | no |
 # | 06 | [Sparse attention](06_sparse_attention.ipynb) | sliding windows, global + local, random and block-sparse kernels | [06](../exercises/06_sparse_attention.ipynb) | no |
 # | 07 | [The KV cache](07_kv_cache.ipynb) | the decode loop, prefill vs decode, MQA/GQA, quantised and paged caches | [07](../exercises/07_kv_cache.ipynb) | no |
+# | 08 | [Serving at long context](08_serving.ipynb) | TTFT vs TBT, continuous batching, chunked prefill, prefix caching, offloading, split-K and speculative decoding | [08](../exercises/08_serving.ipynb) | no |
 #
 # Every notebook runs on a CPU. Triton kernels then run in Triton's *interpreter*: the
 # same kernel code, executed program by program in NumPy. That is exact enough to learn
@@ -158,7 +159,7 @@ display(report)
 # | you see | what it means | what to do |
 # |---|---|---|
 # | ✗ PyTorch, Triton or a library "not installed" | this kernel's Python lacks a course package | in a terminal, in the course folder: `make lab` (it creates `.venv` and installs everything); then pick the `.venv` kernel, or start JupyterLab with `make lab` |
-# | ✗ Triton on macOS or Windows | Triton is built for Linux only | notebooks 01–03 work; for 04–07 use Linux: WSL2, a container, or a cloud machine |
+# | ✗ Triton on macOS or Windows | Triton is built for Linux only | notebooks 01–03 work; for 04–08 use Linux: WSL2, a container, or a cloud machine |
 # | ! GPU: none | kernels run in Triton's interpreter | nothing: everything runs, just slowly for kernels; timings come from recorded GPU runs |
 # | ! Memory below 8 GiB | full-size experiments may not fit | start JupyterLab with `ATTN_COURSE_SIZE=small make lab` |
 # | ✗ Kernel smoke test | the kernel ran but gave a wrong answer, or failed to run | run `make test` in a terminal; the failing test names the problem |

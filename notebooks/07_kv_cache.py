@@ -633,4 +633,5 @@ display(budget.widget)
 #
 # The quadratic wall was never one wall: compute in prefill, memory traffic in decode.
 # **Next:** try the exercises in [`exercises/07_kv_cache.ipynb`](../exercises/07_kv_cache.ipynb),
-# and go back to the [course map](00_start_here.ipynb) for anything you skipped.
+# then [08 · Serving at long context](08_serving.ipynb), where many users share one GPU and
+# its cache.
