@@ -94,6 +94,8 @@ class RunTime:
     ram:     free RAM the full size needs, as the guide's table shows it
     small_s: the whole notebook with ``ATTN_COURSE_SIZE=small``, seconds (None: not timed)
     cells_s: the cells that carry a "# Run time:" comment, in order, seconds
+    date:    when it was measured, if not on the course's common date
+             (``attn_course.runtimes.MEASURED_DATE``)
     """
 
     idle_s: float
@@ -101,6 +103,7 @@ class RunTime:
     ram: str
     small_s: float | None
     cells_s: tuple[float, ...] = ()
+    date: str = ""
 
 
 @dataclass(frozen=True)
@@ -254,7 +257,7 @@ LESSONS: tuple[Lesson, ...] = (
         screens=("ui.serving",),
         checks="attn_course.checks.serving",
         kernel="kernels.splitk",
-        run_time=RunTime(60, "", "< 0.5 GB", 20, ()),
+        run_time=RunTime(48, "", "< 0.5 GB", 16, date="2026-12-02"),
     ),
 )  # fmt: skip
 

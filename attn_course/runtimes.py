@@ -72,7 +72,7 @@ def header_run_time(stem: str) -> str:
     runs = f", {rt.runs}" if rt.runs else ""
     return (
         f"CPU {_cpu_range(rt.idle_s)}: ≈ {format_duration(rt.idle_s)} on a quiet 2-core "
-        f"machine ({MEASURED_DATE}{runs}), up to {SHARED_SLOWDOWN}× as long when other "
+        f"machine ({rt.date or MEASURED_DATE}{runs}), up to {SHARED_SLOWDOWN}× as long when other "
         "programs share its cores."
     )
 
@@ -96,9 +96,10 @@ def cell_run_time(stem: str, index: int = 0) -> str:
     if not 0 <= index < len(cells):
         raise ValueError(f"{stem} has {len(cells)} timed cells, got index {index}")
     seconds = cells[index]
+    date = _get(stem).date or MEASURED_DATE
     return (
         f"# Run time at full size: ≈ {format_duration(seconds)} on a quiet 2-core CPU, up to "
-        f"{format_duration(SHARED_SLOWDOWN * seconds)} on a busy one ({MEASURED_DATE}); "
+        f"{format_duration(SHARED_SLOWDOWN * seconds)} on a busy one ({date}); "
         "GPU: not measured."
     )
 

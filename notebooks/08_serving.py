@@ -34,14 +34,14 @@
 # **Prerequisites:** notebooks 02 (FLOPs, bytes, rooflines), 03 (the online softmax), 04
 # (Triton kernels) and 07 (the KV cache, the paged cache). No GPU needed.
 #
-# **Run time at full size:** CPU 1–4 min: ≈ 60 s on a quiet 2-core machine (2026-12-02), up
-# to 4× as long when other programs share its cores. Needs under 0.5 GB of RAM. GPU: not
+# **Run time at full size:** CPU 50 s–3 min: ≈ 50 s on a quiet 2-core machine (2026-12-02),
+# up to 4× as long when other programs share its cores. Needs under 0.5 GB of RAM. GPU: not
 # measured yet (no GPU run has been recorded for this course).
 #
 # **Size knob.** The run time depends on the number of cores, on what else the machine is
 # doing, and on the size knob `ATTN_COURSE_SIZE`: with `small` (start the course with
 # `ATTN_COURSE_SIZE=small make lab`, or run `%env ATTN_COURSE_SIZE=small` before the first
-# code cell) every cell runs on tiny inputs, in about 20 s; the text describes the full
+# code cell) every cell runs on tiny inputs, in about 16 s; the text describes the full
 # size.
 #
 # The exercises for this notebook are in [`exercises/08_serving.ipynb`](../exercises/08_serving.ipynb).
@@ -89,14 +89,15 @@ for prompt in (4096, 32768, 131072):
         fits = "fits" if est.fits else "does NOT fit"
         print(f"prompt {prompt:>7,}, batch {batch:>2}: TTFT {format_seconds(est.ttft_s):>9}, "
               f"TBT {format_seconds(est.tbt_s):>9}, {est.throughput_tokens_per_s:>7,.0f} tokens/s, "
-              f"memory {format_bytes(est.memory_bytes)} ({fits} in 80 GB)")  # fmt: skip
+              f"memory {format_bytes(est.memory_bytes)} ({fits} on the GPU)")  # fmt: skip
 
 # %% [markdown]
 # Read the rows in pairs. The TTFT of a 128K-token prompt is seconds: the prefill's
-# 2·L·d·n² attention FLOPs have overtaken the 2·P·n of the weights. Sixteen requests decode
-# in barely more time per step than one, because the step is bound by reading the weights,
-# so throughput grows almost sixteenfold; until the caches, one per request, grow past the
-# weights (at 128K, 16 caches do not fit next to the weights at all). These are estimates
+# 2·L·d·n² attention FLOPs have overtaken the 2·P·n of the weights. At 4K tokens sixteen
+# requests share a step that takes well under twice as long as one request's, because the
+# step is bound by reading the weights once: throughput grows about tenfold. The caches are
+# not shared, so as they grow the step grows with them, and at 128K sixteen of them no
+# longer fit next to the weights at all. These are estimates
 # from published peak figures at 50 % MFU and 80 % of peak bandwidth (`serving_estimate`'s
 # defaults), not measurements.
 #
@@ -414,11 +415,16 @@ print(format_table([m.row() for m in measured]))
 speedup_figure(measured)
 
 # %% [markdown]
-# On this CPU the draft is not much cheaper than the target (c is large: both models are
-# tiny, and a call's fixed cost dominates), so the measured speed-up stays near or below 1
-# however often the draft is right; the formula, fed the measured α and c, says the same.
-# On a GPU, with a 1 B draft for a 70 B target, c is a few per cent, and acceptance rates of
-# 0.6–0.8 give the 2–3× speed-ups reported in the papers:
+# Read the table from the left. α is the share of draft tokens the target agrees with
+# (counted up to each pass's first mismatch); c, measured, is what a draft step costs
+# relative to a target step; v is what verifying k + 1 tokens costs relative to one target
+# step (1 in the paper's formula, more on a CPU, where the extra tokens are extra work and
+# not free bandwidth). Both models here are tiny and briefly trained, so the draft guesses
+# poorly and c is far from the few per cent of a real pair: the measured speed-up stays near
+# or below 1, and the prediction fed the measured α, c and v tracks it. On a GPU, with a
+# 1 B draft for a 70 B target, c is a few per cent, v is close to 1 (the step is
+# bandwidth-bound) and acceptance rates of 0.6–0.8 give the 2–3× speed-ups reported in the
+# papers:
 
 # %%
 for alpha in (0.6, 0.8):
@@ -439,9 +445,13 @@ mistral = {"architectures": ["MistralForCausalLM"], "hidden_size": 4096, "interm
            "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
            "vocab_size": 32000, "max_position_embeddings": 32768, "hidden_act": "silu",
            "tie_word_embeddings": False, "rms_norm_eps": 1e-5}  # fmt: skip
-print(model_from_config(mistral, name="my-mistral"))
+shape = model_from_config(mistral, name="my-mistral")
+print(f"{shape.name}: {shape.layers} layers, d_model {shape.d_model}, {shape.heads} heads, "
+      f"{shape.kv_heads} KV heads, head_dim {shape.head_dim}")  # fmt: skip
 est = serving_estimate(mistral, "H200-SXM-141GB", prompt_tokens=16384, output_tokens=1024, batch=32)
-print(est)
+print(f"on an H200, 16K-token prompts, batch 32: TTFT {format_seconds(est.ttft_s)}, "
+      f"TBT {format_seconds(est.tbt_s)}, {est.throughput_tokens_per_s:,.0f} tokens/s, "
+      f"memory {format_bytes(est.memory_bytes)} (max batch {est.max_batch})")  # fmt: skip
 
 # %% [markdown]
 # From a shell, the same for any config file:
