@@ -24,9 +24,9 @@ import torch
 
 from attn_course.course import COURSE_ROOT, lesson_files
 from attn_course.figures import (
-    format_table,
     axis_problems,
     figure_problems,
+    format_table,
     layout_problems,
     style,
     vline,

@@ -19,8 +19,6 @@ from attn_course.kvcache import generate_cached
 from attn_course.model import GPT, GPTConfig
 from attn_course.paged import PagedKVCache, blocks_needed
 from attn_course.serving import (
-    greedy_outputs,
-    long_prompt_rows,
     MODEL_STEP_S,
     MODEL_TOKEN_S,
     Engine,
@@ -28,7 +26,9 @@ from attn_course.serving import (
     ServingReport,
     admit,
     gpt_shape,
+    greedy_outputs,
     latency_figure,
+    long_prompt_rows,
     sample_workload,
     summary_rows,
     timeline_figure,
