@@ -51,7 +51,12 @@ import torch
 
 import attn_course.kernels  # noqa: F401  (fixes the kernel mode before anything imports triton)
 from attn_course.config import course_size, pick
-from attn_course.cost import chunked_prefill_flops, format_bytes, format_seconds, prefill_chunk_flops
+from attn_course.cost import (
+    chunked_prefill_flops,
+    format_bytes,
+    format_seconds,
+    prefill_chunk_flops,
+)
 
 torch.set_num_threads(1)  # one thread, as in notebook 07: small calls, a shared machine
 print(f"size: {course_size()}, torch {torch.__version__}, {torch.get_num_threads()} CPU thread")
@@ -137,7 +142,13 @@ for name, m in (("target", target), ("draft", draft)):
 
 # %%
 from attn_course.figures import format_table
-from attn_course.serving import Engine, greedy_outputs, latency_figure, sample_workload, summary_rows
+from attn_course.serving import (
+    Engine,
+    greedy_outputs,
+    latency_figure,
+    sample_workload,
+    summary_rows,
+)
 
 requests = sample_workload(pick(full=40, small=10), vocab=tok.vocab, rate_per_s=400.0,
                            output_range=(4, 64), seed=0)  # fmt: skip
@@ -154,13 +165,14 @@ latency_figure(reports)
 # should hold). One request at a time has the best time between tokens — nobody shares its
 # steps — and by far the worst time to first token: requests queue behind whole answers.
 # Static batching shares the steps, so throughput rises, but a request that arrives while a
-# batch runs waits for the batch's longest answer. Continuous batching admits it at the
-# next step: its TTFT drops to about one prefill, throughput is the highest of the three,
-# and TBT pays a little for the company. On a GPU the trade is starker: a decode step for 8
-# requests costs about what it costs for one (section 1), so continuous batching multiplies
-# throughput almost for free. On this CPU a step's cost grows with the batch, so the gain
-# is smaller; the scheduling effects (queueing, seats held by finished requests) are the
-# same.
+# batch runs waits for the batch's longest answer, and finished requests keep their seats.
+# Continuous batching admits a request as soon as a seat and its blocks are free: the
+# lowest TTFT and the highest throughput of the three, with TBT paying for the company.
+# Requests arrive here faster than any of the three serves them, so every TTFT includes
+# queueing. On a GPU the trade is starker: a decode step for 8 requests costs about what it
+# costs for one (section 1), so continuous batching multiplies throughput almost for free.
+# On this CPU a step's cost grows with the batch, so the gain is smaller; the scheduling
+# effects (queueing, seats held by finished requests) are the same.
 
 # %% [markdown]
 # ## 3 · Chunked prefill: a long prompt stalls everyone
@@ -398,7 +410,12 @@ for splits in sorted({1, 2, 4, max_blocks} & set(range(1, max_blocks + 1))):
 
 # %%
 from attn_course.kvcache import generate_cached
-from attn_course.speculative import expected_speedup, measure_speculative, speculative_generate, speedup_figure
+from attn_course.speculative import (
+    expected_speedup,
+    measure_speculative,
+    speculative_generate,
+    speedup_figure,
+)
 
 prompt = tok.encode("Beautiful is better than ")[None]
 new = pick(full=64, small=16)
