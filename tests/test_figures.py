@@ -353,6 +353,14 @@ def _serving() -> list[go.Figure]:
     return [latency_figure(reports), timeline_figure(reports["continuous"])]
 
 
+def _chunked_prefill() -> list[go.Figure]:
+    from attn_course.serving_cost import chunked_prefill_figure
+
+    return [chunked_prefill_figure("Llama-3-8B", "H100-SXM5-80GB", prompt_tokens=32768,
+                                   running=16, running_context=8192,
+                                   chunk_sizes=[256, 1024, 4096, 16384, 32768])]  # fmt: skip
+
+
 def _busy_sms() -> list[go.Figure]:
     from attn_course.splitk import busy_sm_figure
 
@@ -388,6 +396,7 @@ BUILDERS: dict[str, Callable[[], list[go.Figure]]] = {
     "offload_figure": _offload,
     "latency_figure": _serving,
     "busy_sm_figure": _busy_sms,
+    "chunked_prefill_figure": _chunked_prefill,
     "timeline_figure": _serving,
 }
 
