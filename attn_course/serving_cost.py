@@ -328,6 +328,7 @@ def serving_estimate(
 
 
 # --- figures ----------------------------------------------------------------------------
+# Same roofline keyword arguments as serving_estimate on purpose: the notebook passes one set.
 
 
 def chunked_prefill_figure(
