@@ -291,7 +291,13 @@ for name, report in prefix.items():
 # The link presets, with their sources:
 
 # %%
-from attn_course.offload import LINKS, break_even_context, offload_cost, offload_figure
+from attn_course.offload import (
+    LINKS,
+    break_even_context,
+    break_even_inputs,
+    offload_cost,
+    offload_figure,
+)
 
 for link in LINKS.values():
     print(f"{link.name:>13}: {link.bytes_per_s / 1e9:6.1f} GB/s one way  ({link.source})")
@@ -299,12 +305,17 @@ for model in ("GPT-2-small", "Llama-2-7B", "Llama-3-8B"):
     for link in LINKS:
         n = break_even_context(model, "H100-SXM5-80GB", link, mfu=0.5)
         print(f"{model:>12} on H100 over {link:>13}: swapping wins from {n:>7,} tokens")
+per = break_even_inputs("Llama-3-8B", "H100-SXM5-80GB", "PCIe-5.0-x16", mfu=0.5)
+print(f"Llama-3-8B, per token: recompute the weights {per['weight_flops_per_token'] / 1e9:.1f} GFLOP = "
+      f"{format_seconds(per['weight_flops_per_token'] / per['flops_per_s'])} on an H100 at MFU 0.5; "
+      f"copy {format_bytes(per['bytes_per_token'])} over PCIe 5.0 = "
+      f"{format_seconds(per['bytes_per_token'] / per['link_bytes_per_s'])}")  # fmt: skip
 offload_figure("Llama-3-8B", "H100-SXM5-80GB", list(LINKS), [2**k for k in range(8, 18)])
 
 # %% [markdown]
-# For a 7–8 B model the answer is "swap, always": per token, recomputing costs the weights'
-# ≈ 14 GFLOP, about 28 µs on an H100 at half its peak, while PCIe 5.0 moves Llama-3-8B's
-# 128 KiB per token in about 2 µs. Recomputing wins only for small models with large caches
+# For a 7–8 B model the answer is "swap, always": per token, recomputing the weights alone
+# takes an order of magnitude longer than PCIe 5.0 needs to move the token's cache (the last
+# line above). Recomputing wins only for small models with large caches
 # per parameter (GPT-2 small up to thousands of tokens). vLLM nevertheless recomputes by
 # default: PCIe transfers of many small blocks reach a fraction of the link's bandwidth,
 # and a swapped request holds host memory. The engine has both paths. With a pool too small
